@@ -1,0 +1,201 @@
+"""Settings: one frozen object, parsed once from the environment.
+
+This is the only module that reads ``os.environ``; everything else receives a
+:class:`Settings`. Parsing reports every problem at once, each naming the
+variable, its value and what is allowed, so an operator fixes a manifest in one
+pass rather than one crash-loop per typo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, cast, get_args
+from urllib.parse import urlsplit
+
+from sidecar.exceptions import ConfigError
+
+__all__ = ["Settings", "LogLevel", "PREFIX"]
+
+PREFIX = "SIDECAR_"
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+T = TypeVar("T")
+
+
+class _Invalid(ValueError):
+    """A value that does not parse; the message says what is allowed."""
+
+
+def _parse_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise _Invalid(f"expected an integer from {low} to {high}") from None
+        if not low <= value <= high:
+            raise _Invalid(f"expected an integer from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _parse_float(low: float, high: float = math.inf, *, low_open: bool = False) -> Callable[[str], float]:
+    bound = f"greater than {low:g}" if low_open else f"at least {low:g}"
+    allowed = f"expected a number {bound}" + ("" if high == math.inf else f" and at most {high:g}")
+
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise _Invalid(allowed) from None
+        if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
+            raise _Invalid(allowed)
+        return value
+
+    return parse
+
+
+def _parse_choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise _Invalid("expected one of " + ", ".join(choices))
+        return value
+
+    return parse
+
+
+def _parse_http_url(raw: str) -> str:
+    value = raw.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _Invalid("expected an http:// or https:// URL with a host, e.g. http://127.0.0.1:8080")
+    if parts.query or parts.fragment:
+        raise _Invalid("expected a URL without query string or fragment")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port out of range
+    except ValueError:
+        raise _Invalid("expected a URL whose port is from 1 to 65535") from None
+    # The request path is appended to this base, so a trailing slash would double it.
+    return value.rstrip("/")
+
+
+def _parse_path(raw: str) -> str:
+    value = raw.strip()
+    if not value.startswith("/"):
+        raise _Invalid("expected a path starting with '/', e.g. /v2/health/ready")
+    return value
+
+
+def _parse_text(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise _Invalid("expected a non-empty string")
+    return value
+
+
+def _parse_label_value(raw: str) -> str:
+    value = raw.strip()
+    if not value or len(value) > 128 or not all(c.isalnum() or c in "-_.:" for c in value):
+        raise _Invalid("expected 1 to 128 characters from letters, digits and '-_.:'")
+    return value
+
+
+@dataclass(frozen=True)
+class _Field:
+    parse: Callable[[str], Any]
+    secret: bool = False
+    required: bool = False
+
+
+def _env(parse: Callable[[str], T], default: T, *, secret: bool = False) -> T:
+    # The dataclass default is the real default; the parser is kept in metadata
+    # so adding a setting is one line in one place.
+    return dataclasses.field(default=default, metadata={"field": _Field(parse, secret=secret)})
+
+
+def _required(parse: Callable[[str], T]) -> T:
+    return dataclasses.field(metadata={"field": _Field(parse, required=True)})  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The sidecar's whole configuration.
+
+    Each field ``name`` is read from ``SIDECAR_<NAME>``.
+
+    Usage::
+
+        settings = Settings.from_env({"SIDECAR_UPSTREAM_URL": "http://127.0.0.1:8080"})
+        settings.listen_port  # 8000
+    """
+
+    upstream_url: str = _required(_parse_http_url)
+    listen_host: str = _env(_parse_text, "0.0.0.0")
+    listen_port: int = _env(_parse_int(0, 65535), 8000)
+    admin_host: str = _env(_parse_text, "0.0.0.0")
+    admin_port: int = _env(_parse_int(0, 65535), 9100)
+    model_name: str = _env(_parse_label_value, "model")
+    upstream_timeout_seconds: float = _env(_parse_float(0.0, low_open=True), 30.0)
+    upstream_connect_timeout_seconds: float = _env(_parse_float(0.0, low_open=True), 5.0)
+    upstream_max_connections: int = _env(_parse_int(1, 100_000), 256)
+    upstream_health_path: str = _env(_parse_path, "/")
+    ready_cache_seconds: float = _env(_parse_float(0.0), 2.0)
+    shutdown_timeout_seconds: float = _env(_parse_float(0.0), 30.0)
+    admin_token: str | None = _env(_parse_text, None, secret=True)
+    log_level: LogLevel = _env(cast("Callable[[str], LogLevel]", _parse_choice(get_args(LogLevel))), "info")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Parse settings from ``environ`` (``os.environ`` when omitted).
+
+        Raises :class:`ConfigError` listing every invalid or missing variable.
+        Empty values count as unset, as in most container runtimes' templating.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for f in dataclasses.fields(cls):
+            spec: _Field = f.metadata["field"]
+            var = PREFIX + f.name.upper()
+            raw = env.get(var, "")
+            if raw.strip() == "":
+                if spec.required:
+                    problems.append(f"{var} is required but not set")
+                continue
+            try:
+                values[f.name] = spec.parse(raw)
+            except _Invalid as exc:
+                shown = "***" if spec.secret else raw
+                problems.append(f"{var}={shown!r} is not valid: {exc}")
+        if problems:
+            raise ConfigError(problems)
+        return cls(**values)
+
+    @classmethod
+    def unknown_variables(cls, environ: Mapping[str, str] | None = None) -> list[str]:
+        """``SIDECAR_*`` variables that name no setting, most likely typos.
+
+        These are warnings, not errors: Kubernetes injects ``<SERVICE>_PORT``
+        style variables, so a Service named ``sidecar`` would otherwise stop
+        every pod from starting.
+        """
+        env = os.environ if environ is None else environ
+        known = {PREFIX + f.name.upper() for f in dataclasses.fields(cls)}
+        return sorted(var for var in env if var.startswith(PREFIX) and var not in known)
+
+    def describe(self) -> dict[str, str]:
+        """The effective configuration by variable name, secrets masked."""
+        out: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is not None and f.metadata["field"].secret:
+                out[PREFIX + f.name.upper()] = "***"
+            else:
+                out[PREFIX + f.name.upper()] = "" if value is None else str(value)
+        return out

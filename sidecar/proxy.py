@@ -1,0 +1,209 @@
+"""The proxy app: a pure-ASGI reverse proxy in front of the model server.
+
+This file is the whole request path. Per request it does only O(1) work:
+rewrite headers, forward the request, stream the response back byte for
+byte, time it and count it. It imports settings, metrics and the upstream
+client, nothing that computes statistics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from time import perf_counter
+from typing import Any
+
+import orjson
+
+from sidecar.exceptions import UpstreamError
+from sidecar.headers import client_headers, upstream_headers
+from sidecar.metrics import ProxyMetrics, RouteMetrics
+from sidecar.upstream import Body, UpstreamClient
+
+__all__ = ["ProxyApp", "CLIENT_CLOSED_REQUEST"]
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Any  # Callable[[], Awaitable[Message]]; kept loose to accept any ASGI server's callable
+Send = Any
+
+# nginx's code for "the client closed the connection before the response".
+CLIENT_CLOSED_REQUEST = 499
+# Bodies up to this size are read whole and sent in one ASGI message: one
+# write instead of two for the typical small prediction response.
+_WHOLE_BODY_LIMIT = 64 * 1024
+
+
+class _ClientDisconnected(Exception):
+    pass
+
+
+class _Exchange:
+    """Per-request state shared with the disconnect watcher."""
+
+    __slots__ = ("task", "finished", "disconnected", "request_size")
+
+    def __init__(self, task: asyncio.Task[Any] | None) -> None:
+        self.task = task
+        self.finished = False
+        self.disconnected = False
+        self.request_size = 0
+
+    def watch(self, receive: Receive) -> None:
+        """Cancel the request's task if the client goes away before the response is done.
+
+        The ASGI server answers a pending ``receive()`` with ``http.disconnect``
+        when the connection drops, and also once the response is complete; the
+        ``finished`` flag tells the two apart.
+        """
+        watcher = asyncio.ensure_future(receive())
+        watcher.add_done_callback(self._on_message)
+
+    def _on_message(self, watcher: asyncio.Future[Message]) -> None:
+        if self.finished or watcher.cancelled() or self.task is None:
+            return
+        self.disconnected = True
+        self.task.cancel()
+
+
+class ProxyApp:
+    """Forward every HTTP request to the upstream and stream the answer back.
+
+    Usage::
+
+        app = ProxyApp(client, metrics, variant="primary")
+        uvicorn.Config(app, ws="none", lifespan="off", server_header=False, date_header=False)
+    """
+
+    def __init__(self, client: UpstreamClient, metrics: ProxyMetrics, *, variant: str) -> None:
+        self.client = client
+        self.metrics = metrics
+        self.route: RouteMetrics = metrics.routes[variant]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            # The proxy server runs with lifespan off and websockets disabled,
+            # so only HTTP reaches here; anything else is not ours to answer.
+            return
+        start = perf_counter()
+        metrics = self.metrics
+        metrics.in_flight += 1
+        metrics.touch()
+        exchange = _Exchange(asyncio.current_task())
+        status = CLIENT_CLOSED_REQUEST
+        response_size = 0
+        upstream_time: float | None = None
+        started = False
+        headers, request_id, _ = upstream_headers(scope["headers"], scope.get("client"), scope["scheme"])
+        try:
+            target = scope["raw_path"].decode("latin-1")
+            if scope["query_string"]:
+                target += "?" + scope["query_string"].decode("latin-1")
+            body = await self._request_body(receive, exchange)
+            sent_at = perf_counter()
+            try:
+                async with self.client.request(scope["method"], target, headers, body) as response:
+                    status = response.status
+                    started = True
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": status,
+                            "headers": client_headers(response.raw_headers, request_id),
+                        }
+                    )
+                    length = response.content_length
+                    if length is not None and length <= _WHOLE_BODY_LIMIT:
+                        data = await response.read()
+                        upstream_time = perf_counter() - sent_at
+                        response_size = len(data)
+                        exchange.finished = True
+                        await send({"type": "http.response.body", "body": data})
+                    else:
+                        async for chunk in response.iter_chunks():
+                            response_size += len(chunk)
+                            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        upstream_time = perf_counter() - sent_at
+                        exchange.finished = True
+                        await send({"type": "http.response.body", "body": b""})
+            except UpstreamError as exc:
+                if exchange.disconnected:
+                    # The client left mid-body; the upstream saw an aborted
+                    # request, which is the client's doing, not a proxy error.
+                    raise _ClientDisconnected from exc
+                metrics.errors[exc.reason] += 1
+                if started:
+                    # Headers are already out: all that is left is to cut the
+                    # connection, so the client sees a truncated response
+                    # rather than a complete-looking wrong one.
+                    raise
+                status = exc.status_code
+                exchange.finished = True
+                await _send_error(send, status, exc, request_id)
+        except asyncio.CancelledError:
+            if not exchange.disconnected:
+                raise
+            # Our own watcher cancelled the upstream call because the client
+            # left; that is a normal end of the request, not a server error.
+            status = CLIENT_CLOSED_REQUEST
+            if exchange.task is not None:
+                exchange.task.uncancel()
+        except _ClientDisconnected:
+            status = CLIENT_CLOSED_REQUEST
+        finally:
+            exchange.finished = True
+            metrics.in_flight -= 1
+            route = self.route
+            route.count(status)
+            route.duration.observe(perf_counter() - start)
+            if upstream_time is not None:
+                route.upstream_duration.observe(upstream_time)
+            metrics.request_size.observe(exchange.request_size)
+            metrics.response_size.observe(response_size)
+
+    async def _request_body(self, receive: Receive, exchange: _Exchange) -> Body:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientDisconnected
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            exchange.request_size = len(body)
+            exchange.watch(receive)
+            return body
+        return self._stream_body(body, receive, exchange)
+
+    async def _stream_body(self, first: bytes, receive: Receive, exchange: _Exchange) -> AsyncIterator[bytes]:
+        # Chunks go upstream as they come, so a 100 MB body is never held whole;
+        # the ASGI server pauses reading from the client while we are behind.
+        exchange.request_size = len(first)
+        if first:
+            yield first
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                # Abort the upstream request: it must not see a truncated body as complete.
+                exchange.disconnected = True
+                raise _ClientDisconnected
+            chunk: bytes = message.get("body", b"")
+            exchange.request_size += len(chunk)
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                break
+        exchange.watch(receive)
+
+
+async def _send_error(send: Send, status: int, exc: UpstreamError, request_id: str) -> None:
+    body = orjson.dumps({"error": f"upstream {exc.reason} error: {exc}", "request_id": request_id})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id.encode("latin-1")),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,182 @@
+"""Run the proxy and admin apps in one process and one event loop.
+
+One process with one loop is the unit of scale: run more replicas, not more
+workers, so that every replica exports its own whole view to Prometheus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator
+from types import TracebackType
+
+import uvicorn
+
+from sidecar.admin import create_admin_app
+from sidecar.config import Settings
+from sidecar.exceptions import SidecarError
+from sidecar.health import Readiness
+from sidecar.metrics import ProxyMetrics, create_registry
+from sidecar.proxy import ProxyApp
+from sidecar.upstream import UpstreamClient
+
+__all__ = ["Sidecar", "PRIMARY"]
+
+logger = logging.getLogger("sidecar")
+
+PRIMARY = "primary"
+# Longer than the idle timeout of common load balancers and ingresses (60 s),
+# so the sidecar is never the side that closes a pooled connection just as
+# the other side reuses it, which the client would see as a 502.
+_KEEP_ALIVE_SECONDS = 75
+_READY_PROBE_TIMEOUT = 2.0
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to :class:`Sidecar`.
+
+    Two servers share the loop, and uvicorn's own handlers would both claim
+    SIGTERM, then re-raise it at exit, which ends the process with -15
+    instead of 0.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(host: str, port: int, variable: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SidecarError(f"{variable}: cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def _http_implementation() -> str:
+    # httptools parses in C; h11 is the pure-Python fallback where it is missing.
+    try:
+        import httptools  # noqa: F401
+    except ImportError:  # pragma: no cover - uvicorn[standard] brings it
+        return "h11"
+    return "httptools"
+
+
+class Sidecar:
+    """The running sidecar: upstream client, both apps and their servers.
+
+    Usage::
+
+        async with Sidecar(settings) as sidecar:
+            print(sidecar.proxy_port, sidecar.admin_port)
+            await sidecar.wait_stopped()  # until request_shutdown()
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = create_registry()
+        self.metrics = ProxyMetrics(settings.model_name, (PRIMARY,))
+        self.registry.register(self.metrics)
+        self.client = UpstreamClient(
+            settings.upstream_url,
+            timeout=settings.upstream_timeout_seconds,
+            connect_timeout=settings.upstream_connect_timeout_seconds,
+            max_connections=settings.upstream_max_connections,
+        )
+        self.readiness = Readiness(
+            self.client,
+            settings.upstream_health_path,
+            cache_seconds=settings.ready_cache_seconds,
+            timeout=min(settings.upstream_timeout_seconds, _READY_PROBE_TIMEOUT),
+        )
+        http = _http_implementation()
+        common = {"http": http, "ws": "none", "lifespan": "off", "log_config": None, "access_log": False}
+        self._proxy = _Server(
+            uvicorn.Config(
+                ProxyApp(self.client, self.metrics, variant=PRIMARY),
+                # The upstream's own Date and Server headers pass through unchanged.
+                server_header=False,
+                date_header=False,
+                timeout_keep_alive=_KEEP_ALIVE_SECONDS,
+                # Typed int, but uvicorn hands it to asyncio.wait_for, which takes float seconds.
+                timeout_graceful_shutdown=settings.shutdown_timeout_seconds,  # type: ignore[arg-type]
+                **common,  # type: ignore[arg-type]
+            )
+        )
+        self._admin = _Server(
+            uvicorn.Config(create_admin_app(self.registry, self.readiness), server_header=False, **common)  # type: ignore[arg-type]
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self.proxy_port = 0
+        self.admin_port = 0
+
+    async def start(self) -> None:
+        """Bind both ports, open the upstream pool and start serving."""
+        s = self.settings
+        proxy_sock = _bind(s.listen_host, s.listen_port, "SIDECAR_LISTEN_HOST/SIDECAR_LISTEN_PORT")
+        try:
+            admin_sock = _bind(s.admin_host, s.admin_port, "SIDECAR_ADMIN_HOST/SIDECAR_ADMIN_PORT")
+        except SidecarError:
+            proxy_sock.close()
+            raise
+        self.proxy_port = proxy_sock.getsockname()[1]
+        self.admin_port = admin_sock.getsockname()[1]
+        await self.client.open()
+        self._tasks = [
+            asyncio.create_task(self._proxy.serve(sockets=[proxy_sock]), name="proxy-server"),
+            asyncio.create_task(self._admin.serve(sockets=[admin_sock]), name="admin-server"),
+        ]
+        while not (self._proxy.started and self._admin.started):
+            if any(t.done() for t in self._tasks):
+                await self._abort()
+                raise SidecarError("a server failed to start; see the log above")
+            await asyncio.sleep(0.005)
+        logger.info(
+            "ml-sidecar proxying http://%s:%d -> %s; admin on http://%s:%d",
+            s.listen_host, self.proxy_port, s.upstream_url, s.admin_host, self.admin_port,
+        )  # fmt: skip
+
+    def request_shutdown(self) -> None:
+        """Begin a graceful stop: refuse readiness, stop accepting, drain in-flight requests."""
+        if not self._proxy.should_exit:
+            logger.info(
+                "shutting down: draining in-flight requests (up to %gs)", self.settings.shutdown_timeout_seconds
+            )
+        self.readiness.shutting_down = True
+        self._proxy.should_exit = True
+
+    async def wait_stopped(self) -> None:
+        """Wait for the proxy to drain, then stop the admin app and close the pool."""
+        proxy_task, admin_task = self._tasks
+        await asyncio.wait([proxy_task, admin_task], return_when=asyncio.FIRST_COMPLETED)
+        # The admin port outlives the drain, so /metrics and /readyz (503,
+        # "shutting down") stay answerable until the proxy is done.
+        self._proxy.should_exit = True
+        await proxy_task
+        self._admin.should_exit = True
+        await admin_task
+        await self.client.close()
+
+    async def _abort(self) -> None:
+        self._proxy.should_exit = self._admin.should_exit = True
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.client.close()
+
+    async def __aenter__(self) -> Sidecar:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.request_shutdown()
+        await self.wait_stopped()
