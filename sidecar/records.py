@@ -1,0 +1,113 @@
+"""The plain data that flows from the proxy to the monitors.
+
+``Exchange`` is what the request path hands off (raw bytes, no parsing);
+``Row`` is what a protocol adapter finds in it; ``PredictionRecord`` is the
+weighted record every monitor and sink consumes. None of them imports a web
+framework, so statistics code can build them in tests directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["Exchange", "Row", "Parsed", "PredictionRecord", "rfc3339"]
+
+Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One proxied request/response pair, as captured on the request path.
+
+    Header names are lower-case bytes. Bodies are as they crossed the wire
+    (possibly gzip-encoded); decoding happens in the background.
+    """
+
+    request_id: str
+    timestamp: float  # Unix seconds when the request arrived
+    method: str
+    path: str
+    request_headers: Headers
+    request_body: bytes
+    status_code: int
+    response_headers: Headers
+    response_body: bytes
+    latency_seconds: float
+    variant: str
+    strategy: str  # the sampling strategy that kept it
+    probability: float  # the probability it was kept with, in (0, 1]
+
+    def header(self, name: bytes, *, response: bool = False) -> bytes | None:
+        """First value of a header by lower-case name, or None."""
+        for key, value in self.response_headers if response else self.request_headers:
+            if key == name:
+                return value
+        return None
+
+
+@dataclass(slots=True)
+class Row:
+    """One row of a batch as a protocol adapter reads it."""
+
+    features: dict[str, Any]
+    prediction: Any = None  # a class label, a number, or None when the response had none
+    confidence: float | None = None  # the top probability, when the model gave probabilities
+    scores: list[float] | None = None  # the probability vector or raw scores, when given
+
+
+@dataclass(slots=True)
+class Parsed:
+    """What an adapter extracted from one exchange."""
+
+    rows: list[Row]
+    model_version: str | None = None
+    request_id: str | None = None  # e.g. Open Inference Protocol's "id"
+
+
+@dataclass(slots=True)
+class PredictionRecord:
+    """A weighted prediction record: one row of one captured exchange."""
+
+    timestamp: float
+    request_id: str
+    row: int
+    model_name: str
+    model_version: str | None
+    variant: str
+    features: dict[str, Any]
+    prediction: Any
+    confidence: float | None
+    scores: list[float] | None
+    latency_ms: float
+    status_code: int
+    strategy: str
+    probability: float
+
+    @property
+    def weight(self) -> float:
+        """Horvitz-Thompson weight 1/p: how many requests this record stands for."""
+        return 1.0 / self.probability
+
+    def to_log(self) -> dict[str, Any]:
+        """The prediction log line (one JSON object per row)."""
+        return {
+            "timestamp": rfc3339(self.timestamp),
+            "request_id": self.request_id,
+            "row": self.row,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "variant": self.variant,
+            "features": self.features,
+            "prediction": self.prediction,
+            "confidence": self.confidence,
+            "latency_ms": self.latency_ms,
+            "status_code": self.status_code,
+            "sampling": {"strategy": self.strategy, "probability": self.probability},
+        }
+
+
+def rfc3339(timestamp: float) -> str:
+    """RFC 3339 UTC with millisecond precision, e.g. ``2026-11-26T08:10:38.123Z``."""
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
