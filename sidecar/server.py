@@ -99,7 +99,16 @@ class Sidecar:
             timeout=min(settings.upstream_timeout_seconds, _READY_PROBE_TIMEOUT),
         )
         http = _http_implementation()
-        common = {"http": http, "ws": "none", "lifespan": "off", "log_config": None, "access_log": False}
+        common = {
+            "http": http,
+            "ws": "none",
+            "lifespan": "off",
+            "log_config": None,
+            "access_log": False,
+            # X-Forwarded-* is forwarded to the model as the client sent it, with
+            # the peer appended; uvicorn must not rewrite the peer address first.
+            "proxy_headers": False,
+        }
         self._proxy = _Server(
             uvicorn.Config(
                 ProxyApp(self.client, self.metrics, variant=PRIMARY),

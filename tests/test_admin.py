@@ -1,0 +1,90 @@
+"""The admin port: /metrics (checked by the real promtool), /healthz and /readyz."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from sidecar.server import Sidecar
+from tests.http import raw_request, scrape
+from tests.servers import Upstream, run_sidecar
+
+pytestmark = pytest.mark.anyio
+
+
+async def _traffic(sidecar: Sidecar) -> None:
+    for path in ("/status/200", "/status/404", "/status/503", "/bytes?size=100000", "/chunked"):
+        await raw_request(sidecar.proxy_port, "GET", path)
+
+
+async def test_metrics_pass_promtool_check_with_no_findings(upstream: Upstream, sidecar: Sidecar) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is installed by `make test` (Debian package prometheus)"
+    await _traffic(sidecar)
+    for accept in ("", "application/openmetrics-text; version=1.0.0"):
+        response = await raw_request(sidecar.admin_port, "GET", "/metrics", headers=[("accept", accept)])
+        assert response.status == 200
+        if accept:
+            assert response.values("content-type")[0].startswith("application/openmetrics-text")
+            continue  # promtool lints the Prometheus text format
+        result = subprocess.run([promtool, "check", "metrics"], input=response.body, capture_output=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout + result.stderr == b"", "promtool reported findings"
+
+
+async def test_layer1_metrics_count_the_traffic(upstream: Upstream, sidecar: Sidecar) -> None:
+    await _traffic(sidecar)
+    m = await scrape(sidecar.admin_port)
+    labels = 'model="model",variant="primary"'
+    assert m[f'mlsidecar_requests_total{{code="200",{labels}}}'] == 3
+    assert m[f'mlsidecar_requests_total{{code="404",{labels}}}'] == 1
+    assert m[f'mlsidecar_requests_total{{code="503",{labels}}}'] == 1
+    assert m[f"mlsidecar_request_duration_seconds_count{{{labels}}}"] == 5
+    assert m[f"mlsidecar_upstream_duration_seconds_count{{{labels}}}"] == 5
+    assert m["mlsidecar_requests_in_flight{}"] == 0
+    assert m["mlsidecar_response_size_bytes_count{}"] == 5
+    assert m["mlsidecar_response_size_bytes_sum{}"] >= 100000
+    assert m['mlsidecar_last_request_timestamp_seconds{model="model"}'] > 1.7e9
+    for reason in ("connect", "timeout", "protocol"):
+        assert m[f'mlsidecar_proxy_errors_total{{model="model",reason="{reason}"}}'] == 0
+    assert m["process_cpu_seconds_total{}"] > 0
+
+
+async def test_healthz(sidecar: Sidecar) -> None:
+    response = await raw_request(sidecar.admin_port, "GET", "/healthz")
+    assert (response.status, response.body) == (200, b'{"status":"ok"}')
+
+
+async def test_readyz_follows_the_upstream_health_path(upstream: Upstream) -> None:
+    env = {"SIDECAR_UPSTREAM_HEALTH_PATH": "/status/200", "SIDECAR_READY_CACHE_SECONDS": "0"}
+    async with run_sidecar(upstream.url, env) as sidecar:
+        assert (await raw_request(sidecar.admin_port, "GET", "/readyz")).status == 200
+    env["SIDECAR_UPSTREAM_HEALTH_PATH"] = "/status/503"
+    async with run_sidecar(upstream.url, env) as sidecar:
+        response = await raw_request(sidecar.admin_port, "GET", "/readyz")
+        assert response.status == 503
+        assert b"upstream GET /status/503 returned 503" in response.body
+
+
+async def test_readyz_caches_the_upstream_probe(upstream: Upstream) -> None:
+    env = {"SIDECAR_UPSTREAM_HEALTH_PATH": "/status/200", "SIDECAR_READY_CACHE_SECONDS": "60"}
+    async with run_sidecar(upstream.url, env) as sidecar:
+        for _ in range(5):
+            assert (await raw_request(sidecar.admin_port, "GET", "/readyz")).status == 200
+    assert sum(1 for s in upstream.seen if s.path == "/status/200") == 1
+
+
+async def test_readyz_reports_an_unreachable_upstream() -> None:
+    async with run_sidecar("http://127.0.0.1:9", {"SIDECAR_READY_CACHE_SECONDS": "0"}) as sidecar:
+        response = await raw_request(sidecar.admin_port, "GET", "/readyz")
+    assert response.status == 503
+    assert b"upstream GET / failed (connect)" in response.body
+
+
+async def test_admin_paths_are_not_proxied(upstream: Upstream, sidecar: Sidecar) -> None:
+    # The proxy port belongs to the model: its /metrics is the model's.
+    response = await raw_request(sidecar.proxy_port, "GET", "/metrics")
+    assert response.status == 404
+    assert upstream.seen[-1].path == "/metrics"
