@@ -1,0 +1,255 @@
+"""A small real model for the demo: logistic regression on synthetic credit-risk data, served over KServe V1.
+
+The model is fitted at start-up, in plain numpy, on data drawn from a seeded
+generator, so the demo needs no download and gives the same model every run.
+
+Endpoints::
+
+    GET  /v1/models/credit-risk          {"name": "credit-risk", "ready": true, "features": [...], "classes": [...]}
+    POST /v1/models/credit-risk:predict  {"instances": [[48.5, 0.31, 40, 4, 0], {"income": 48.5, ...}]}
+                                         -> {"predictions": [[0.61, 0.39], [0.61, 0.39]]}
+    GET  /v2/health/ready                {"ready": true}
+
+An instance is a list of values in ``FEATURES`` order or an object keyed by
+feature name. Each prediction is the probability vector over ``CLASSES``
+(``["repaid", "default"]``) rather than the class, so a monitor can read the
+model's confidence from it. Malformed input gets a 400 ``{"error": message}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+import orjson
+import uvicorn
+from numpy.typing import NDArray
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ExceptionHandler
+
+__all__ = [
+    "CLASSES",
+    "FEATURES",
+    "INCOME_MEAN",
+    "INCOME_STD",
+    "MODEL_NAME",
+    "READY_PATH",
+    "LogisticRegression",
+    "FloatArray",
+    "create_app",
+    "make_dataset",
+    "sample_features",
+    "serve",
+    "train_model",
+]
+
+FloatArray = NDArray[np.float64]
+
+MODEL_NAME = "credit-risk"
+READY_PATH = "/v2/health/ready"
+FEATURES = ("income", "debt_ratio", "age", "credit_lines", "late_payments")
+CLASSES = ("repaid", "default")
+INCOME_MEAN = 55.0  # thousands a year
+INCOME_STD = 15.0
+# Bounds the work one request can ask for.
+MAX_INSTANCES = 1024
+
+
+def sample_features(rng: np.random.Generator, n: int, *, income_shift: float = 0.0) -> FloatArray:
+    """Draw ``n`` applicants, one row each, columns in ``FEATURES`` order.
+
+    ``income_shift`` moves the income mean by that many standard deviations:
+    the demo's traffic uses it to drift away from the training distribution.
+    """
+    income = np.maximum(rng.normal(INCOME_MEAN + income_shift * INCOME_STD, INCOME_STD, n), 5.0)
+    debt_ratio = rng.beta(2.0, 5.0, n)
+    age = rng.integers(21, 76, n)
+    credit_lines = rng.poisson(4.0, n)
+    late_payments = rng.poisson(0.5, n)
+    return np.column_stack([income, debt_ratio, age, credit_lines, late_payments]).astype(np.float64)
+
+
+def _sigmoid(t: FloatArray) -> FloatArray:
+    # 1 / (1 + e^-t) without overflowing e^-t for large negative t.
+    return np.exp(-np.logaddexp(0.0, -t))
+
+
+def make_dataset(rng: np.random.Generator, n: int) -> tuple[FloatArray, NDArray[np.int64]]:
+    """Applicants and whether each defaulted (1) or repaid (0); about a third default."""
+    x = sample_features(rng, n)
+    income, debt_ratio, age, credit_lines, late_payments = x.T
+    # The hidden truth the model has to learn from examples; it never sees these coefficients.
+    logit = (
+        -1.4
+        - 0.06 * (income - INCOME_MEAN)
+        + 6.0 * (debt_ratio - 0.29)
+        - 0.03 * (age - 48.0)
+        + 0.1 * (credit_lines - 4.0)
+        + 1.0 * late_payments
+    )
+    y = (rng.random(n) < _sigmoid(logit)).astype(np.int64)
+    return x, y
+
+
+@dataclass(frozen=True)
+class LogisticRegression:
+    """A fitted binary logistic regression over standardised features.
+
+    Usage::
+
+        model = train_model(seed=0)
+        model.predict_proba(sample_features(np.random.default_rng(1), 3))  # shape (3, 2), rows sum to 1
+    """
+
+    mean: FloatArray
+    scale: FloatArray
+    weights: FloatArray
+    bias: float
+
+    @classmethod
+    def fit(
+        cls, x: FloatArray, y: NDArray[np.int64], *, steps: int = 300, learning_rate: float = 0.5
+    ) -> LogisticRegression:
+        """Full-batch gradient descent on the mean log-loss."""
+        mean, scale = x.mean(axis=0), x.std(axis=0)
+        # Standardised features let one learning rate suit income (tens) and debt ratio (tenths) alike.
+        z = (x - mean) / scale
+        weights = np.zeros(x.shape[1])
+        bias = 0.0
+        for _ in range(steps):
+            error = _sigmoid(z @ weights + bias) - y
+            weights -= learning_rate * (z.T @ error) / len(y)
+            bias -= learning_rate * float(error.mean())
+        return cls(mean, scale, weights, bias)
+
+    def predict_proba(self, x: FloatArray) -> FloatArray:
+        """Probabilities of ``CLASSES`` per row: ``[P(repaid), P(default)]``."""
+        p_default = _sigmoid(((x - self.mean) / self.scale) @ self.weights + self.bias)
+        return np.column_stack([1.0 - p_default, p_default])
+
+
+def train_model(seed: int = 0, n: int = 2000) -> LogisticRegression:
+    """Fit the demo's model on ``n`` synthetic applicants drawn with ``seed``."""
+    x, y = make_dataset(np.random.default_rng(seed), n)
+    return LogisticRegression.fit(x, y)
+
+
+class _BadRequest(Exception):
+    pass
+
+
+def _row(index: int, instance: Any) -> list[float]:
+    where = f"instances[{index}]"
+    if isinstance(instance, dict):
+        missing = [name for name in FEATURES if name not in instance]
+        unknown = sorted(set(instance) - set(FEATURES))
+        if missing or unknown:
+            raise _BadRequest(f"{where}: expected the keys {', '.join(FEATURES)}; missing {missing}, unknown {unknown}")
+        values = [instance[name] for name in FEATURES]
+    elif isinstance(instance, list):
+        if len(instance) != len(FEATURES):
+            raise _BadRequest(f"{where}: expected {len(FEATURES)} values ({', '.join(FEATURES)}), got {len(instance)}")
+        values = instance
+    else:
+        raise _BadRequest(f"{where}: expected a list of values or an object keyed by feature name")
+    for name, value in zip(FEATURES, values, strict=True):
+        # bool is an int subclass, but true/false is no measurement. orjson
+        # rejects NaN and infinities, so every number here is finite.
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _BadRequest(f"{where}.{name}: expected a number, got {orjson.dumps(value).decode()}")
+    return [float(v) for v in values]
+
+
+def _parse_instances(body: bytes) -> FloatArray:
+    """The feature matrix of a KServe V1 predict request, or :class:`_BadRequest` saying what is wrong."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _BadRequest(f"request body is not valid JSON: {exc}") from None
+    instances = payload.get("instances") if isinstance(payload, dict) else None
+    if not isinstance(instances, list) or not instances:
+        raise _BadRequest('expected a JSON object {"instances": [...]} with at least one instance')
+    if len(instances) > MAX_INSTANCES:
+        raise _BadRequest(f"at most {MAX_INSTANCES} instances per request, got {len(instances)}")
+    return np.array([_row(i, instance) for i, instance in enumerate(instances)], dtype=np.float64)
+
+
+def _json(content: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
+
+
+def create_app(model: LogisticRegression) -> Starlette:
+    """The model server's ASGI app."""
+
+    def _check_name(request: Request) -> None:
+        name = request.path_params["name"]
+        if name != MODEL_NAME:
+            raise HTTPException(404, f"model {name!r} not found; this server has {MODEL_NAME!r}")
+
+    async def model_status(request: Request) -> Response:
+        _check_name(request)
+        return _json({"name": MODEL_NAME, "ready": True, "features": FEATURES, "classes": CLASSES})
+
+    async def predict(request: Request) -> Response:
+        _check_name(request)
+        try:
+            x = _parse_instances(await request.body())
+        except _BadRequest as exc:
+            return _json({"error": str(exc)}, 400)
+        return _json({"predictions": model.predict_proba(x).tolist()})
+
+    async def ready(request: Request) -> Response:
+        return _json({"ready": True})
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        # JSON errors for unknown paths and methods too, as KServe answers them.
+        return _json({"error": exc.detail}, exc.status_code)
+
+    return Starlette(
+        routes=[
+            # The predict route comes first: "{name}" would also match "credit-risk:predict".
+            Route("/v1/models/{name}:predict", predict, methods=["POST"]),
+            Route("/v1/models/{name}", model_status, methods=["GET"]),
+            Route(READY_PATH, ready, methods=["GET"]),
+        ],
+        # Starlette types handlers as taking any Exception; it calls this one only with HTTPException.
+        exception_handlers={HTTPException: cast("ExceptionHandler", http_error)},
+    )
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves SIGINT and SIGTERM to its owner.
+
+    The demo runs three servers in one loop and stops them in order; uvicorn's
+    own handlers would each claim the signals and re-raise them at exit.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """Run ``app`` under uvicorn while the block runs; yields its base URL (port 0: any free port)."""
+    server = _Server(uvicorn.Config(app, host=host, port=port, lifespan="off", log_config=None, access_log=False))
+    task = asyncio.create_task(server.serve(), name="model-server")
+    try:
+        while not server.started:
+            if task.done():
+                await task  # re-raises the start-up error, if it raised one
+                raise RuntimeError(f"the model server could not listen on {host}:{port}")
+            await asyncio.sleep(0.01)
+        bound_port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://{host}:{bound_port}"
+    finally:
+        server.should_exit = True
+        await task
