@@ -50,7 +50,11 @@ class _Server(uvicorn.Server):
 
 def _bind(host: str, port: int, variable: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only
+    # when the listener's proto says TCP. Without it, Nagle's algorithm holds
+    # the body write behind the header write until the client's delayed ACK,
+    # about 40 ms per request on a kept-alive connection.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -240,3 +240,23 @@ async def test_100mb_body_streams_without_being_held(upstream: Upstream, sidecar
     assert peak_growth_mib < 50, peak_growth_mib
     metrics = await scrape(sidecar.admin_port)
     assert metrics["mlsidecar_request_size_bytes_sum{}"] == total
+
+
+async def test_listeners_are_tcp_so_accepted_connections_get_nodelay(sidecar: Sidecar) -> None:
+    import socket
+
+    # asyncio sets TCP_NODELAY on accepted sockets only for an IPPROTO_TCP
+    # listener; without it every kept-alive response waits ~40 ms on Nagle.
+    reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.proxy_port)
+    try:
+        writer.write(b"GET /status/200 HTTP/1.1\r\nhost: x\r\n\r\n")
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")
+        connections = list(sidecar._proxy.server_state.connections)
+        assert connections
+        for protocol in connections:
+            sock = protocol.transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    finally:
+        writer.close()
+        await writer.wait_closed()
