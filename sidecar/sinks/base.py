@@ -1,0 +1,178 @@
+"""The sink contract: a batch per exchange, a bounded queue, three counts, one metric."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import orjson
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from sidecar.metrics import PREFIX
+from sidecar.records import PredictionRecord
+
+__all__ = ["LogBatch", "Sink", "LogMetrics"]
+
+logger = logging.getLogger("sidecar.sinks")
+
+
+@dataclass(frozen=True, slots=True)
+class LogBatch:
+    """The log lines of one captured exchange: one JSON object per row, without newlines.
+
+    Usage::
+
+        batch = LogBatch.from_records(records)  # the records of one exchange
+        for sink in sinks:
+            sink.offer(batch)
+    """
+
+    request_id: str
+    timestamp: float  # Unix seconds when the request arrived
+    lines: tuple[bytes, ...]
+
+    @classmethod
+    def from_records(cls, records: Sequence[PredictionRecord]) -> LogBatch:
+        """Serialise the rows of one exchange: at least one, sharing its request id and time."""
+        if not records:
+            raise ValueError("a LogBatch needs at least one record")
+        first = records[0]
+        return cls(first.request_id, first.timestamp, tuple(orjson.dumps(r.to_log()) for r in records))
+
+
+class Sink(ABC):
+    """A destination for prediction logs, behind a queue bounded in rows.
+
+    ``name`` is the ``sink`` label and is the kind (``stdout``, ``file``,
+    ``http``), so label values come from configuration alone. A batch is
+    queued whole or dropped whole. Lifecycle::
+
+        sink = FileSink("/var/log/predictions.jsonl", queue_size=10_000, max_bytes=100 << 20, backups=5)
+        await sink.start()
+        sink.offer(batch)  # from the capture worker, any number of times
+        await sink.close(deadline=asyncio.get_running_loop().time() + 5)
+
+    ``close()`` is to be called once, also after a ``start()`` that raised.
+    """
+
+    name: str
+
+    def __init__(self, *, queue_size: int) -> None:
+        self.written = 0
+        self.dropped = 0
+        self.failed = 0
+        self._capacity = queue_size
+        self._queue: deque[LogBatch] = deque()
+        self._queued = 0  # rows in _queue
+        self._ready = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._healthy = True
+
+    def counts(self) -> dict[str, int]:
+        """Rows by outcome, as ``mlsidecar_log_records_total`` reports them."""
+        return {"written": self.written, "dropped": self.dropped, "failed": self.failed}
+
+    def offer(self, batch: LogBatch) -> None:
+        """Queue a batch for delivery, or drop and count it when the queue is full or closing."""
+        rows = len(batch.lines)
+        if self._closing or self._queued + rows > self._capacity:
+            self.dropped += rows
+            return
+        self._queue.append(batch)
+        self._queued += rows
+        self._ready.set()
+
+    async def start(self) -> None:
+        """Start the background delivery task."""
+        self._task = asyncio.create_task(self._run(), name=f"log-sink-{self.name}")
+        self._task.add_done_callback(self._worker_done)
+
+    async def close(self, deadline: float) -> None:
+        """Refuse new batches, deliver queued ones until ``deadline`` (a ``loop.time()``), count the rest.
+
+        Returns at the deadline at the latest, plus the milliseconds that cancelling takes.
+        """
+        loop = asyncio.get_running_loop()
+        self._closing = True
+        self._ready.set()
+        task = self._task
+        if task is not None:
+            await asyncio.wait([task], timeout=max(0.0, deadline - loop.time()))
+            if not task.done():
+                task.cancel()
+                await asyncio.wait([task])
+        self.dropped += self._queued
+        self._queue.clear()
+        self._queued = 0
+        await self._release(deadline)
+
+    @abstractmethod
+    async def _run(self) -> None:
+        """Deliver batches until :meth:`_next` says the sink is closing and drained.
+
+        Counts every row it takes from the queue, as ``dropped`` when cancelled.
+        """
+
+    @abstractmethod
+    async def _release(self, deadline: float) -> None:
+        """Stop what outlives the worker task and close the file, thread or connections.
+
+        Counts the rows of deliveries it cancels as ``dropped``.
+        """
+
+    async def _next(self) -> bool:
+        """Wait until a batch is queued; False once closing with nothing left."""
+        while not self._queue:
+            if self._closing:
+                return False
+            self._ready.clear()
+            await self._ready.wait()
+        return True
+
+    def _take(self) -> LogBatch:
+        batch = self._queue.popleft()
+        self._queued -= len(batch.lines)
+        return batch
+
+    def _report(self, problem: str | None) -> None:
+        # Log state changes only: a dead endpoint must not log one warning per record.
+        if problem is not None and self._healthy:
+            logger.warning("log sink %s is failing (%s); its records are counted as failed", self.name, problem)
+        elif problem is None and not self._healthy:
+            logger.info("log sink %s recovered", self.name)
+        self._healthy = problem is None
+
+    def _worker_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            logger.error("log sink %s stopped on an unexpected error", self.name, exc_info=exc)
+
+
+class LogMetrics(Collector):
+    """``mlsidecar_log_records_total{sink,outcome}``, read from the sinks' counts at scrape time.
+
+    Every sink has all three outcomes from start-up, zeros included.
+
+    Usage::
+
+        registry.register(LogMetrics(sinks))
+    """
+
+    def __init__(self, sinks: Iterable[Sink]) -> None:
+        self.sinks = tuple(sinks)
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            PREFIX + "log_records_total",
+            "Prediction log records by sink and outcome: written, dropped (queue full or shutdown) or failed.",
+            labels=("sink", "outcome"),
+        )
+        for sink in self.sinks:
+            for outcome, value in sink.counts().items():
+                family.add_metric((sink.name, outcome), value)
+        yield family
