@@ -17,6 +17,10 @@ from typing import Any, Literal, TypeVar, cast, get_args
 from urllib.parse import urlsplit
 
 from sidecar.exceptions import ConfigError
+from sidecar.privacy import PII_MODES, check_pii, parse_fields
+from sidecar.protocols import PROTOCOLS, parse_pointer
+from sidecar.sampling import STRATEGIES, parse_source
+from sidecar.sinks import parse_sink_spec
 
 __all__ = ["Settings", "LogLevel", "PREFIX"]
 
@@ -92,6 +96,13 @@ def _parse_path(raw: str) -> str:
     return value
 
 
+def _parse_header_name(raw: str) -> str:
+    value = raw.strip().lower()
+    if not value or not all(c.isalnum() or c in "-_" for c in value):
+        raise _Invalid("expected an HTTP header name, e.g. x-model-version")
+    return value
+
+
 def _parse_text(raw: str) -> str:
     value = raw.strip()
     if not value:
@@ -104,6 +115,37 @@ def _parse_label_value(raw: str) -> str:
     if not value or len(value) > 128 or not all(c.isalnum() or c in "-_.:" for c in value):
         raise _Invalid("expected 1 to 128 characters from letters, digits and '-_.:'")
     return value
+
+
+def _parse_names(raw: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in raw.split(","))
+    if not all(names):
+        raise _Invalid("expected comma-separated names, e.g. age,income,country; found an empty name")
+    return names
+
+
+def _validated(check: Callable[[str], object]) -> Callable[[str], str]:
+    """A parser that keeps the text once ``check`` (a validator from the module that uses it) accepts it."""
+
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        try:
+            check(value)
+        except ValueError as exc:
+            raise _Invalid(str(exc)) from None
+        return value
+
+    return parse
+
+
+def _converted(convert: Callable[[str], T]) -> Callable[[str], T]:
+    def parse(raw: str) -> T:
+        try:
+            return convert(raw.strip())
+        except ValueError as exc:
+            raise _Invalid(str(exc)) from None
+
+    return parse
 
 
 @dataclass(frozen=True)
@@ -147,8 +189,42 @@ class Settings:
     upstream_health_path: str = _env(_parse_path, "/")
     ready_cache_seconds: float = _env(_parse_float(0.0), 2.0)
     shutdown_timeout_seconds: float = _env(_parse_float(0.0), 30.0)
+    flush_timeout_seconds: float = _env(_parse_float(0.0), 5.0)
     admin_token: str | None = _env(_parse_text, None, secret=True)
     log_level: LogLevel = _env(cast("Callable[[str], LogLevel]", _parse_choice(get_args(LogLevel))), "info")
+    # Capture: payload adapters.
+    protocol: str = _env(_parse_choice(PROTOCOLS), "auto")
+    feature_names: tuple[str, ...] = _env(_parse_names, ())
+    features_pointer: str | None = _env(_validated(parse_pointer), None)
+    predictions_pointer: str | None = _env(_validated(parse_pointer), None)
+    scores_pointer: str | None = _env(_validated(parse_pointer), None)
+    model_version: str | None = _env(_parse_text, None)
+    model_version_header: str = _env(_parse_header_name, "x-model-version")
+    capture_max_bytes: int = _env(_parse_int(0, 1 << 30), 1 << 20)
+    capture_queue_size: int = _env(_parse_int(1, 10_000_000), 10_000)
+    # Capture: sampling.
+    sampling: str = _env(_parse_choice(STRATEGIES), "random")
+    sample_rate: float = _env(_parse_float(0.0, 1.0), 1.0)
+    sampling_key: str | None = _env(_validated(parse_source), None)
+    stratify_by: str | None = _env(_validated(parse_source), None)
+    stratum_min_per_window: int = _env(_parse_int(0, 1_000_000), 10)
+    stratum_window_seconds: float = _env(_parse_float(1.0), 60.0)
+    strata_max: int = _env(_parse_int(1, 100_000), 100)
+    importance_keep_all_below: float = _env(_parse_float(0.0, 0.99), 0.5)
+    importance_exponent: float = _env(_parse_float(0.1, 10.0), 1.0)
+    trigger_hold_seconds: float = _env(_parse_float(0.0, 86_400.0), 300.0)
+    trigger_latency_seconds: float | None = _env(_parse_float(0.0, low_open=True), None)
+    trigger_error_count: int = _env(_parse_int(1, 10_000), 5)
+    trigger_error_window_seconds: float = _env(_parse_float(0.0, low_open=True), 10.0)
+    # Capture: prediction logs and privacy.
+    log_sink: tuple[str, ...] = _env(_converted(parse_sink_spec), ("stdout",))
+    log_file_max_bytes: int = _env(_parse_int(0, 1 << 40), 100 << 20)
+    log_file_backups: int = _env(_parse_int(0, 1000), 5)
+    log_queue_size: int = _env(_parse_int(1, 10_000_000), 10_000)
+    log_http_timeout_seconds: float = _env(_parse_float(0.0, low_open=True), 5.0)
+    pii_fields: tuple[str, ...] = _env(_converted(parse_fields), ())
+    pii_mode: str = _env(_parse_choice(PII_MODES), "hash")
+    pii_salt: str | None = _env(_parse_text, None, secret=True)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -173,6 +249,7 @@ class Settings:
             except _Invalid as exc:
                 shown = "***" if spec.secret else raw
                 problems.append(f"{var}={shown!r} is not valid: {exc}")
+        problems += _cross_checks({f.name: values.get(f.name, f.default) for f in dataclasses.fields(cls)})
         if problems:
             raise ConfigError(problems)
         return cls(**values)
@@ -199,3 +276,13 @@ class Settings:
             else:
                 out[PREFIX + f.name.upper()] = "" if value is None else str(value)
         return out
+
+
+def _cross_checks(values: dict[str, Any]) -> list[str]:
+    """Problems that involve more than one variable, judged on the values that did parse."""
+    problems = check_pii(values["pii_fields"], values["pii_mode"], values["pii_salt"])
+    if values["sampling"] == "stratified" and values["stratify_by"] is None:
+        problems.append(
+            "SIDECAR_STRATIFY_BY is required when SIDECAR_SAMPLING=stratified, e.g. header:x-segment or feature:country"
+        )
+    return problems

@@ -11,7 +11,6 @@ thread, so a scrape never interleaves with an update.
 
 from __future__ import annotations
 
-import time
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 
@@ -109,9 +108,6 @@ class ProxyMetrics(Collector):
         self.response_size = Histogram(SIZE_BUCKETS)
         # None until the first request: a zero would read as "stale since 1970".
         self.last_request_time: float | None = None
-
-    def touch(self) -> None:
-        self.last_request_time = time.time()
 
     def collect(self) -> Iterable[Metric]:
         model = self.model

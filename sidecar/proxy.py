@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from time import perf_counter
+from time import perf_counter, time
 from typing import Any
 
 import orjson
 
+from sidecar.capture import Capture
 from sidecar.exceptions import UpstreamError
 from sidecar.headers import client_headers, upstream_headers
 from sidecar.metrics import ProxyMetrics, RouteMetrics
@@ -41,13 +42,17 @@ class _ClientDisconnected(Exception):
 class _Exchange:
     """Per-request state shared with the disconnect watcher."""
 
-    __slots__ = ("task", "finished", "disconnected", "request_size")
+    __slots__ = ("task", "finished", "disconnected", "request_size", "request_body", "capture_limit")
 
-    def __init__(self, task: asyncio.Task[Any] | None) -> None:
+    def __init__(self, task: asyncio.Task[Any] | None, capture_limit: int) -> None:
         self.task = task
         self.finished = False
         self.disconnected = False
         self.request_size = 0
+        # The request body kept for capture; None once it outgrew the limit.
+        self.request_body: bytes | None = b""
+        # -1 when capture is off: nothing is buffered at all.
+        self.capture_limit = capture_limit
 
     def watch(self, receive: Receive) -> None:
         """Cancel the request's task if the client goes away before the response is done.
@@ -71,14 +76,17 @@ class ProxyApp:
 
     Usage::
 
-        app = ProxyApp(client, metrics, variant="primary")
+        app = ProxyApp(client, metrics, capture, variant="primary")
         uvicorn.Config(app, ws="none", lifespan="off", server_header=False, date_header=False)
     """
 
-    def __init__(self, client: UpstreamClient, metrics: ProxyMetrics, *, variant: str) -> None:
+    def __init__(self, client: UpstreamClient, metrics: ProxyMetrics, capture: Capture, *, variant: str) -> None:
         self.client = client
         self.metrics = metrics
+        self.capture = capture
+        self.variant = variant
         self.route: RouteMetrics = metrics.routes[variant]
+        self._capture_limit = capture.max_bytes if capture.enabled else -1
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,13 +96,14 @@ class ProxyApp:
         start = perf_counter()
         metrics = self.metrics
         metrics.in_flight += 1
-        metrics.touch()
-        exchange = _Exchange(asyncio.current_task())
+        wall_time = metrics.last_request_time = time()
+        capture_limit = self._capture_limit
+        exchange = _Exchange(asyncio.current_task(), capture_limit)
         status = CLIENT_CLOSED_REQUEST
         response_size = 0
         upstream_time: float | None = None
         started = False
-        headers, request_id, _ = upstream_headers(scope["headers"], scope.get("client"), scope["scheme"])
+        headers, request_id, client_sent_id = upstream_headers(scope["headers"], scope.get("client"), scope["scheme"])
         try:
             target = scope["raw_path"].decode("latin-1")
             if scope["query_string"]:
@@ -105,27 +114,47 @@ class ProxyApp:
                 async with self.client.request(scope["method"], target, headers, body) as response:
                     status = response.status
                     started = True
-                    await send(
-                        {
-                            "type": "http.response.start",
-                            "status": status,
-                            "headers": client_headers(response.raw_headers, request_id),
-                        }
-                    )
+                    response_headers = client_headers(response.raw_headers, request_id)
+                    await send({"type": "http.response.start", "status": status, "headers": response_headers})
                     length = response.content_length
+                    captured: bytes | None
                     if length is not None and length <= _WHOLE_BODY_LIMIT:
-                        data = await response.read()
+                        captured = await response.read()
                         upstream_time = perf_counter() - sent_at
-                        response_size = len(data)
+                        response_size = len(captured)
                         exchange.finished = True
-                        await send({"type": "http.response.body", "body": data})
+                        await send({"type": "http.response.body", "body": captured})
                     else:
+                        kept: list[bytes] | None = [] if capture_limit >= 0 else None
                         async for chunk in response.iter_chunks():
                             response_size += len(chunk)
+                            if kept is not None:
+                                # Keep references only while under the limit; past it, give up.
+                                if response_size <= capture_limit:
+                                    kept.append(chunk)
+                                else:
+                                    kept = None
                             await send({"type": "http.response.body", "body": chunk, "more_body": True})
                         upstream_time = perf_counter() - sent_at
                         exchange.finished = True
                         await send({"type": "http.response.body", "body": b""})
+                        captured = b"".join(kept) if kept is not None else None
+                if capture_limit >= 0:
+                    # After the client has its answer: capture costs it no latency.
+                    self.capture.submit(
+                        request_id=request_id,
+                        request_id_generated=not client_sent_id,
+                        timestamp=wall_time,
+                        method=scope["method"],
+                        path=scope["path"],
+                        request_headers=scope["headers"],
+                        request_body=exchange.request_body,
+                        status_code=status,
+                        response_headers=response_headers,
+                        response_body=captured if response_size <= capture_limit else None,
+                        latency_seconds=perf_counter() - start,
+                        variant=self.variant,
+                    )
             except UpstreamError as exc:
                 if exchange.disconnected:
                     # The client left mid-body; the upstream saw an aborted
@@ -139,9 +168,14 @@ class ProxyApp:
                     raise
                 status = exc.status_code
                 exchange.finished = True
-                await _send_error(send, status, exc, request_id)
+                await _send_error(send, status, f"upstream {exc.reason} error: {exc}", request_id)
         except asyncio.CancelledError:
             if not exchange.disconnected:
+                if not started:
+                    # Cut by the shutdown timeout: say so, rather than the
+                    # server's bare 500, then let the cancellation proceed.
+                    message = "sidecar shutting down: request cut at the shutdown timeout"
+                    await _send_error(send, 503, message, request_id)
                 raise
             # Our own watcher cancelled the upstream call because the client
             # left; that is a normal end of the request, not a server error.
@@ -153,9 +187,13 @@ class ProxyApp:
         finally:
             exchange.finished = True
             metrics.in_flight -= 1
+            duration = perf_counter() - start
+            if capture_limit >= 0:
+                # Every outcome feeds trigger sampling, 502/504 bursts included.
+                self.capture.sampler.observe(status, duration)
             route = self.route
             route.count(status)
-            route.duration.observe(perf_counter() - start)
+            route.duration.observe(duration)
             if upstream_time is not None:
                 route.upstream_duration.observe(upstream_time)
             metrics.request_size.observe(exchange.request_size)
@@ -168,6 +206,8 @@ class ProxyApp:
         body: bytes = message.get("body", b"")
         if not message.get("more_body", False):
             exchange.request_size = len(body)
+            if exchange.capture_limit >= 0:
+                exchange.request_body = body if len(body) <= exchange.capture_limit else None
             exchange.watch(receive)
             return body
         return self._stream_body(body, receive, exchange)
@@ -176,6 +216,8 @@ class ProxyApp:
         # Chunks go upstream as they come, so a 100 MB body is never held whole;
         # the ASGI server pauses reading from the client while we are behind.
         exchange.request_size = len(first)
+        limit = exchange.capture_limit
+        kept: list[bytes] | None = [first] if 0 <= len(first) <= limit else None
         if first:
             yield first
         while True:
@@ -186,15 +228,21 @@ class ProxyApp:
                 raise _ClientDisconnected
             chunk: bytes = message.get("body", b"")
             exchange.request_size += len(chunk)
+            if kept is not None:
+                if exchange.request_size <= limit:
+                    kept.append(chunk)
+                else:
+                    kept = None
             if chunk:
                 yield chunk
             if not message.get("more_body", False):
                 break
+        exchange.request_body = b"".join(kept) if kept is not None else None
         exchange.watch(receive)
 
 
-async def _send_error(send: Send, status: int, exc: UpstreamError, request_id: str) -> None:
-    body = orjson.dumps({"error": f"upstream {exc.reason} error: {exc}", "request_id": request_id})
+async def _send_error(send: Send, status: int, error: str, request_id: str) -> None:
+    body = orjson.dumps({"error": error, "request_id": request_id})
     await send(
         {
             "type": "http.response.start",

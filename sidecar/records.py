@@ -36,8 +36,12 @@ class Exchange:
     response_body: bytes
     latency_seconds: float
     variant: str
-    strategy: str  # the sampling strategy that kept it
-    probability: float  # the probability it was kept with, in (0, 1]
+    strategy: str  # the sampling strategy in force
+    # The probability it was kept with, in (0, 1]; None when the strategy
+    # decides only after parsing (importance, or strata by feature), which the
+    # monitor worker does off the request path.
+    probability: float | None
+    request_id_generated: bool = False  # the sidecar made the id up: a payload's own id may replace it
 
     def header(self, name: bytes, *, response: bool = False) -> bytes | None:
         """First value of a header by lower-case name, or None."""

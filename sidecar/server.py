@@ -12,15 +12,22 @@ import logging
 import socket
 from collections.abc import Iterator
 from types import TracebackType
+from typing import cast
 
 import uvicorn
 
 from sidecar.admin import create_admin_app
+from sidecar.capture import Capture
 from sidecar.config import Settings
 from sidecar.exceptions import SidecarError
 from sidecar.health import Readiness
 from sidecar.metrics import ProxyMetrics, create_registry
+from sidecar.monitor import Monitor
+from sidecar.privacy import Anonymizer, PiiMode
+from sidecar.protocols import AdapterOptions
 from sidecar.proxy import ProxyApp
+from sidecar.sampling import build_sampler
+from sidecar.sinks import LogMetrics, build_sinks
 from sidecar.upstream import UpstreamClient
 
 __all__ = ["Sidecar", "PRIMARY"]
@@ -102,6 +109,53 @@ class Sidecar:
             cache_seconds=settings.ready_cache_seconds,
             timeout=min(settings.upstream_timeout_seconds, _READY_PROBE_TIMEOUT),
         )
+        self.capture = Capture(
+            build_sampler(
+                settings.sampling,
+                rate=settings.sample_rate,
+                key=settings.sampling_key,
+                stratify_by=settings.stratify_by,
+                strata_max=settings.strata_max,
+                stratum_min_per_window=settings.stratum_min_per_window,
+                stratum_window_seconds=settings.stratum_window_seconds,
+                importance_keep_all_below=settings.importance_keep_all_below,
+                importance_exponent=settings.importance_exponent,
+                trigger_hold_seconds=settings.trigger_hold_seconds,
+                trigger_latency_seconds=settings.trigger_latency_seconds,
+                trigger_error_count=settings.trigger_error_count,
+                trigger_error_window_seconds=settings.trigger_error_window_seconds,
+            ),
+            model=settings.model_name,
+            max_bytes=settings.capture_max_bytes,
+            queue_size=settings.capture_queue_size,
+        )
+        self.sinks = build_sinks(
+            settings.log_sink,
+            source=f"ml-sidecar/{settings.model_name}",
+            queue_size=settings.log_queue_size,
+            file_max_bytes=settings.log_file_max_bytes,
+            file_backups=settings.log_file_backups,
+            http_timeout=settings.log_http_timeout_seconds,
+        )
+        self.monitor = Monitor(
+            self.capture,
+            AdapterOptions(
+                protocol=settings.protocol,
+                feature_names=settings.feature_names,
+                features_pointer=settings.features_pointer,
+                predictions_pointer=settings.predictions_pointer,
+                scores_pointer=settings.scores_pointer,
+                max_bytes=max(settings.capture_max_bytes, 1),
+            ),
+            Anonymizer(settings.pii_fields, cast("PiiMode", settings.pii_mode), settings.pii_salt),
+            self.sinks,
+            model_name=settings.model_name,
+            model_version=settings.model_version,
+            version_header=settings.model_version_header.encode("latin-1"),
+        )
+        for collector in (self.capture.metrics, LogMetrics(self.sinks), self.monitor.metrics):
+            self.registry.register(collector)
+        self._monitor_task: asyncio.Task[None] | None = None
         http = _http_implementation()
         common = {
             "http": http,
@@ -115,7 +169,7 @@ class Sidecar:
         }
         self._proxy = _Server(
             uvicorn.Config(
-                ProxyApp(self.client, self.metrics, variant=PRIMARY),
+                ProxyApp(self.client, self.metrics, self.capture, variant=PRIMARY),
                 # The upstream's own Date and Server headers pass through unchanged.
                 server_header=False,
                 date_header=False,
@@ -144,6 +198,18 @@ class Sidecar:
         self.proxy_port = proxy_sock.getsockname()[1]
         self.admin_port = admin_sock.getsockname()[1]
         await self.client.open()
+        try:
+            # A sink that cannot start (an unwritable log file) stops start-up
+            # with its reason, rather than losing every record later.
+            for sink in self.sinks:
+                await sink.start()
+        except SidecarError:
+            proxy_sock.close()
+            admin_sock.close()
+            await self._close_monitoring(asyncio.get_running_loop().time())
+            await self.client.close()
+            raise
+        self._monitor_task = asyncio.create_task(self.monitor.run(), name="monitor")
         self._tasks = [
             asyncio.create_task(self._proxy.serve(sockets=[proxy_sock]), name="proxy-server"),
             asyncio.create_task(self._admin.serve(sockets=[admin_sock]), name="admin-server"),
@@ -175,13 +241,24 @@ class Sidecar:
         # "shutting down") stay answerable until the proxy is done.
         self._proxy.should_exit = True
         await proxy_task
+        # Then the captures of the drained requests: the queue, then the sinks,
+        # within their own budget; whatever misses it is counted as dropped.
+        await self._close_monitoring(asyncio.get_running_loop().time() + self.settings.flush_timeout_seconds)
         self._admin.should_exit = True
         await admin_task
         await self.client.close()
 
+    async def _close_monitoring(self, deadline: float) -> None:
+        task = self._monitor_task
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self.monitor.drain(deadline)
+
     async def _abort(self) -> None:
         self._proxy.should_exit = self._admin.should_exit = True
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._close_monitoring(asyncio.get_running_loop().time())
         await self.client.close()
 
     async def __aenter__(self) -> Sidecar:

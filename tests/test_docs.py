@@ -15,10 +15,20 @@ def test_readme_documents_every_setting_with_its_default() -> None:
         var = PREFIX + field.name.upper()
         rows = [line for line in README.splitlines() if line.startswith(f"| `{var}` |")]
         assert rows, f"{var} is missing from the README's configuration table"
-        default = field.default
-        if default is not None and default is not dataclasses.MISSING:
-            shown = rows[0].split("|")[2].strip().strip("`")
-            assert shown == f"{default:g}" if isinstance(default, float) else shown == str(default), (var, shown)
+        shown = rows[0].split("|")[2].strip().strip("`")
+        assert shown == _as_documented(field.default), (var, shown)
+
+
+def _as_documented(default: object) -> str:
+    if default is dataclasses.MISSING:
+        return "(required)"
+    if default is None or default == ():
+        return "(unset)"
+    if isinstance(default, tuple):
+        return ",".join(default)
+    if isinstance(default, float):
+        return f"{default:g}"
+    return str(default)
 
 
 def test_readme_documents_no_setting_that_does_not_exist() -> None:

@@ -1,0 +1,199 @@
+"""The monitor worker: captured exchanges in, weighted prediction records out.
+
+It runs as one background task. For each exchange it parses the payload
+with the protocol adapter, takes the sampling decision if the strategy
+needs the payload for it, builds one :class:`PredictionRecord` per row,
+anonymises PII, writes the prediction log to the sinks, and hands the records
+to every subscriber: the in-process API through which drift, quality and
+label monitoring receive the traffic. A fault in any of these is counted and
+logged and never stops the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Sequence
+
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from sidecar.capture import Capture
+from sidecar.metrics import PREFIX
+from sidecar.privacy import Anonymizer
+from sidecar.protocols import AdapterOptions, PayloadError, PayloadTooLarge, parse_exchange
+from sidecar.records import Exchange, PredictionRecord
+from sidecar.sinks import LogBatch, Sink
+
+__all__ = ["Monitor", "Subscriber"]
+
+logger = logging.getLogger("sidecar.monitor")
+
+Subscriber = Callable[[Sequence[PredictionRecord]], None]
+# Exchanges handled before the worker yields the loop: long enough to batch,
+# short enough that a burst never holds the proxy's event loop for long.
+_BATCH = 64
+
+
+class MonitorMetrics(Collector):
+    def __init__(self) -> None:
+        # process: an exchange could not be turned into records (a bug, never
+        # a bad payload: those are parse_error drops); subscriber: a monitor
+        # raised on records that were still logged.
+        self.errors = {"process": 0, "subscriber": 0}
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            PREFIX + "monitor_errors_total",
+            "Faults inside monitoring, by stage; serving is never affected.",
+            labels=("stage",),
+        )
+        for stage, n in self.errors.items():
+            family.add_metric((stage,), n)
+        yield family
+
+
+class Monitor:
+    """Consume :attr:`Capture.queue` and fan records out to sinks and subscribers.
+
+    Usage::
+
+        monitor = Monitor(capture, options, anonymizer, sinks, model_name="iris", model_version=None)
+        monitor.subscribe(drift.update)   # Callable[[Sequence[PredictionRecord]], None]
+        task = asyncio.create_task(monitor.run())
+        ...
+        await monitor.drain(deadline)     # at shutdown
+    """
+
+    def __init__(
+        self,
+        capture: Capture,
+        options: AdapterOptions,
+        anonymizer: Anonymizer,
+        sinks: Sequence[Sink],
+        *,
+        model_name: str,
+        model_version: str | None,
+        version_header: bytes,
+    ) -> None:
+        self.capture = capture
+        self.options = options
+        self.anonymizer = anonymizer
+        self.sinks = list(sinks)
+        self.model_name = model_name
+        self.model_version = model_version
+        self.version_header = version_header
+        self.metrics = MonitorMetrics()
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Receive the records of every captured exchange, PII already removed.
+
+        Called on the event loop: a subscriber must be quick (O(rows)) and
+        leave heavy work to its own background task.
+        """
+        self._subscribers.append(subscriber)
+
+    async def run(self) -> None:
+        """Process exchanges until cancelled."""
+        queue = self.capture.queue
+        while True:
+            self._process_safely(await queue.get())
+            for _ in range(_BATCH - 1):
+                if queue.empty():
+                    break
+                self._process_safely(queue.get_nowait())
+
+    async def drain(self, deadline: float) -> None:
+        """Process what is queued until ``deadline`` (``loop.time()``), then close the sinks by it."""
+        loop = asyncio.get_running_loop()
+        queue = self.capture.queue
+        while not queue.empty() and loop.time() < deadline:
+            for _ in range(_BATCH):
+                if queue.empty():
+                    break
+                self._process_safely(queue.get_nowait())
+            await asyncio.sleep(0)
+        # What could not be processed in time is lost to monitoring: count it.
+        self.capture.metrics.dropped["queue_full"] += queue.qsize()
+        await asyncio.gather(*(sink.close(deadline) for sink in self.sinks))
+
+    def _process_safely(self, exchange: Exchange) -> None:
+        # Fail open: one exchange that trips a bug must not stop the worker.
+        try:
+            self.process(exchange)
+        except Exception:
+            self.metrics.errors["process"] += 1
+            logger.exception("monitor: could not process capture %s; continuing", exchange.request_id)
+
+    def process(self, exchange: Exchange) -> None:
+        records = self._records(exchange)
+        if not records:
+            return
+        batch = LogBatch.from_records(records)
+        for sink in self.sinks:
+            sink.offer(batch)
+        for subscriber in self._subscribers:
+            try:
+                subscriber(records)
+            except Exception:
+                self.metrics.errors["subscriber"] += 1
+                logger.exception("monitor subscriber %r failed; continuing", subscriber)
+
+    def _records(self, exchange: Exchange) -> list[PredictionRecord]:
+        capture = self.capture
+        try:
+            parsed = parse_exchange(exchange, self.options)
+        except PayloadTooLarge:
+            # A gzip body that decodes past the capture limit.
+            capture.metrics.dropped["too_large"] += 1
+            return []
+        except PayloadError as exc:
+            capture.metrics.dropped["parse_error"] += 1
+            logger.debug("capture %s: payload not readable: %s", exchange.request_id, exc)
+            return []
+        rows = parsed.rows
+        anonymize = self.anonymizer.apply
+        for row in rows:
+            # First thing after parsing: even the sampler's strata table must not hold raw PII.
+            row.features = anonymize(row.features)
+        probability = exchange.probability
+        if probability is None:
+            confidences = [r.confidence for r in rows if r.confidence is not None]
+            keep, probability = capture.sampler.decide(
+                exchange.request_headers,
+                rows[0].features if rows else None,
+                min(confidences) if confidences else None,
+            )
+            if not keep:
+                return []
+        capture.metrics.captured += 1
+        request_id = exchange.request_id
+        if exchange.request_id_generated and parsed.request_id:
+            # The payload's own id (OIP "id") is the one the caller knows, and labels will quote it.
+            request_id = parsed.request_id
+        version = parsed.model_version or self._header_version(exchange) or self.model_version
+        latency_ms = exchange.latency_seconds * 1000.0
+        return [
+            PredictionRecord(
+                timestamp=exchange.timestamp,
+                request_id=request_id,
+                row=i,
+                model_name=self.model_name,
+                model_version=version,
+                variant=exchange.variant,
+                features=row.features,
+                prediction=row.prediction,
+                confidence=row.confidence,
+                scores=row.scores,
+                latency_ms=latency_ms,
+                status_code=exchange.status_code,
+                strategy=exchange.strategy,
+                probability=probability,
+            )
+            for i, row in enumerate(rows)
+        ]
+
+    def _header_version(self, exchange: Exchange) -> str | None:
+        value = exchange.header(self.version_header, response=True)
+        return value.decode("latin-1") if value else None

@@ -1,0 +1,251 @@
+"""How one row's model output becomes ``prediction``, ``confidence`` and ``scores``.
+
+Every adapter finds one output value per row and hands it to :func:`interpret`.
+The rules, in order (a "number" is a JSON int or float, never a bool):
+
+1. ``null`` → no prediction.
+2. A bool, an int or a string is a class label: ``prediction`` = the value,
+   ``confidence`` = None.
+3. A float in [0, 1] is read as a binary classifier's P(positive):
+   ``prediction`` = 1 if p ≥ 0.5 else 0, ``confidence`` = max(p, 1 − p),
+   ``scores`` = [1 − p, p]. A regression model whose outputs happen to lie in
+   [0, 1] is read this way too; use the ``json`` protocol with a scores pointer
+   (or send ints/labels) when that is wrong.
+4. Any other float (outside [0, 1], NaN, ±inf) is a regression output:
+   ``prediction`` = the value, ``confidence`` = None.
+5. A one-element list is its element (shapes like ``[N, 1]``).
+6. A list of two or more numbers:
+   - non-negative, finite and summing to 1 ± ``SUM_TOLERANCE`` → a probability
+     vector: ``prediction`` = argmax index, ``confidence`` = max, ``scores`` = the vector;
+   - otherwise, if any element is a float → unnormalised class scores (logits):
+     ``prediction`` = argmax index, ``confidence`` = None, ``scores`` = the vector;
+   - otherwise (all ints) → several labels: ``prediction`` = the list.
+7. A list of ``{label, score}`` objects (top-k, as Hugging Face pipelines return):
+   ``prediction`` = the label with the highest score, ``confidence`` = that score
+   when it is in [0, 1], ``scores`` = the scores in order.
+8. An object. Keys are matched case-insensitively against three lists:
+   labels (``LABEL_KEYS``, e.g. ``label``, ``class``, ``prediction``), a label
+   vocabulary (``VOCAB_KEYS``, e.g. ``classes``, ``labels``) and scores
+   (``SCORE_KEYS``, e.g. ``probabilities``, ``probability``, ``score``).
+   - a label (or a one-entry vocabulary) and a single number score
+     (``{"label": "cat", "score": 0.93}``) → prediction = the label,
+     confidence = the score if in [0, 1], scores = [score];
+   - otherwise the scores are read by rules 1-7 (so a lone float is P(positive));
+     the prediction is the label when given, else the vocabulary entry at the
+     argmax when the vocabulary has as many entries as the scores
+     (``{"probability": 0.8, "classes": ["no", "yes"]}`` → "yes"), else as read;
+   - a label alone → interpreted by these same rules (``{"prediction": 0.7}``
+     is rule 3); a one-element list label is its element (``class_ids: [1]``);
+   - no known key: an object of two or more numbers that is a probability vector
+     (``{"cat": 0.9, "dog": 0.1}``) → prediction = the key of the max; a single
+     member → its value; several members (e.g. several named model outputs) →
+     the first list member that gives a confidence (rules 6 and 7) gives
+     confidence and scores, and the first label-like member (bool, int, string,
+     or a one-element list of one) the prediction; with neither, the prediction
+     is the object itself and there is no confidence, because which output
+     matters is unknown.
+9. Anything else (a list of strings, nested lists) → ``prediction`` = the value.
+
+``confidence`` is only ever a probability in [0, 1]; importance sampling
+compares it across rows, so a raw score never masquerades as one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Outcome", "interpret", "LABEL_KEYS", "VOCAB_KEYS", "SCORE_KEYS", "SUM_TOLERANCE"]
+
+# Wide enough for FP16 outputs and rounded JSON: three classes rounded to two
+# decimals can be off by 0.015 ([0.33, 0.33, 0.33] sums to 0.99).
+SUM_TOLERANCE = 0.02
+
+LABEL_KEYS = (
+    "label",
+    "predicted_label",
+    "class",
+    "predicted_class",
+    "class_id",
+    "class_ids",
+    "prediction",
+    "predictions",
+    "predict",
+    "output_label",
+)
+VOCAB_KEYS = ("classes", "labels", "class_names", "all_classes", "categories")
+SCORE_KEYS = (
+    "probabilities",
+    "probability",
+    "probs",
+    "predict_proba",
+    "logistic",
+    "scores",
+    "score",
+    "confidence",
+    "logits",
+)
+
+_ABSENT: Any = object()  # a missing member, distinct from a member that is null
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One row's reading of the model output."""
+
+    prediction: Any = None
+    confidence: float | None = None
+    scores: list[float] | None = None
+
+
+def interpret(value: Any) -> Outcome:
+    """Read one row's output value by the rules in this module's docstring."""
+    if value is None or isinstance(value, bool | int | str):
+        return Outcome(value)
+    if isinstance(value, float):
+        return _number(value)
+    if isinstance(value, list):
+        return _list(value)
+    if isinstance(value, dict):
+        return _object(value)
+    return Outcome(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _number(p: float) -> Outcome:
+    if 0.0 <= p <= 1.0:
+        return Outcome(1 if p >= 0.5 else 0, max(p, 1.0 - p), [1.0 - p, p])
+    return Outcome(p)
+
+
+def _is_probability(vector: list[float]) -> bool:
+    return (
+        len(vector) >= 2
+        and all(math.isfinite(x) and x >= 0.0 for x in vector)
+        and abs(math.fsum(vector) - 1.0) <= SUM_TOLERANCE
+    )
+
+
+def _argmax(vector: list[float]) -> int | None:
+    best: int | None = None
+    for i, x in enumerate(vector):
+        # NaN never wins; the first of equal maxima does.
+        if x == x and (best is None or x > vector[best]):
+            best = i
+    return best
+
+
+def _list(values: list[Any]) -> Outcome:
+    if not values:
+        return Outcome()
+    if len(values) == 1:
+        return interpret(values[0])
+    if all(_is_number(x) for x in values):
+        vector = [float(x) for x in values]
+        if _is_probability(vector):
+            top = _argmax(vector)
+            return Outcome(top, None if top is None else vector[top], vector)
+        if any(isinstance(x, float) for x in values):
+            return Outcome(_argmax(vector), None, vector)
+        return Outcome(values)
+    pairs = [_label_score(x) for x in values]
+    if all(pair is not None for pair in pairs):
+        scored = [pair for pair in pairs if pair is not None]  # for mypy: all are
+        vector = [score for _, score in scored]
+        top = _argmax(vector)
+        if top is None:
+            return Outcome(scored[0][0], None, vector)
+        best = vector[top]
+        return Outcome(scored[top][0], best if 0.0 <= best <= 1.0 else None, vector)
+    return Outcome(values)
+
+
+def _label_score(item: Any) -> tuple[Any, float] | None:
+    """``(label, score)`` for a ``{label, score}`` object, else None."""
+    if not isinstance(item, dict):
+        return None
+    members = _lower(item)
+    label = _first(members, LABEL_KEYS)
+    score = _first(members, SCORE_KEYS)
+    if label is _ABSENT or score is _ABSENT or not _is_number(score):
+        return None
+    return label, float(score)
+
+
+def _lower(obj: dict[str, Any]) -> dict[str, Any]:
+    members: dict[str, Any] = {}
+    for key, value in obj.items():
+        members.setdefault(key.lower(), value)
+    return members
+
+
+def _first(members: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        if key in members:
+            return members[key]
+    return _ABSENT
+
+
+def _unwrap(value: Any) -> Any:
+    return value[0] if isinstance(value, list) and len(value) == 1 else value
+
+
+def _is_label(value: Any) -> bool:
+    return isinstance(_unwrap(value), bool | int | str)
+
+
+def _object(obj: dict[str, Any]) -> Outcome:
+    members = _lower(obj)
+    label = _first(members, LABEL_KEYS)
+    vocab = _first(members, VOCAB_KEYS)
+    score = _first(members, SCORE_KEYS)
+    if label is _ABSENT and vocab is _ABSENT and score is _ABSENT:
+        return _unknown(obj)
+    if score is _ABSENT:
+        if label is not _ABSENT:
+            return interpret(_unwrap(label))
+        # A vocabulary without scores says nothing about this row unless it is
+        # one entry, as in TensorFlow estimators' "classes": ["1"].
+        return Outcome(_unwrap(vocab) if isinstance(vocab, list) and len(vocab) == 1 else None)
+    single = _unwrap(score)
+    if label is _ABSENT and isinstance(vocab, list) and len(vocab) == 1:
+        label = vocab
+    if _is_number(single) and label is not _ABSENT:
+        # The score of the predicted label, not P(positive): it is the confidence as given.
+        p = float(single)
+        return Outcome(_unwrap(label), p if 0.0 <= p <= 1.0 else None, [p])
+    scored = interpret(score)
+    prediction = scored.prediction
+    if label is not _ABSENT:
+        prediction = _unwrap(label)
+    elif isinstance(vocab, list) and scored.scores is not None and isinstance(prediction, int):
+        if len(vocab) == len(scored.scores):
+            prediction = vocab[prediction]
+        elif len(vocab) == 1:
+            prediction = vocab[0]
+    return Outcome(prediction, scored.confidence, scored.scores)
+
+
+def _unknown(obj: dict[str, Any]) -> Outcome:
+    if not obj:
+        return Outcome()
+    values = list(obj.values())
+    if len(values) >= 2 and all(_is_number(x) for x in values):
+        vector = [float(x) for x in values]
+        if _is_probability(vector):
+            top = _argmax(vector)
+            if top is not None:
+                return Outcome(list(obj)[top], vector[top], vector)
+    if len(values) == 1:
+        return interpret(values[0])
+    vectors = (interpret(v) for v in values if isinstance(v, list) and len(v) > 1)
+    probabilities = next((o for o in vectors if o.confidence is not None), None)
+    label = next((_unwrap(v) for v in values if _is_label(v)), _ABSENT)
+    if probabilities is not None:
+        prediction = probabilities.prediction if label is _ABSENT else label
+        return Outcome(prediction, probabilities.confidence, probabilities.scores)
+    return Outcome(obj if label is _ABSENT else label)

@@ -1,0 +1,112 @@
+"""``auto``: which protocol an exchange speaks, from its path and then its body.
+
+In order, the first match wins:
+
+1. an ``Inference-Header-Content-Length`` header → ``open-inference-v2``
+   (only that protocol has the binary-data extension);
+2. a path ending ``/v2/models/<name>[/versions/<v>]/infer`` → ``open-inference-v2``;
+3. a path ending ``/invocations`` → ``mlflow``;
+4. a path ending ``/v1/models/<name>[/versions/<n> | /labels/<l>]:predict`` →
+   ``tfserving``, which reads ``instances`` (the KServe V1 row format, so
+   KServe V1 traffic lands here too) and columnar ``inputs``;
+5. a ``text/csv`` body → ``mlflow``;
+6. a JSON object with ``inputs`` as a list of tensor objects (``name`` plus
+   ``shape`` or ``datatype``) → ``open-inference-v2``; with ``instances`` →
+   ``tfserving``; with ``dataframe_split``/``dataframe_records`` → ``mlflow``;
+   with any other ``inputs`` → ``tfserving`` (columnar);
+7. anything else → no protocol: the exchange has no rows, which is not an error.
+
+Paths are matched at their end so that a gateway prefix
+(``/seldon/ns/iris/v2/models/iris/infer``) does not hide them. A known path
+with a body of the wrong shape is a ``PayloadError``, from the adapter.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sidecar.protocols.base import PayloadError
+from sidecar.protocols.bodies import Body
+from sidecar.protocols.mlflow import CSV_TYPES
+
+__all__ = ["detect_request", "detect_response", "path_version"]
+
+_OIP = re.compile(r"/v2/models/[^/]+(?:/versions/(?P<version>[^/]+))?/infer")
+_TF = re.compile(r"/v1/models/[^/:]+(?:/versions/(?P<version>[0-9]+)|/labels/[^/:]+)?:predict")
+_MLFLOW = re.compile(r"(?:^|/)invocations")
+
+
+def _route(path: str) -> tuple[str | None, re.Match[str] | None]:
+    path = path.split("?", 1)[0].rstrip("/")
+    for name, pattern in (("open-inference-v2", _OIP), ("tfserving", _TF), ("mlflow", _MLFLOW)):
+        match = pattern.search(path)
+        if match is not None and match.end() == len(path):
+            return name, match
+    return None, None
+
+
+def path_version(path: str) -> str | None:
+    """The model version a path names (``.../versions/3/infer``, ``.../versions/3:predict``), or None."""
+    _, match = _route(path)
+    return None if match is None else match.groupdict().get("version")
+
+
+def detect_request(path: str, request: Body) -> str | None:
+    """The protocol of a request by the rules above, or None."""
+    if request.binary:
+        return "open-inference-v2"
+    name, _ = _route(path)
+    if name is not None:
+        return name
+    if request.media_type in CSV_TYPES:
+        return "mlflow"
+    try:
+        document = request.json()
+    except PayloadError:
+        return None  # an unknown path with a body that is not JSON: nothing we read
+    if not isinstance(document, dict):
+        return None
+    if _is_tensor_list(document.get("inputs")):
+        return "open-inference-v2"
+    if "instances" in document:
+        return "tfserving"
+    if "dataframe_split" in document or "dataframe_records" in document:
+        return "mlflow"
+    if "inputs" in document:
+        return "tfserving"
+    return None
+
+
+def detect_response(path: str, response: Body) -> str | None:
+    """The protocol of a response alone (for response-time confidence), or None.
+
+    Without the request the shapes are fewer: OIP ``outputs`` tensors, a
+    ``predictions`` member or columnar ``outputs``, or a bare list (MLflow 1).
+    """
+    if response.binary:
+        return "open-inference-v2"
+    name, _ = _route(path)
+    if name is not None:
+        return name
+    try:
+        document = response.json()
+    except PayloadError:
+        return None
+    if isinstance(document, list):
+        return "mlflow"
+    if not isinstance(document, dict):
+        return None
+    if _is_tensor_list(document.get("outputs")):
+        return "open-inference-v2"
+    if "predictions" in document or "outputs" in document:
+        return "tfserving"
+    return None
+
+
+def _is_tensor_list(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(t, dict) and "name" in t and ("shape" in t or "datatype" in t) for t in value)
+    )
