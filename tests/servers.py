@@ -89,12 +89,7 @@ class Upstream:
                     break
             await _respond(send, 200, orjson.dumps({"sha256": digest.hexdigest(), "size": size}))
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         self.seen.append(
             Seen(scope["method"], path, scope["query_string"].decode(), scope["headers"], body, scope["client"])
         )
@@ -146,6 +141,16 @@ class Upstream:
             await _respond(send, 200, b"ok", headers)
         else:
             await _respond(send, 404, b'{"error": "not found"}', [(b"content-type", b"application/json")])
+
+
+async def read_body(receive: Any) -> bytes:
+    """The whole request body of an ASGI request."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return bytes(body)
 
 
 def _pattern(size: int) -> bytes:

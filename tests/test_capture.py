@@ -14,7 +14,7 @@ import pytest
 from sidecar.records import PredictionRecord
 from sidecar.server import Sidecar
 from tests.http import raw_request, scrape
-from tests.servers import Upstream, run_server, run_sidecar
+from tests.servers import Upstream, read_body, run_server, run_sidecar
 
 pytestmark = pytest.mark.anyio
 
@@ -23,12 +23,7 @@ Scope = dict[str, Any]
 
 async def kserve_model(scope: Scope, receive: Any, send: Any) -> None:
     """A KServe V1 model stand-in: probability vectors from the first feature, gzip when asked."""
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await read_body(receive)
     headers = dict(scope["headers"])
     if headers.get(b"content-encoding") == b"gzip":
         body = gzip.decompress(body)

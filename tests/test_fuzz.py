@@ -18,19 +18,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sidecar.server import Sidecar
-from tests.servers import run_server, run_sidecar
+from tests.servers import read_body, run_server, run_sidecar
 
 Scope = dict[str, Any]
 
 
 async def mirror(scope: Scope, receive: Any, send: Any) -> None:
     """Answer with the request body, under the content type and encoding the client asked for."""
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await read_body(receive)
     headers = dict(scope["headers"])
     reply = [(b"content-type", headers[b"x-reply-type"])] if headers.get(b"x-reply-type") else []
     if b"x-reply-encoding" in headers:
