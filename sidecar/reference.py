@@ -197,7 +197,11 @@ def category_key(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         # 1.0 from one client and 1 from another are the same category.
         value = int(value)
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:
+        # orjson refuses integers beyond 64 bits; their decimal text is their JSON.
+        return str(value)
 
 
 @dataclass(frozen=True)
