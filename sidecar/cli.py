@@ -1,4 +1,4 @@
-"""The ``ml-sidecar`` command line: ``serve`` and ``check-config``."""
+"""The ``ml-sidecar`` command line: ``serve``, ``check-config`` and ``profile build|show``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 from sidecar import __version__
 from sidecar.config import Settings
 from sidecar.exceptions import ConfigError, SidecarError
+from sidecar.profiling.command import add_profile_commands
 
 __all__ = ["main"]
 
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "check-config", help="validate SIDECAR_* variables and print the effective configuration"
     ).set_defaults(func=cmd_check_config)
+    add_profile_commands(commands)
     return parser
 
 

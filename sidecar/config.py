@@ -216,6 +216,18 @@ class Settings:
     trigger_latency_seconds: float | None = _env(_parse_float(0.0, low_open=True), None)
     trigger_error_count: int = _env(_parse_int(1, 10_000), 5)
     trigger_error_window_seconds: float = _env(_parse_float(0.0, low_open=True), 10.0)
+    # Data monitoring: reference, drift, quality.
+    reference_path: str | None = _env(_parse_text, None)
+    reference_warmup: int = _env(_parse_int(10, 10_000_000), 1000)
+    reference_on_error: str = _env(_parse_choice(("fail", "warn")), "fail")
+    drift_bins: int = _env(_parse_int(2, 100), 10)
+    drift_window_seconds: float = _env(_parse_float(1.0, 30 * 86_400.0), 3600.0)
+    drift_slice_seconds: float = _env(_parse_float(1.0, 86_400.0), 60.0)
+    drift_min_samples: int = _env(_parse_int(1, 100_000_000), 200)
+    eval_interval_seconds: float = _env(_parse_float(0.1, 3600.0), 15.0)
+    quality_rules: str | None = _env(_parse_text, None)
+    quality_range_tolerance: float = _env(_parse_float(0.0, 100.0), 0.1)
+    expected_records_per_second: float | None = _env(_parse_float(0.0, low_open=True), None)
     # Capture: prediction logs and privacy.
     log_sink: tuple[str, ...] = _env(_converted(parse_sink_spec), ("stdout",))
     log_file_max_bytes: int = _env(_parse_int(0, 1 << 40), 100 << 20)
@@ -284,5 +296,11 @@ def _cross_checks(values: dict[str, Any]) -> list[str]:
     if values["sampling"] == "stratified" and values["stratify_by"] is None:
         problems.append(
             "SIDECAR_STRATIFY_BY is required when SIDECAR_SAMPLING=stratified, e.g. header:x-segment or feature:country"
+        )
+    window, slice_ = values["drift_window_seconds"], values["drift_slice_seconds"]
+    if slice_ > window or window / slice_ > 10_000:
+        problems.append(
+            f"SIDECAR_DRIFT_SLICE_SECONDS={slice_:g} does not fit SIDECAR_DRIFT_WINDOW_SECONDS={window:g}: "
+            "expected a slice no longer than the window and at most 10000 slices per window"
         )
     return problems

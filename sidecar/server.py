@@ -12,22 +12,18 @@ import logging
 import socket
 from collections.abc import Iterator
 from types import TracebackType
-from typing import cast
 
 import uvicorn
 
 from sidecar.admin import create_admin_app
-from sidecar.capture import Capture
+from sidecar.assembly import build_components
 from sidecar.config import Settings
 from sidecar.exceptions import SidecarError
+from sidecar.exposition import DataMetrics
 from sidecar.health import Readiness
 from sidecar.metrics import ProxyMetrics, create_registry
-from sidecar.monitor import Monitor
-from sidecar.privacy import Anonymizer, PiiMode
-from sidecar.protocols import AdapterOptions
 from sidecar.proxy import ProxyApp
-from sidecar.sampling import build_sampler
-from sidecar.sinks import LogMetrics, build_sinks
+from sidecar.sinks import LogMetrics
 from sidecar.upstream import UpstreamClient
 
 __all__ = ["Sidecar", "PRIMARY"]
@@ -109,53 +105,21 @@ class Sidecar:
             cache_seconds=settings.ready_cache_seconds,
             timeout=min(settings.upstream_timeout_seconds, _READY_PROBE_TIMEOUT),
         )
-        self.capture = Capture(
-            build_sampler(
-                settings.sampling,
-                rate=settings.sample_rate,
-                key=settings.sampling_key,
-                stratify_by=settings.stratify_by,
-                strata_max=settings.strata_max,
-                stratum_min_per_window=settings.stratum_min_per_window,
-                stratum_window_seconds=settings.stratum_window_seconds,
-                importance_keep_all_below=settings.importance_keep_all_below,
-                importance_exponent=settings.importance_exponent,
-                trigger_hold_seconds=settings.trigger_hold_seconds,
-                trigger_latency_seconds=settings.trigger_latency_seconds,
-                trigger_error_count=settings.trigger_error_count,
-                trigger_error_window_seconds=settings.trigger_error_window_seconds,
-            ),
-            model=settings.model_name,
-            max_bytes=settings.capture_max_bytes,
-            queue_size=settings.capture_queue_size,
+        parts = build_components(settings)
+        self.capture, self.sinks, self.monitor, self.monitors = (
+            parts.capture,
+            parts.sinks,
+            parts.monitor,
+            parts.monitors,
         )
-        self.sinks = build_sinks(
-            settings.log_sink,
-            source=f"ml-sidecar/{settings.model_name}",
-            queue_size=settings.log_queue_size,
-            file_max_bytes=settings.log_file_max_bytes,
-            file_backups=settings.log_file_backups,
-            http_timeout=settings.log_http_timeout_seconds,
-        )
-        self.monitor = Monitor(
-            self.capture,
-            AdapterOptions(
-                protocol=settings.protocol,
-                feature_names=settings.feature_names,
-                features_pointer=settings.features_pointer,
-                predictions_pointer=settings.predictions_pointer,
-                scores_pointer=settings.scores_pointer,
-                max_bytes=max(settings.capture_max_bytes, 1),
-            ),
-            Anonymizer(settings.pii_fields, cast("PiiMode", settings.pii_mode), settings.pii_salt),
-            self.sinks,
-            model_name=settings.model_name,
-            model_version=settings.model_version,
-            version_header=settings.model_version_header.encode("latin-1"),
-        )
-        for collector in (self.capture.metrics, LogMetrics(self.sinks), self.monitor.metrics):
+        for collector in (
+            self.capture.metrics,
+            LogMetrics(self.sinks),
+            self.monitor.metrics,
+            DataMetrics(settings.model_name, self.monitors),
+        ):
             self.registry.register(collector)
-        self._monitor_task: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
         http = _http_implementation()
         common = {
             "http": http,
@@ -180,7 +144,11 @@ class Sidecar:
             )
         )
         self._admin = _Server(
-            uvicorn.Config(create_admin_app(self.registry, self.readiness), server_header=False, **common)  # type: ignore[arg-type]
+            uvicorn.Config(
+                create_admin_app(self.registry, self.readiness, self.monitors),
+                server_header=False,
+                **common,  # type: ignore[arg-type]
+            )
         )
         self._tasks: list[asyncio.Task[None]] = []
         self.proxy_port = 0
@@ -209,7 +177,10 @@ class Sidecar:
             await self._close_monitoring(asyncio.get_running_loop().time())
             await self.client.close()
             raise
-        self._monitor_task = asyncio.create_task(self.monitor.run(), name="monitor")
+        self._background = [
+            asyncio.create_task(self.monitor.run(), name="monitor"),
+            asyncio.create_task(self.monitors.run(self.settings.eval_interval_seconds), name="evaluator"),
+        ]
         self._tasks = [
             asyncio.create_task(self._proxy.serve(sockets=[proxy_sock]), name="proxy-server"),
             asyncio.create_task(self._admin.serve(sockets=[admin_sock]), name="admin-server"),
@@ -249,10 +220,10 @@ class Sidecar:
         await self.client.close()
 
     async def _close_monitoring(self, deadline: float) -> None:
-        task = self._monitor_task
-        if task is not None:
+        for task in self._background:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.monitors.close()
         await self.monitor.drain(deadline)
 
     async def _abort(self) -> None:

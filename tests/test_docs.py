@@ -35,3 +35,16 @@ def test_readme_documents_no_setting_that_does_not_exist() -> None:
     known = {PREFIX + f.name.upper() for f in dataclasses.fields(Settings)}
     documented = {line.split("`")[1] for line in README.splitlines() if line.startswith("| `SIDECAR_")}
     assert documented <= known, documented - known
+
+
+def test_deploy_examples_use_only_known_settings() -> None:
+    import yaml
+
+    known = {PREFIX + f.name.upper() for f in dataclasses.fields(Settings)}
+    deploy = Path(__file__).parent.parent / "deploy" / "kubernetes" / "deployment.yaml"
+    used = set()
+    for document in yaml.safe_load_all(deploy.read_text()):
+        for container in document.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+            used |= {env["name"] for env in container.get("env", []) if env["name"].startswith(PREFIX)}
+    assert used, "the example sets no SIDECAR_* variable"
+    assert used <= known, used - known

@@ -129,7 +129,7 @@ def test_capture_path_survived_the_fuzzing(stack: Stack) -> None:
     sidecar = stack.sidecar
     assert sidecar is not None
     # The worker is still running and no exchange tripped a bug in it.
-    assert sidecar._monitor_task is not None and not sidecar._monitor_task.done()
+    assert sidecar._background and not any(task.done() for task in sidecar._background)
     assert sidecar.monitor.metrics.errors == {"process": 0, "subscriber": 0}
     # And it did see the fuzzed traffic: each exchange was either read or counted unreadable.
     metrics = sidecar.capture.metrics

@@ -1,0 +1,137 @@
+"""Build the monitoring components from the settings: one place that knows every constructor.
+
+``server`` runs them; this module only turns a :class:`Settings` into wired
+objects, and turns bad files (reference profile, quality rules) into start-up
+errors that name the variable.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import cast
+
+from sidecar.capture import Capture
+from sidecar.config import Settings
+from sidecar.evaluator import DataMonitors, DriftSettings, ReferenceStatus
+from sidecar.learning import ReferenceLearner
+from sidecar.monitor import Monitor
+from sidecar.privacy import Anonymizer, PiiMode
+from sidecar.protocols import AdapterOptions
+from sidecar.quality import QualityMonitor, QualityRulesError, load_rules
+from sidecar.reference import ProfileError, ReferenceProfile, load_profile
+from sidecar.sampling import build_sampler
+from sidecar.sinks import Sink, build_sinks
+
+__all__ = ["Components", "build_components", "load_reference"]
+
+logger = logging.getLogger("sidecar")
+
+
+@dataclass(frozen=True)
+class Components:
+    capture: Capture
+    sinks: list[Sink]
+    monitor: Monitor
+    monitors: DataMonitors
+
+
+def load_reference(settings: Settings) -> tuple[ReferenceProfile | None, ReferenceStatus]:
+    """The configured profile, or none (then it is learned from warm-up traffic).
+
+    A missing, corrupt or mismatched profile raises :class:`ProfileError`, or,
+    with ``SIDECAR_REFERENCE_ON_ERROR=warn``, logs a warning and disables drift.
+    """
+    path = settings.reference_path
+    if path is None:
+        return None, ReferenceStatus("learning", warmup_target=settings.reference_warmup)
+    try:
+        profile = load_profile(path)
+        names = settings.feature_names
+        if names and set(names) != set(profile.features):
+            raise ProfileError(
+                f"{path}: profile features {sorted(profile.features)} do not match "
+                f"SIDECAR_FEATURE_NAMES {sorted(names)}"
+            )
+    except ProfileError as exc:
+        message = f"SIDECAR_REFERENCE_PATH: {exc}"
+        if settings.reference_on_error == "fail":
+            raise ProfileError(message) from exc
+        logger.warning("%s; drift monitoring is disabled (SIDECAR_REFERENCE_ON_ERROR=warn)", message)
+        return None, ReferenceStatus("disabled", path=path, problem=message)
+    return profile, ReferenceStatus.of(profile, "file", path)
+
+
+def build_components(settings: Settings) -> Components:
+    profile, status = load_reference(settings)
+    capture = Capture(
+        build_sampler(
+            settings.sampling,
+            rate=settings.sample_rate,
+            key=settings.sampling_key,
+            stratify_by=settings.stratify_by,
+            strata_max=settings.strata_max,
+            stratum_min_per_window=settings.stratum_min_per_window,
+            stratum_window_seconds=settings.stratum_window_seconds,
+            importance_keep_all_below=settings.importance_keep_all_below,
+            importance_exponent=settings.importance_exponent,
+            trigger_hold_seconds=settings.trigger_hold_seconds,
+            trigger_latency_seconds=settings.trigger_latency_seconds,
+            trigger_error_count=settings.trigger_error_count,
+            trigger_error_window_seconds=settings.trigger_error_window_seconds,
+        ),
+        model=settings.model_name,
+        max_bytes=settings.capture_max_bytes,
+        queue_size=settings.capture_queue_size,
+    )
+    sinks = build_sinks(
+        settings.log_sink,
+        source=f"ml-sidecar/{settings.model_name}",
+        queue_size=settings.log_queue_size,
+        file_max_bytes=settings.log_file_max_bytes,
+        file_backups=settings.log_file_backups,
+        http_timeout=settings.log_http_timeout_seconds,
+    )
+    monitor = Monitor(
+        capture,
+        AdapterOptions(
+            protocol=settings.protocol,
+            # Positional inputs are named by the settings, else by the reference profile.
+            feature_names=settings.feature_names or (tuple(profile.features) if profile is not None else ()),
+            features_pointer=settings.features_pointer,
+            predictions_pointer=settings.predictions_pointer,
+            scores_pointer=settings.scores_pointer,
+            max_bytes=max(settings.capture_max_bytes, 1),
+        ),
+        Anonymizer(settings.pii_fields, cast("PiiMode", settings.pii_mode), settings.pii_salt),
+        sinks,
+        model_name=settings.model_name,
+        model_version=settings.model_version,
+        version_header=settings.model_version_header.encode("latin-1"),
+    )
+    rules = None
+    if settings.quality_rules is not None:
+        try:
+            rules = load_rules(settings.quality_rules)
+        except QualityRulesError as exc:
+            raise QualityRulesError([f"SIDECAR_QUALITY_RULES: {problem}" for problem in exc.problems]) from exc
+        for conflict in rules.conflicts(profile) if profile is not None else ():
+            logger.warning("SIDECAR_QUALITY_RULES: %s", conflict)
+    quality = QualityMonitor(
+        profile,
+        rules=rules,
+        range_tolerance=settings.quality_range_tolerance,
+        expected_rate=settings.expected_records_per_second,
+        slice_seconds=settings.drift_slice_seconds,
+    )
+    monitors = DataMonitors(
+        profile,
+        status,
+        quality,
+        drift=DriftSettings(settings.drift_window_seconds, settings.drift_slice_seconds, settings.drift_min_samples),
+        warmup=ReferenceLearner(target=settings.reference_warmup, bins=settings.drift_bins)
+        if status.source == "learning"
+        else None,
+    )
+    monitor.subscribe(monitors.observe)
+    return Components(capture, sinks, monitor, monitors)

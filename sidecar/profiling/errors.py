@@ -1,0 +1,26 @@
+"""What can go wrong building a profile, split by who has to act.
+
+::
+
+    SidecarError
+    ├── DataError     DATA is missing, unreadable or malformed      → exit 1
+    └── OptionError   the options do not fit each other or DATA     → exit 2
+"""
+
+from __future__ import annotations
+
+from sidecar.exceptions import SidecarError
+
+__all__ = ["DataError", "OptionError"]
+
+
+class DataError(SidecarError):
+    """The data file cannot be read as the format it claims to be; the message names the place."""
+
+
+class OptionError(SidecarError):
+    """Options that cannot be used, such as a column that DATA does not have. ``problems`` has one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
