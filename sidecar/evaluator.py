@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sidecar.drift import DriftSnapshot, DriftTracker, evaluate
+from sidecar.drift import DriftSnapshot, DriftTracker, collect, compute, evaluate
 from sidecar.learning import ReferenceLearner
 from sidecar.quality import QualityMonitor, QualitySnapshot
 from sidecar.records import PredictionRecord
@@ -137,17 +137,27 @@ class DataMonitors:
         self.status = status
 
     def evaluate(self) -> Snapshot:
-        """Evaluate drift and quality now. Runs on the event loop: it reads the live counts."""
+        """Evaluate drift and quality now, all on the calling thread (start-up and tests)."""
         now = self.clock()
         drift = None if self.tracker is None else evaluate(self.tracker, now)
         return Snapshot(now, self.status, drift, self.quality.snapshot(now))
+
+    async def _evaluate_off_loop(self) -> Snapshot:
+        # Copying the live counts is quick and must happen on the loop that
+        # feeds them; the statistics (tens of ms for wide models) run on a
+        # worker thread, so in-flight requests never wait for them.
+        now = self.clock()
+        status, quality = self.status, self.quality.snapshot(now)
+        collected = None if self.tracker is None else collect(self.tracker, now)
+        drift = None if collected is None else await asyncio.to_thread(compute, collected)
+        return Snapshot(now, status, drift, quality)
 
     async def run(self, interval: float) -> None:
         """Publish a fresh snapshot every ``interval`` seconds until cancelled."""
         while True:
             await asyncio.sleep(interval)
             try:
-                self.snapshot = self.evaluate()
+                self.snapshot = await self._evaluate_off_loop()
             except Exception:
                 # Keep serving the last good snapshot; the failure is in the log.
                 logger.exception("evaluation failed; keeping the previous snapshot")

@@ -24,7 +24,7 @@ Usage::
 from __future__ import annotations
 
 from sidecar.drift.chi2 import chi2_homogeneity
-from sidecar.drift.evaluate import evaluate
+from sidecar.drift.evaluate import Collected, collect, compute, evaluate
 from sidecar.drift.ks import ks_binned
 from sidecar.drift.psi import EPSILON, PSI_DRIFT, PSI_MODERATE, psi, psi_verdict
 from sidecar.drift.snapshot import DriftResult, DriftSnapshot, Method, MethodResult, WindowStats
@@ -33,6 +33,7 @@ from sidecar.drift.verdicts import ALPHA, Verdict, pvalue_verdict
 
 __all__ = [
     "ALPHA",
+    "Collected",
     "EPSILON",
     "PSI_DRIFT",
     "PSI_MODERATE",
@@ -45,6 +46,8 @@ __all__ = [
     "Verdict",
     "WindowStats",
     "chi2_homogeneity",
+    "collect",
+    "compute",
     "evaluate",
     "ks_binned",
     "psi",

@@ -15,9 +15,10 @@ Per feature, model output and label, over the reference bins:
 Dataset level, over features: the share of drifted features among those with
 enough data, and ``"drift"`` when it exceeds the tracker's ``drift_share``.
 
-Only :meth:`Window.totals` reads the tracker's live state, and it copies it
-(masked numpy sums over the ring): call ``evaluate`` on the thread that
-feeds the tracker. The rest works on those copies.
+Only :func:`collect` reads the tracker's live state, and it copies it
+(masked numpy sums over the ring): call it on the thread that feeds the
+tracker. :func:`compute` works on those copies, so it can run on a worker
+thread while the event loop keeps serving; :func:`evaluate` does both.
 
 Usage::
 
@@ -28,6 +29,7 @@ Usage::
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,35 +42,72 @@ from sidecar.drift.tracker import DriftTracker
 from sidecar.drift.verdicts import Verdict, pvalue_verdict
 from sidecar.drift.window import Window, WindowTotals
 
-__all__ = ["evaluate"]
+__all__ = ["Collected", "collect", "compute", "evaluate"]
 
 
-def evaluate(tracker: DriftTracker, now: float | None = None) -> DriftSnapshot:
-    """Drift over the window ending with the slice of ``now`` (default: the tracker's clock)."""
+@dataclass(frozen=True)
+class Collected:
+    """Copies of a tracker's window totals at one instant: what :func:`compute` needs, and nothing live."""
+
+    now: float
+    window_seconds: float
+    slice_seconds: float
+    min_samples: int
+    drift_share: float
+    features: WindowTotals | None
+    outputs: WindowTotals | None
+    labels: WindowTotals | None
+
+
+def collect(tracker: DriftTracker, now: float | None = None) -> Collected:
+    """Copy the window totals; cheap (masked numpy sums over the ring), and on the thread that feeds the tracker."""
     now = tracker.clock() if now is None else now
-    features = _results(tracker.features, now, tracker.min_samples)
-    labels = _results(tracker.labels, now, tracker.min_samples)
+
+    def totals(window: Window | None) -> WindowTotals | None:
+        return None if window is None else window.totals(now)
+
+    return Collected(
+        now=now,
+        window_seconds=tracker.window_seconds,
+        slice_seconds=tracker.slice_seconds,
+        min_samples=tracker.min_samples,
+        drift_share=tracker.drift_share,
+        features=totals(tracker.features),
+        outputs=totals(tracker.outputs),
+        labels=totals(tracker.labels),
+    )
+
+
+def compute(collected: Collected) -> DriftSnapshot:
+    """The statistics over collected totals; any thread, since it reads no live state."""
+    c = collected
+    features = _results(c.features, c.min_samples)
+    labels = _results(c.labels, c.min_samples)
     judged = [result.verdict for result in features if result.verdict != "insufficient_data"]
     share = judged.count("drift") / len(judged) if judged else None
-    verdict: Verdict = "insufficient_data" if share is None else "drift" if share > tracker.drift_share else "no_drift"
-    end = (math.floor(now / tracker.slice_seconds) + 1) * tracker.slice_seconds
+    verdict: Verdict = "insufficient_data" if share is None else "drift" if share > c.drift_share else "no_drift"
+    end = (math.floor(c.now / c.slice_seconds) + 1) * c.slice_seconds
     return DriftSnapshot(
-        evaluated_at=now,
-        window_start=end - tracker.window_seconds,
+        evaluated_at=c.now,
+        window_start=end - c.window_seconds,
         window_end=end,
         features=features,
-        outputs=_results(tracker.outputs, now, tracker.min_samples),
+        outputs=_results(c.outputs, c.min_samples),
         label=labels[0] if labels else None,
         drifted_share=share,
-        drift_share=tracker.drift_share,
+        drift_share=c.drift_share,
         verdict=verdict,
     )
 
 
-def _results(window: Window | None, now: float, min_samples: int) -> tuple[DriftResult, ...]:
-    if window is None:
+def evaluate(tracker: DriftTracker, now: float | None = None) -> DriftSnapshot:
+    """Drift over the window ending with the slice of ``now`` (default: the tracker's clock)."""
+    return compute(collect(tracker, now))
+
+
+def _results(totals: WindowTotals | None, min_samples: int) -> tuple[DriftResult, ...]:
+    if totals is None:
         return ()
-    totals = window.totals(now)
     return tuple(_result(totals, j, min_samples) for j in range(len(totals.channels)))
 
 

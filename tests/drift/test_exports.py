@@ -8,6 +8,7 @@ import sidecar.drift
 def test_all_exports_exist_and_are_listed() -> None:
     assert sidecar.drift.__all__ == [
         "ALPHA",
+        "Collected",
         "EPSILON",
         "PSI_DRIFT",
         "PSI_MODERATE",
@@ -20,6 +21,8 @@ def test_all_exports_exist_and_are_listed() -> None:
         "Verdict",
         "WindowStats",
         "chi2_homogeneity",
+        "collect",
+        "compute",
         "evaluate",
         "ks_binned",
         "psi",

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sidecar.drift import DriftSnapshot, DriftTracker, evaluate
+from sidecar.drift import DriftSnapshot, DriftTracker, collect, compute, evaluate
 from tests.drift.helpers import FakeClock, categorical, numeric, profile, record
 
 
@@ -78,3 +78,14 @@ def test_lookups() -> None:
     assert len(x.reference) == len(x.current) == 10
     with pytest.raises(KeyError):
         result.feature("nope")
+
+
+def test_collected_totals_are_copies_so_compute_can_run_on_another_thread() -> None:
+    rng = np.random.default_rng(11)
+    tracker = DriftTracker(profile({"x": numeric(rng.normal(size=1000))}), min_samples=10, clock=FakeClock())
+    tracker.update([record({"x": float(v)}) for v in rng.normal(size=50)])
+    collected = collect(tracker)
+    expected = evaluate(tracker)
+    # The tracker moves on (as the event loop would) before compute() runs.
+    tracker.update([record({"x": 5.0})] * 50)
+    assert compute(collected) == expected
