@@ -1,0 +1,329 @@
+"""The SQLite side of the prediction store: the file, its schema, and every statement.
+
+Blocking, and owned by one thread: :class:`Database` is opened, used and
+closed by the store's writer thread only (``sqlite3`` enforces it). It is the
+only module that speaks SQL, so moving the store to a server database
+replaces this file and keeps :mod:`.writer`.
+
+The file is in WAL mode with ``synchronous=NORMAL``: a committed batch
+survives a crash of the process, and a power loss may lose the last few
+batches, which monitoring can afford. Each public method is one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from sidecar.records import PredictionRecord
+from sidecar.store.values import Coverage, Labelled, Outcome, StoreError, encode_item
+
+__all__ = ["Database", "Written", "SCHEMA_VERSION"]
+
+logger = logging.getLogger("sidecar.store")
+
+SCHEMA_VERSION = 1  # PRAGMA user_version; bump with a migration when the table changes
+# The writer is the file's only writer, so waiting on a lock means another
+# process shares the state directory; waiting long would only back the buffer up.
+_BUSY_TIMEOUT_MS = 100
+# Holds the indexes' upper levels and the recent pages; a sidecar's memory is
+# the pod's, so the OS page cache keeps the rest of a large file.
+_CACHE_KIB = 16 * 1024
+# Labels land on scattered pages. Checkpointing every 32 MiB of WAL rather than
+# SQLite's 4 MiB copies a page that several batches rewrote once, and syncs
+# less often: about 1.3x the labels/s of benchmarks/label_ingest in random order.
+_CHECKPOINT_PAGES = 8192
+
+_SCHEMA = """
+CREATE TABLE predictions (
+    request_id  TEXT    NOT NULL,
+    row_index   INTEGER NOT NULL,
+    ts          REAL    NOT NULL,  -- prediction time, Unix seconds
+    model       TEXT    NOT NULL,
+    version     TEXT,
+    variant     TEXT    NOT NULL,
+    prediction  TEXT    NOT NULL,  -- JSON
+    scores      TEXT,              -- JSON array, or NULL
+    weight      REAL    NOT NULL,  -- 1/p
+    segments    TEXT,              -- JSON object of the segment features only, or NULL
+    label       TEXT,              -- JSON, NULL until labelled
+    label_ts    REAL,              -- when the outcome happened, if the caller said
+    labelled_at REAL,              -- when the label arrived; NULL means unlabelled
+    UNIQUE (request_id, row_index)
+);
+-- Windows, TTL and max-rows eviction all go by prediction time.
+CREATE INDEX predictions_ts ON predictions (ts);
+"""
+_COLUMNS = (
+    "request_id",
+    "row_index",
+    "ts",
+    "model",
+    "version",
+    "variant",
+    "prediction",
+    "scores",
+    "weight",
+    "segments",
+    "label",
+    "label_ts",
+    "labelled_at",
+)
+_INSERT = (
+    "INSERT OR IGNORE INTO predictions"
+    " (request_id, row_index, ts, model, version, variant, prediction, scores, weight, segments)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_EVICT_TTL = "DELETE FROM predictions WHERE ts < ?"
+_EVICT_OLDEST = "DELETE FROM predictions WHERE rowid IN (SELECT rowid FROM predictions ORDER BY ts LIMIT ?)"
+# The batch travels as one JSON parameter, [[item, request_id, row], ...]: no temporary table to fill.
+# A null row matches every row of the request, so the caller can tell a batch request apart.
+_MATCH = """
+SELECT j.key, p.rowid, p.labelled_at IS NOT NULL,
+       p.request_id, p.row_index, p.ts, p.model, p.version, p.variant, p.prediction, p.scores, p.weight, p.segments
+FROM json_each(?) AS j JOIN predictions AS p
+  ON p.request_id = json_extract(j.value, '$[0]')
+ AND (json_extract(j.value, '$[1]') IS NULL OR p.row_index = json_extract(j.value, '$[1]'))
+"""
+_LABEL = "UPDATE predictions SET label = ?, label_ts = ?, labelled_at = ? WHERE rowid = ?"
+_LABELLED = """
+SELECT request_id, row_index, ts, model, version, variant, prediction, scores, weight, segments,
+       label, label_ts, labelled_at
+FROM predictions WHERE ts >= ? AND labelled_at IS NOT NULL
+"""
+_COVERAGE = "SELECT count(*), count(labelled_at) FROM predictions WHERE ts >= ?"
+_BY_MODEL = " AND model = ?"
+_ORDER = " ORDER BY ts"
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What one batch of predictions did: rows inserted, rows already present, rows evicted by reason."""
+
+    inserted: int
+    conflicts: int
+    evicted_ttl: int
+    evicted_max_rows: int
+
+
+class Database:
+    """The prediction table in one SQLite file, bounded by age and by row count.
+
+    Usage, from one thread::
+
+        db = Database.open(Path("/var/lib/ml-sidecar/predictions.db"), segment_features=("country",),
+                           ttl_seconds=30 * 86400, max_rows=1_000_000)
+        db.write([db.encode(record) for record in records], now=time.time())
+        outcomes = db.attach([LabelItem("req-1", None, "setosa")], now=time.time())
+        db.close()
+    """
+
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        rows: int,
+        *,
+        segment_features: tuple[str, ...],
+        ttl_seconds: float,
+        max_rows: int,
+    ) -> None:
+        self._db = connection
+        self.rows = rows  # kept here rather than counted, since count(*) is O(rows)
+        self.segment_features = segment_features
+        self.ttl_seconds = ttl_seconds
+        self.max_rows = max_rows
+
+    @classmethod
+    def open(cls, path: Path, *, segment_features: tuple[str, ...], ttl_seconds: float, max_rows: int) -> Database:
+        """Open or create the file; :class:`StoreError` naming ``SIDECAR_STATE_DIR`` if it cannot be used."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise _unusable(path, exc) from exc
+        try:
+            rows = _prepare(connection, path)
+        except (sqlite3.Error, StoreError) as exc:
+            connection.close()
+            if isinstance(exc, StoreError):
+                raise
+            raise _unusable(path, exc) from exc
+        return cls(connection, rows, segment_features=segment_features, ttl_seconds=ttl_seconds, max_rows=max_rows)
+
+    def write(self, records: Sequence[tuple[Any, ...]], now: float) -> Written:
+        """Insert encoded rows (:meth:`encode`) and evict what is too old or too many, in one transaction."""
+        with self._transaction():
+            inserted = self._db.executemany(_INSERT, records).rowcount
+            ttl, oldest = self._evict(now, self.rows + inserted)
+        self.rows += inserted - ttl - oldest
+        return Written(inserted, len(records) - inserted, ttl, oldest)
+
+    def evict(self, now: float) -> tuple[int, int]:
+        """Evict predictions older than the TTL, then the oldest past ``max_rows``: counts (ttl, max_rows)."""
+        with self._transaction():
+            ttl, oldest = self._evict(now, self.rows)
+        self.rows -= ttl + oldest
+        return ttl, oldest
+
+    def _evict(self, now: float, rows: int) -> tuple[int, int]:
+        ttl = self._db.execute(_EVICT_TTL, (now - self.ttl_seconds,)).rowcount
+        excess = rows - ttl - self.max_rows
+        oldest = self._db.execute(_EVICT_OLDEST, (excess,)).rowcount if excess > 0 else 0
+        return ttl, oldest
+
+    def encode(self, record: PredictionRecord) -> tuple[Any, ...]:
+        """A record as an insert's parameters. Only the segment features are kept, never the whole dict."""
+        features = record.features
+        names = self.segment_features
+        return (
+            record.request_id,
+            record.row,
+            float(record.timestamp),
+            record.model_name,
+            record.model_version,
+            record.variant,
+            _dumps(record.prediction),
+            None if record.scores is None else _dumps(record.scores),
+            record.weight,
+            _dumps({name: features.get(name) for name in names}) if names else None,
+        )
+
+    def attach(self, items: Sequence[object], now: float) -> list[Outcome]:
+        """Join labels to stored predictions in one transaction: one :class:`Outcome` per item, in order.
+
+        The first label of a prediction wins, within the batch as across
+        batches. ``row`` None joins row 0 of a request that has one stored
+        row; for a request with several it is ``invalid``.
+        """
+        outcomes: list[Outcome | None] = [None] * len(items)
+        valid: dict[int, tuple[str, int | None, str, float | None]] = {}
+        for i, item in enumerate(items):
+            try:
+                valid[i] = encode_item(item)
+            except ValueError as exc:
+                outcomes[i] = Outcome("invalid", reason=str(exc))
+        keys = list(valid)  # json_each's key is the position in this list
+        with self._transaction():
+            matches: dict[int, list[tuple[Any, ...]]] = {}
+            if keys:
+                batch = orjson.dumps([valid[i][:2] for i in keys]).decode()
+                for match in self._db.execute(_MATCH, (batch,)):
+                    matches.setdefault(keys[match[0]], []).append(match)
+            updates: list[tuple[str, float | None, float, int]] = []
+            labelled_now: set[int] = set()
+            for i, (request_id, row, label, label_ts) in valid.items():
+                found = matches.get(i, ())
+                if row is None and len(found) > 1:
+                    outcomes[i] = Outcome("invalid", reason=f"row required: request {request_id} had {len(found)} rows")
+                    continue
+                if not found or (row is None and found[0][4] != 0):
+                    outcomes[i] = Outcome("unmatched")
+                    continue
+                _, rowid, had_label, *prediction = found[0]
+                if had_label or rowid in labelled_now:
+                    outcomes[i] = Outcome("duplicate")
+                    continue
+                labelled_now.add(rowid)
+                updates.append((label, label_ts, now, rowid))
+                outcomes[i] = Outcome("joined", _labelled((*prediction, label, label_ts, now)))
+            self._db.executemany(_LABEL, updates)
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def labelled(self, since: float, model: str | None) -> list[Labelled]:
+        """Labelled predictions made at or after ``since``, oldest first."""
+        if model is None:
+            cursor = self._db.execute(_LABELLED + _ORDER, (since,))
+        else:
+            cursor = self._db.execute(_LABELLED + _BY_MODEL + _ORDER, (since, model))
+        return [_labelled(row) for row in cursor]
+
+    def coverage(self, since: float, model: str | None) -> Coverage:
+        """Predictions made at or after ``since``, and how many of them are labelled."""
+        if model is None:
+            cursor = self._db.execute(_COVERAGE, (since,))
+        else:
+            cursor = self._db.execute(_COVERAGE + _BY_MODEL, (since, model))
+        predictions, labelled = cursor.fetchone()
+        return Coverage(predictions, labelled)
+
+    def close(self) -> None:
+        """Close the file; SQLite checkpoints the WAL into it."""
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        db = self._db
+        # IMMEDIATE takes the write lock up front, so a busy file fails here rather than halfway through.
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            # SQLite rolls back by itself on some errors (disk full); a second ROLLBACK would raise.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+
+def _prepare(db: sqlite3.Connection, path: Path) -> int:
+    """Set the pragmas, create or check the schema, and count the rows."""
+    # The first statement reads the header: a file that is not a database fails here.
+    mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if mode != "wal":
+        logger.warning("prediction store %s: journal mode %s, not wal (the filesystem may not allow it)", path, mode)
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+    db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+    db.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    columns = tuple(row[1] for row in db.execute("PRAGMA table_info(predictions)"))
+    if version == 0 and not columns:
+        db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+    elif version != SCHEMA_VERSION or columns != _COLUMNS:
+        raise StoreError(
+            f"the prediction store {path} in SIDECAR_STATE_DIR has schema version {version}, and this sidecar"
+            f" reads version {SCHEMA_VERSION}; move the file aside (its predictions and labels are lost to"
+            " monitoring) or point SIDECAR_STATE_DIR at another directory"
+        )
+    rows: int = db.execute("SELECT count(*) FROM predictions").fetchone()[0]
+    return rows
+
+
+def _unusable(path: Path, exc: BaseException) -> StoreError:
+    return StoreError(
+        f"cannot open the prediction store {path} (SIDECAR_STATE_DIR={path.parent}): {exc}. SIDECAR_STATE_DIR must"
+        " be a writable directory; if the file is corrupt, move it aside (its predictions and labels are lost to"
+        " monitoring) and restart"
+    )
+
+
+def _dumps(value: Any) -> str:
+    # default=str: a value JSON cannot hold is stored as its text rather than failing the row.
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+def _labelled(row: Sequence[Any]) -> Labelled:
+    request_id, row_index, ts, model, version, variant, prediction, scores, weight, segments, label, label_ts, at = row
+    loads = orjson.loads
+    return Labelled(
+        request_id,
+        row_index,
+        ts,
+        model,
+        version,
+        variant,
+        loads(prediction),
+        None if scores is None else loads(scores),
+        weight,
+        {} if segments is None else loads(segments),
+        loads(label),
+        label_ts,
+        at,
+    )
