@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from urllib.parse import urlsplit
 
-from sidecar.exceptions import UpstreamError
+from sidecar.delivery import post_with_retries
 from sidecar.records import rfc3339
 from sidecar.sinks.base import LogBatch, Sink
 from sidecar.upstream import UpstreamClient
@@ -15,7 +14,6 @@ __all__ = ["CE_TYPE", "HttpSink"]
 
 CE_TYPE = "ml-sidecar.prediction"
 # Other client errors mean the event itself was refused: it would be refused again.
-_RETRYABLE_4XX = frozenset({408, 429})
 
 
 class HttpSink(Sink):
@@ -110,32 +108,15 @@ class HttpSink(Sink):
             ("content-type", "application/json"),
         ]
         body = b"[" + b",".join(batch.lines) + b"]"
-        for attempt in range(self._attempts):
-            if attempt:
-                await asyncio.sleep(random.uniform(0, self._backoff * 2 ** (attempt - 1)))
-            problem, retry = await self._attempt(headers, body)
-            if not retry:
-                break
-        return problem
-
-    async def _attempt(self, headers: list[tuple[str, str]], body: bytes) -> tuple[str | None, bool]:
-        """One POST: what went wrong (None for a 2xx), and whether another try could help."""
-        try:
-            async with asyncio.timeout(self._timeout):
-                async with self._client.request("POST", self._target, headers, body) as response:
-                    await response.read()  # to the end, so the connection goes back to the pool
-                    status = response.status
-        except TimeoutError:
-            return f"no answer within {self._timeout:g}s", True
-        except UpstreamError as exc:
-            return f"{exc.reason}: {exc}", True
-        except Exception as exc:
-            # E.g. a request id the HTTP client refuses as a header value. The
-            # rows must still be counted, and the same event would fail again.
-            return f"{type(exc).__name__}: {exc}", False
-        if 200 <= status < 300:
-            return None, False
-        return f"HTTP {status}", status >= 500 or status in _RETRYABLE_4XX
+        return await post_with_retries(
+            self._client,
+            self._target,
+            headers,
+            body,
+            timeout=self._timeout,
+            attempts=self._attempts,
+            backoff=self._backoff,
+        )
 
     async def _release(self, deadline: float) -> None:
         # Sends still running when the worker was cancelled at the deadline.
