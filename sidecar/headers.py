@@ -23,12 +23,26 @@ def new_request_id() -> str:
     return os.urandom(16).hex()
 
 
-def _is_hop_by_hop(name: bytes) -> bool:
-    return name in HOP_BY_HOP or name.startswith(b"proxy-")
-
-
 def _connection_tokens(value: bytes) -> set[bytes]:
     return {token.strip().lower() for token in value.split(b",") if token.strip()}
+
+
+# What upstream_headers() does with a request header, by name. Names not in
+# the table are forwarded unless they are ``proxy-*``: one dict lookup per
+# header instead of a chain of comparisons, since this runs for every header
+# of every request.
+_DROP, _CONNECTION, _HOST, _FORWARDED_FOR, _ID, _PROTO, _FORWARDED_HOST = range(7)
+_REQUEST_ACTIONS: dict[bytes, int] = {
+    **dict.fromkeys(HOP_BY_HOP, _DROP),
+    # The ASGI server already answered "100 Continue" when the body was read.
+    b"expect": _DROP,
+    b"connection": _CONNECTION,
+    b"host": _HOST,
+    b"x-forwarded-for": _FORWARDED_FOR,
+    REQUEST_ID: _ID,
+    b"x-forwarded-proto": _PROTO,
+    b"x-forwarded-host": _FORWARDED_HOST,
+}
 
 
 def upstream_headers(
@@ -47,30 +61,32 @@ def upstream_headers(
     host = ""
     forwarded_for = ""
     has_proto = has_host = False
-    named: set[bytes] = set()
+    named: set[bytes] | None = None
+    actions = _REQUEST_ACTIONS
     for name, value in headers:
-        if _is_hop_by_hop(name):
-            if name == b"connection":
-                named |= _connection_tokens(value)
+        action = actions.get(name)
+        if action is None:
+            if not name.startswith(b"proxy-"):
+                out.append((name.decode("latin-1"), value.decode("latin-1")))
+        elif action == _DROP:
             continue
-        if name == b"host":
+        elif action == _CONNECTION:
+            named = _connection_tokens(value) if named is None else named | _connection_tokens(value)
+        elif action == _HOST:
             host = value.decode("latin-1")
-            continue
-        if name == b"expect":
-            # The ASGI server already answered "100 Continue" when the body was read.
-            continue
-        if name == b"x-forwarded-for":
+        elif action == _FORWARDED_FOR:
             v = value.decode("latin-1")
             forwarded_for = f"{forwarded_for}, {v}" if forwarded_for else v
-            continue
-        if name == REQUEST_ID:
-            request_id = value.decode("latin-1")
-        elif name == b"x-forwarded-proto":
-            has_proto = True
-        elif name == b"x-forwarded-host":
-            has_host = True
-        out.append((name.decode("latin-1"), value.decode("latin-1")))
-    if named:
+        else:
+            if action == _ID:
+                request_id = value.decode("latin-1")
+            elif action == _PROTO:
+                has_proto = True
+            else:
+                has_host = True
+            out.append((name.decode("latin-1"), value.decode("latin-1")))
+    if named and not named <= HOP_BY_HOP:
+        # As in client_headers(), "Connection: keep-alive" needs no second pass.
         out = [(k, v) for k, v in out if k.encode("latin-1") not in named]
     client_sent_id = bool(request_id)
     if not client_sent_id:
@@ -87,6 +103,11 @@ def upstream_headers(
     return out, request_id, client_sent_id
 
 
+# Response header names client_headers() must look at; any other name is
+# copied unless it is ``proxy-*``.
+_RESPONSE_SPECIAL = HOP_BY_HOP | {REQUEST_ID}
+
+
 def client_headers(raw: Sequence[tuple[bytes, bytes]], request_id: str) -> list[tuple[bytes, bytes]]:
     """Response headers for the client: the upstream's, less hop-by-hop ones.
 
@@ -94,18 +115,22 @@ def client_headers(raw: Sequence[tuple[bytes, bytes]], request_id: str) -> list[
     client can always quote the id that the prediction logs carry.
     """
     out: list[tuple[bytes, bytes]] = []
-    named: set[bytes] = set()
+    named: set[bytes] | None = None
     has_id = False
+    special = _RESPONSE_SPECIAL
     for name, value in raw:
         lower = name.lower()
-        if _is_hop_by_hop(lower):
-            if lower == b"connection":
-                named |= _connection_tokens(value)
-            continue
-        if lower == REQUEST_ID:
+        if lower not in special:
+            if not lower.startswith(b"proxy-"):
+                out.append((lower, value))
+        elif lower == REQUEST_ID:
             has_id = True
-        out.append((lower, value))
-    if named:
+            out.append((lower, value))
+        elif lower == b"connection":
+            named = _connection_tokens(value) if named is None else named | _connection_tokens(value)
+    if named and not named <= HOP_BY_HOP:
+        # Most upstreams send "Connection: keep-alive", which names only a
+        # header already dropped: skip the second pass then.
         out = [(k, v) for k, v in out if k not in named]
     if not has_id:
         out.append((REQUEST_ID, request_id.encode("latin-1")))

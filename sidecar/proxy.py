@@ -61,7 +61,12 @@ class _Exchange:
         when the connection drops, and also once the response is complete; the
         ``finished`` flag tells the two apart.
         """
-        watcher = asyncio.ensure_future(receive())
+        task = self.task
+        if task is None:
+            return
+        # The task's own loop rather than ensure_future(): on Python 3.11 every
+        # implicit get_running_loop() is a getpid() system call.
+        watcher = task.get_loop().create_task(receive())
         watcher.add_done_callback(self._on_message)
 
     def _on_message(self, watcher: asyncio.Future[Message]) -> None:
