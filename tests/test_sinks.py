@@ -34,6 +34,7 @@ from sidecar.sinks import (
     build_sinks,
     parse_sink_spec,
 )
+from tests.records import make_record as base_record
 from tests.servers import run_server
 
 pytestmark = pytest.mark.anyio
@@ -42,20 +43,17 @@ T0 = 1_764_144_638.123  # 2025-11-26T08:10:38.123Z
 
 
 def make_record(request_id: str = "req-1", row: int = 0, features: dict[str, Any] | None = None) -> PredictionRecord:
-    return PredictionRecord(
+    return base_record(
         timestamp=T0,
         request_id=request_id,
         row=row,
         model_name="iris",
         model_version="3",
-        variant="primary",
         features={"sepal_length": 5.1, "species_hint": "setosa"} if features is None else features,
         prediction="setosa",
         confidence=0.93,
         scores=[0.93, 0.05, 0.02],
         latency_ms=4.2,
-        status_code=200,
-        strategy="random",
         probability=0.5,
     )
 

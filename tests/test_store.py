@@ -17,6 +17,7 @@ import pytest
 from sidecar.exceptions import SidecarError
 from sidecar.records import PredictionRecord
 from sidecar.store import FILENAME, LabelItem, Outcome, PredictionStore, StoreError
+from tests.records import make_record
 
 pytestmark = pytest.mark.anyio
 
@@ -42,20 +43,17 @@ def record(
     model: str = "iris",
     features: dict[str, Any] | None = None,
 ) -> PredictionRecord:
-    return PredictionRecord(
+    return make_record(
         timestamp=timestamp,
         request_id=request_id,
         row=row,
         model_name=model,
         model_version="3",
-        variant="primary",
         features={"country": "DE", "email": "alice@example.com"} if features is None else features,
         prediction="setosa",
         confidence=0.9,
         scores=[0.9, 0.06, 0.04],
         latency_ms=4.2,
-        status_code=200,
-        strategy="random",
         probability=0.25,
     )
 

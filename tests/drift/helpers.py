@@ -10,6 +10,7 @@ import numpy.typing as npt
 
 from sidecar.records import PredictionRecord
 from sidecar.reference import Distribution, ReferenceProfile, Stats
+from tests.records import make_record
 
 Floats = npt.NDArray[np.float64]
 
@@ -66,21 +67,8 @@ def profile(
 def record(
     features: dict[str, Any], *, probability: float = 1.0, prediction: Any = None, confidence: float | None = None
 ) -> PredictionRecord:
-    return PredictionRecord(
-        timestamp=0.0,
-        request_id="r",
-        row=0,
-        model_name="m",
-        model_version=None,
-        variant="primary",
-        features=features,
-        prediction=prediction,
-        confidence=confidence,
-        scores=None,
-        latency_ms=1.0,
-        status_code=200,
-        strategy="random",
-        probability=probability,
+    return make_record(
+        model_name="m", features=features, prediction=prediction, confidence=confidence, probability=probability
     )
 
 

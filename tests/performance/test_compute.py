@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from sidecar.performance import METRICS, TASKS, JoinedRow, PerformanceConfig, Task, compute
-from sidecar.records import PredictionRecord
 from tests.performance.helpers import rows
+from tests.records import make_record
 
 
 def test_one_snapshot_per_model_and_variant() -> None:
@@ -70,20 +70,14 @@ def test_snapshot_is_immutable() -> None:
 
 
 def test_row_from_record() -> None:
-    record = PredictionRecord(
-        timestamp=0.0,
+    record = make_record(
         request_id="r1",
-        row=0,
         model_name="churn",
         model_version="3",
         variant="champion",
-        features={},
         prediction=1,
         confidence=0.8,
         scores=[0.2, 0.8],
-        latency_ms=1.0,
-        status_code=200,
-        strategy="random",
         probability=0.25,
     )
     assert JoinedRow.from_record(record, label=0) == JoinedRow("churn", "champion", 1, [0.2, 0.8], 0.8, 0, 4.0)

@@ -7,6 +7,7 @@ from typing import Any
 from sidecar.quality import QualityMonitor
 from sidecar.records import PredictionRecord
 from sidecar.reference import Distribution, ReferenceProfile, Stats
+from tests.records import make_record
 
 # age: numeric in [0, 100], no nulls      → range [-10, 110] at tolerance 0.1, non-negative
 # income: numeric in [-500, 9500], nulls → range [-1500, 10500], negatives fine, nullable
@@ -43,20 +44,10 @@ def record(
     request_id: str = "req-1",
     probability: float = 1.0,
 ) -> PredictionRecord:
-    return PredictionRecord(
+    return make_record(
         timestamp=timestamp,
         request_id=request_id,
-        row=0,
-        model_name="model",
-        model_version=None,
-        variant="primary",
         features=dict(CLEAN) if features is None else features,
-        prediction=None,
-        confidence=None,
-        scores=None,
-        latency_ms=1.0,
-        status_code=200,
-        strategy="random",
         probability=probability,
     )
 
