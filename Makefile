@@ -25,10 +25,11 @@ venv: $(STAMP)
 demo: $(STAMP)
 	DEMO_SECONDS=$(DEMO_SECONDS) $(PY) -m demo
 
-# Debian packages the tests drive for real: promtool (from prometheus).
+# Debian packages the tests drive for real: prometheus and promtool, alertmanager and amtool.
 apt-test:
-	@command -v promtool >/dev/null || { $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
+	@{ command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null; } || \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	  --no-install-recommends prometheus prometheus-alertmanager; }
 
 apt-bench:
 	@{ command -v wrk >/dev/null && command -v nginx >/dev/null; } || { $(SUDO) apt-get update -qq && \
