@@ -14,9 +14,13 @@ COPY sidecar ./sidecar
 RUN pip install --no-cache-dir --disable-pip-version-check . \
  && rm -rf /src/build /src/*.egg-info
 
+# The prediction store (delayed labels join against it); mount a volume here to keep it across restarts.
+RUN mkdir -p /var/lib/ml-sidecar && chown 10001:10001 /var/lib/ml-sidecar
+VOLUME /var/lib/ml-sidecar
+
 WORKDIR /
 USER 10001:10001
-ENV PYTHONUNBUFFERED=1
+ENV PYTHONUNBUFFERED=1 SIDECAR_STATE_DIR=/var/lib/ml-sidecar
 EXPOSE 8000 9100
 
 # Liveness only (the process and its loop answer); readiness, which needs the

@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -121,6 +122,13 @@ async def run_demo(seconds: float, proxy_port: int, admin_port: int) -> None:
         # Nothing is in flight once the traffic has stopped, so a demo never needs the 30 s default.
         "SIDECAR_SHUTDOWN_TIMEOUT_SECONDS": "5",
     }
+    # The prediction store of a demo is thrown away with it.
+    with tempfile.TemporaryDirectory(prefix="ml-sidecar-demo-") as state_dir:
+        settings["SIDECAR_STATE_DIR"] = state_dir
+        await _run(settings, seconds, stop)
+
+
+async def _run(settings: dict[str, str], seconds: float, stop: asyncio.Event) -> None:
     async with serve(create_app(train_model(seed=0)), HOST) as model_url:
         async with Sidecar(Settings.from_env({"SIDECAR_UPSTREAM_URL": model_url, **settings})) as sidecar:
             proxy_url = f"http://{HOST}:{sidecar.proxy_port}"

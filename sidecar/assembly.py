@@ -14,14 +14,19 @@ from typing import cast
 from sidecar.capture import Capture
 from sidecar.config import Settings
 from sidecar.evaluator import DataMonitors, DriftSettings, ReferenceStatus
+from sidecar.labels import LabelMonitor
 from sidecar.learning import ReferenceLearner
 from sidecar.monitor import Monitor
+from sidecar.performance import METRICS, PerformanceConfig, Task
 from sidecar.privacy import Anonymizer, PiiMode
 from sidecar.protocols import AdapterOptions
 from sidecar.quality import QualityMonitor, QualityRulesError, load_rules
 from sidecar.reference import ProfileError, ReferenceProfile, load_profile
+from sidecar.retraining import Retrainer, RetrainPolicy, model_trained_at, split_webhook_url
 from sidecar.sampling import build_sampler
 from sidecar.sinks import Sink, build_sinks
+from sidecar.store import PredictionStore
+from sidecar.upstream import UpstreamClient
 
 __all__ = ["Components", "build_components", "load_reference"]
 
@@ -34,6 +39,12 @@ class Components:
     sinks: list[Sink]
     monitor: Monitor
     monitors: DataMonitors
+    store: PredictionStore
+    labels: LabelMonitor
+    retrainer: Retrainer
+    webhook: UpstreamClient | None  # the retraining webhook's client; the server opens and closes it
+    baseline: dict[str, float]
+    trained_at: float | None
 
 
 def load_reference(settings: Settings) -> tuple[ReferenceProfile | None, ReferenceStatus]:
@@ -134,4 +145,57 @@ def build_components(settings: Settings) -> Components:
         else None,
     )
     monitor.subscribe(monitors.observe)
-    return Components(capture, sinks, monitor, monitors)
+    store, labels, retrainer, webhook, baseline, trained_at = _build_labels(settings, profile, monitors)
+    monitor.subscribe(store.add)
+    monitor.subscribe(labels.observe)
+    return Components(capture, sinks, monitor, monitors, store, labels, retrainer, webhook, baseline, trained_at)
+
+
+def _build_labels(
+    settings: Settings, profile: ReferenceProfile | None, monitors: DataMonitors
+) -> tuple[PredictionStore, LabelMonitor, Retrainer, UpstreamClient | None, dict[str, float], float | None]:
+    task = cast("Task", settings.task)
+    store = PredictionStore(
+        settings.state_dir,
+        segment_features=settings.store_segments,
+        ttl_seconds=settings.label_ttl_seconds,
+        max_rows=settings.store_max_rows,
+    )
+    # The profile's baseline (built with --target and --prediction), each metric overridable by the environment.
+    baseline = {name: value for name, value in (profile.baseline if profile else {}).items() if name in METRICS[task]}
+    baseline.update(settings.baseline)
+    trained_at = model_trained_at(settings.model_trained_at, profile.created_at if profile is not None else None)
+    webhook, path = None, "/"
+    if settings.retrain_webhook_url is not None:
+        base, path = split_webhook_url(settings.retrain_webhook_url)
+        webhook = UpstreamClient(base, timeout=10.0, connect_timeout=5.0, max_connections=4)
+    retrainer = Retrainer(
+        settings.model_name,
+        RetrainPolicy(
+            interval_seconds=settings.retrain_interval,
+            max_drop=settings.retrain_max_drop,
+            min_new_labels=settings.retrain_min_new_labels,
+            cooldown_seconds=settings.retrain_cooldown_seconds,
+            on_drift=settings.retrain_on_drift,
+        ),
+        trained_at=trained_at,
+        baseline=baseline,
+        webhook=webhook,
+        webhook_path=path,
+    )
+    labels = LabelMonitor(
+        store,
+        PerformanceConfig(
+            task=task,
+            positive_label=settings.positive_label,
+            classes=settings.classes,
+            ranking_k=settings.ranking_k,
+            min_labels=settings.perf_min_labels,
+        ),
+        model=settings.model_name,
+        window_seconds=settings.perf_window_seconds,
+        max_rows=settings.perf_max_rows,
+        retrainer=retrainer,
+        data=monitors,
+    )
+    return store, labels, retrainer, webhook, baseline, trained_at

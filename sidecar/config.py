@@ -17,8 +17,10 @@ from typing import Any, Literal, TypeVar, cast, get_args
 from urllib.parse import urlsplit
 
 from sidecar.exceptions import ConfigError
+from sidecar.performance import METRICS, TASKS, PerformanceConfig
 from sidecar.privacy import PII_MODES, check_pii, parse_fields
 from sidecar.protocols import PROTOCOLS, parse_pointer
+from sidecar.retraining import parse_trained_at
 from sidecar.sampling import STRATEGIES, parse_source
 from sidecar.sinks import parse_sink_spec
 
@@ -89,6 +91,49 @@ def _parse_http_url(raw: str) -> str:
     return value.rstrip("/")
 
 
+def _parse_webhook_url(raw: str) -> str:
+    value = raw.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _Invalid("expected an http:// or https:// URL with a host, e.g. https://ci.example/hooks/retrain")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port out of range
+    except ValueError:
+        raise _Invalid("expected a URL whose port is from 1 to 65535") from None
+    return value
+
+
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0, "w": 604_800.0}
+
+
+def _parse_duration(low: float, high: float) -> Callable[[str], float]:
+    """Seconds, given as a number of seconds or with a unit: ``90``, ``30m``, ``12h``, ``7d``, ``2w``."""
+    allowed = f"expected a duration from {low:g}s to {high / 86_400:g}d, in seconds or with a unit s, m, h, d or w"
+
+    def parse(raw: str) -> float:
+        text = raw.strip().lower()
+        scale = _DURATION_UNITS.get(text[-1:], None)
+        number = text[:-1] if scale is not None else text
+        try:
+            value = float(number) * (scale or 1.0)
+        except ValueError:
+            raise _Invalid(allowed) from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise _Invalid(allowed)
+        return value
+
+    return parse
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise _Invalid("expected true or false")
+
+
 def _parse_path(raw: str) -> str:
     value = raw.strip()
     if not value.startswith("/"):
@@ -153,12 +198,23 @@ class _Field:
     parse: Callable[[str], Any]
     secret: bool = False
     required: bool = False
+    # A family of variables, SIDECAR_<NAME>_<KEY>, gathered into a tuple of (key, value) pairs.
+    family: bool = False
 
 
 def _env(parse: Callable[[str], T], default: T, *, secret: bool = False) -> T:
     # The dataclass default is the real default; the parser is kept in metadata
     # so adding a setting is one line in one place.
     return dataclasses.field(default=default, metadata={"field": _Field(parse, secret=secret)})
+
+
+def _family(parse: Callable[[str], T]) -> tuple[tuple[str, T], ...]:
+    return dataclasses.field(default=(), metadata={"field": _Field(parse, family=True)})
+
+
+def variable(name: str) -> str:
+    """The environment variable of a settings field, ``SIDECAR_<KEY>`` standing for a family."""
+    return PREFIX + name.upper()
 
 
 def _required(parse: Callable[[str], T]) -> T:
@@ -237,6 +293,29 @@ class Settings:
     pii_fields: tuple[str, ...] = _env(_converted(parse_fields), ())
     pii_mode: str = _env(_parse_choice(PII_MODES), "hash")
     pii_salt: str | None = _env(_parse_text, None, secret=True)
+    # Delayed labels: the prediction store and the labels API.
+    state_dir: str = _env(_parse_text, "ml-sidecar-state")
+    label_ttl_seconds: float = _env(_parse_float(60.0, 366 * 86_400.0), 30 * 86_400.0)
+    store_max_rows: int = _env(_parse_int(1_000, 1_000_000_000), 1_000_000)
+    store_segments: tuple[str, ...] = _env(_parse_names, ())
+    labels_max_bytes: int = _env(_parse_int(1024, 1 << 30), 32 << 20)
+    # Online performance.
+    task: str = _env(_parse_choice(TASKS), "classification")
+    positive_label: str | None = _env(_parse_text, None)
+    classes: tuple[str, ...] | None = _env(_parse_names, None)
+    ranking_k: int = _env(_parse_int(1, 10_000), 10)
+    perf_min_labels: int = _env(_parse_int(1, 100_000_000), 100)
+    perf_window_seconds: float = _env(_parse_float(60.0, 366 * 86_400.0), 7 * 86_400.0)
+    perf_max_rows: int = _env(_parse_int(1_000, 10_000_000), 200_000)
+    # Staleness and retraining triggers.
+    model_trained_at: float | None = _env(_converted(parse_trained_at), None)
+    baseline: tuple[tuple[str, float], ...] = _family(_parse_float(0.0))
+    retrain_interval: float | None = _env(_parse_duration(60.0, 3650 * 86_400.0), None)
+    retrain_max_drop: float | None = _env(_parse_float(0.0, 10.0, low_open=True), None)
+    retrain_on_drift: bool = _env(_parse_bool, True)
+    retrain_min_new_labels: int | None = _env(_parse_int(1, 1_000_000_000), None)
+    retrain_cooldown_seconds: float = _env(_parse_float(0.0, 366 * 86_400.0), 3600.0)
+    retrain_webhook_url: str | None = _env(_parse_webhook_url, None)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -251,6 +330,9 @@ class Settings:
         for f in dataclasses.fields(cls):
             spec: _Field = f.metadata["field"]
             var = PREFIX + f.name.upper()
+            if spec.family:
+                values[f.name] = _parse_family(env, var + "_", spec, problems)
+                continue
             raw = env.get(var, "")
             if raw.strip() == "":
                 if spec.required:
@@ -276,18 +358,42 @@ class Settings:
         """
         env = os.environ if environ is None else environ
         known = {PREFIX + f.name.upper() for f in dataclasses.fields(cls)}
-        return sorted(var for var in env if var.startswith(PREFIX) and var not in known)
+        families = tuple(PREFIX + f.name.upper() + "_" for f in dataclasses.fields(cls) if f.metadata["field"].family)
+        # A family member with a wrong key is an error of from_env, not a warning here.
+        return sorted(
+            var for var in env if var.startswith(PREFIX) and var not in known and not var.startswith(families)
+        )
 
     def describe(self) -> dict[str, str]:
         """The effective configuration by variable name, secrets masked."""
         out: dict[str, str] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if value is not None and f.metadata["field"].secret:
+            if f.metadata["field"].family:
+                for key, member in value:
+                    out[f"{PREFIX}{f.name.upper()}_{key.upper()}"] = str(member)
+            elif value is not None and f.metadata["field"].secret:
                 out[PREFIX + f.name.upper()] = "***"
             else:
                 out[PREFIX + f.name.upper()] = "" if value is None else str(value)
         return out
+
+
+def _parse_family(
+    env: Mapping[str, str], prefix: str, spec: _Field, problems: list[str]
+) -> tuple[tuple[str, Any], ...]:
+    """``SIDECAR_BASELINE_ACCURACY=0.91`` and its siblings as ``(("accuracy", 0.91), ...)``, sorted by key."""
+    members: list[tuple[str, Any]] = []
+    for var in sorted(env):
+        raw = env[var]
+        if not var.startswith(prefix) or raw.strip() == "":
+            continue
+        key = var[len(prefix) :].lower()
+        try:
+            members.append((key, spec.parse(raw)))
+        except _Invalid as exc:
+            problems.append(f"{var}={raw!r} is not valid: {exc}")
+    return tuple(members)
 
 
 def _cross_checks(values: dict[str, Any]) -> list[str]:
@@ -303,4 +409,29 @@ def _cross_checks(values: dict[str, Any]) -> list[str]:
             f"SIDECAR_DRIFT_SLICE_SECONDS={slice_:g} does not fit SIDECAR_DRIFT_WINDOW_SECONDS={window:g}: "
             "expected a slice no longer than the window and at most 10000 slices per window"
         )
+    problems += _performance_checks(values)
+    return problems
+
+
+def _performance_checks(values: dict[str, Any]) -> list[str]:
+    task = values["task"]
+    problems: list[str] = []
+    if task != "classification":
+        problems += [
+            f"{variable(name)} applies to SIDECAR_TASK=classification only, not {task}"
+            for name in ("positive_label", "classes")
+            if values[name] is not None
+        ]
+    else:
+        try:
+            PerformanceConfig(task, values["positive_label"], values["classes"])
+        except ValueError as exc:
+            problems.append(f"SIDECAR_POSITIVE_LABEL/SIDECAR_CLASSES: {exc}")
+    known = METRICS[task]
+    problems += [
+        f"SIDECAR_BASELINE_{metric.upper()} names no {task} metric; expected one of "
+        + ", ".join(f"SIDECAR_BASELINE_{m.upper()}" for m in known)
+        for metric, _ in values["baseline"]
+        if metric not in known
+    ]
     return problems

@@ -21,6 +21,7 @@ from sidecar.config import Settings
 from sidecar.exceptions import SidecarError
 from sidecar.exposition import DataMetrics
 from sidecar.health import Readiness
+from sidecar.labelmetrics import LabelMetrics
 from sidecar.metrics import ProxyMetrics, create_registry
 from sidecar.proxy import ProxyApp
 from sidecar.sinks import LogMetrics
@@ -106,17 +107,21 @@ class Sidecar:
             timeout=min(settings.upstream_timeout_seconds, _READY_PROBE_TIMEOUT),
         )
         parts = build_components(settings)
+        self.parts = parts
         self.capture, self.sinks, self.monitor, self.monitors = (
             parts.capture,
             parts.sinks,
             parts.monitor,
             parts.monitors,
         )
+        self.store, self.labels, self.retrainer = parts.store, parts.labels, parts.retrainer
         for collector in (
             self.capture.metrics,
             LogMetrics(self.sinks),
             self.monitor.metrics,
             DataMetrics(settings.model_name, self.monitors),
+            LabelMetrics(self.labels, parts.baseline, parts.trained_at),
+            self.retrainer.metrics,
         ):
             self.registry.register(collector)
         self._background: list[asyncio.Task[None]] = []
@@ -145,7 +150,14 @@ class Sidecar:
         )
         self._admin = _Server(
             uvicorn.Config(
-                create_admin_app(self.registry, self.readiness, self.monitors),
+                create_admin_app(
+                    self.registry,
+                    self.readiness,
+                    self.monitors,
+                    self.labels,
+                    admin_token=settings.admin_token,
+                    labels_max_bytes=settings.labels_max_bytes,
+                ),
                 server_header=False,
                 **common,  # type: ignore[arg-type]
             )
@@ -171,6 +183,11 @@ class Sidecar:
             # with its reason, rather than losing every record later.
             for sink in self.sinks:
                 await sink.start()
+            # An unusable state directory stops start-up, naming SIDECAR_STATE_DIR:
+            # labels posted to a store that cannot keep them would be lost.
+            await self.store.start()
+            if self.parts.webhook is not None:
+                await self.parts.webhook.open()
         except SidecarError:
             proxy_sock.close()
             admin_sock.close()
@@ -180,6 +197,7 @@ class Sidecar:
         self._background = [
             asyncio.create_task(self.monitor.run(), name="monitor"),
             asyncio.create_task(self.monitors.run(self.settings.eval_interval_seconds), name="evaluator"),
+            asyncio.create_task(self.labels.run(self.settings.eval_interval_seconds), name="performance"),
         ]
         self._tasks = [
             asyncio.create_task(self._proxy.serve(sockets=[proxy_sock]), name="proxy-server"),
@@ -225,6 +243,11 @@ class Sidecar:
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.monitors.close()
         await self.monitor.drain(deadline)
+        # After the drain, so the last captured predictions are written before the file closes.
+        await self.store.close(deadline)
+        await self.retrainer.close(deadline)
+        if self.parts.webhook is not None:
+            await self.parts.webhook.close()
 
     async def _abort(self) -> None:
         self._proxy.should_exit = self._admin.should_exit = True

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import tempfile
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -180,6 +181,13 @@ async def run_upstream() -> AsyncIterator[Upstream]:
 
 @asynccontextmanager
 async def run_sidecar(upstream_url: str, env: Mapping[str, str] | None = None) -> AsyncIterator[Sidecar]:
+    with tempfile.TemporaryDirectory(prefix="sidecar-state-") as state_dir:
+        async with _sidecar(upstream_url, {"SIDECAR_STATE_DIR": state_dir, **(env or {})}) as sidecar:
+            yield sidecar
+
+
+@asynccontextmanager
+async def _sidecar(upstream_url: str, env: Mapping[str, str]) -> AsyncIterator[Sidecar]:
     settings = Settings.from_env(
         {
             "SIDECAR_UPSTREAM_URL": upstream_url,
@@ -188,7 +196,7 @@ async def run_sidecar(upstream_url: str, env: Mapping[str, str] | None = None) -
             "SIDECAR_ADMIN_HOST": "127.0.0.1",
             "SIDECAR_ADMIN_PORT": "0",
             "SIDECAR_SHUTDOWN_TIMEOUT_SECONDS": "2",
-            **(env or {}),
+            **env,
         }
     )
     async with Sidecar(settings) as sidecar:

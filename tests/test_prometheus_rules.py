@@ -83,7 +83,8 @@ def test_promtool_unit_tests_pass() -> None:
 
 
 def test_rules_record_the_documented_series() -> None:
-    records = [rule["record"] for path in _rule_files() for g in _load(path)["groups"] for rule in g["rules"]]
+    rules = [rule for path in _rule_files() for g in _load(path)["groups"] for rule in g["rules"]]
+    records = [rule["record"] for rule in rules if "record" in rule]
     assert records == list(RECORDED)
     readme = (RULES_DIR / "README.md").read_text()
     for name in RECORDED:

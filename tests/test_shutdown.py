@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -30,6 +31,7 @@ async def serve(upstream: Upstream, shutdown_timeout: float) -> AsyncIterator[tu
         "SIDECAR_ADMIN_HOST": "127.0.0.1",
         "SIDECAR_ADMIN_PORT": "0",
         "SIDECAR_SHUTDOWN_TIMEOUT_SECONDS": str(shutdown_timeout),
+        "SIDECAR_STATE_DIR": tempfile.mkdtemp(prefix="sidecar-state-"),
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "sidecar", "serve", env=env, stderr=asyncio.subprocess.PIPE

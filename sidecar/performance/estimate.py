@@ -16,6 +16,7 @@ Usage::
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,7 +25,7 @@ import numpy.typing as npt
 from sidecar.performance.rows import JoinedRow
 from sidecar.performance.snapshot import MetricResult, unavailable
 
-__all__ = ["estimated_accuracy", "estimated_accuracy_result"]
+__all__ = ["ConfidenceWindow", "estimated_accuracy", "estimated_accuracy_result"]
 
 Floats = npt.NDArray[np.float64]
 
@@ -45,3 +46,66 @@ def estimated_accuracy_result(rows: Sequence[JoinedRow]) -> MetricResult:
     weights = np.fromiter((row.weight for row in rows), dtype=np.float64, count=len(rows))[usable]
     value = estimated_accuracy(confidence[usable], weights)
     return MetricResult("estimated_accuracy", value, int(usable.sum()), float(weights.sum()), "ok")
+
+
+class ConfidenceWindow:
+    """Running sums of weighted confidence per variant, over a sliding window of prediction time.
+
+    The estimate covers every captured prediction, labelled or not, and there
+    are far more of those than labelled rows; keeping the rows would cost
+    memory for a mean. So each of ``buckets`` time buckets holds, per
+    variant, ``Σ w·c``, ``Σ w`` and the count: an update is O(1), the window
+    slides by whole buckets (its edge is accurate to ``window / buckets``).
+
+    Usage::
+
+        window = ConfidenceWindow(window_seconds=86400)
+        window.add("primary", confidence=0.9, weight=4.0, now=time.time())
+        window.result("primary", now=time.time())  # MetricResult("estimated_accuracy", 0.9, 1, 4.0, "ok")
+    """
+
+    def __init__(self, window_seconds: float, buckets: int = 120) -> None:
+        if not (window_seconds > 0 and buckets >= 1):
+            raise ValueError("window_seconds must be positive and buckets at least 1")
+        self.window_seconds = window_seconds
+        self._width = window_seconds / buckets
+        self._buckets: deque[tuple[int, dict[str, list[float]]]] = deque()
+
+    def add(self, variant: str, confidence: float | None, weight: float, now: float) -> None:
+        """Count one prediction; one without a confidence in [0, 1] is left out, as in :func:`estimated_accuracy`."""
+        if confidence is None or not 0.0 <= confidence <= 1.0:
+            return
+        index = int(now // self._width)
+        buckets = self._buckets
+        if not buckets or buckets[-1][0] != index:
+            buckets.append((index, {}))
+            self._expire(now)
+        sums = buckets[-1][1].get(variant)
+        if sums is None:
+            sums = buckets[-1][1][variant] = [0.0, 0.0, 0.0]
+        sums[0] += weight * confidence
+        sums[1] += weight
+        sums[2] += 1
+
+    def result(self, variant: str, now: float) -> MetricResult:
+        """``estimated_accuracy`` of one variant over the window ending ``now``."""
+        self._expire(now)
+        weighted = total = count = 0.0
+        for _, variants in self._buckets:
+            sums = variants.get(variant)
+            if sums is not None:
+                weighted += sums[0]
+                total += sums[1]
+                count += sums[2]
+        if total <= 0:
+            return unavailable("estimated_accuracy", "no prediction with a confidence in the window")
+        return MetricResult("estimated_accuracy", weighted / total, int(count), total, "ok")
+
+    def variants(self) -> set[str]:
+        return {variant for _, variants in self._buckets for variant in variants}
+
+    def _expire(self, now: float) -> None:
+        oldest = int((now - self.window_seconds) // self._width)
+        buckets = self._buckets
+        while buckets and buckets[0][0] <= oldest:
+            buckets.popleft()

@@ -1,0 +1,161 @@
+"""The body of ``POST /api/v1/labels``: parsed and checked before anything is stored.
+
+Two levels of error, so a client knows whether to fix its request or its data:
+
+- **the request as a whole** (:class:`LabelRequestError`): malformed JSON is
+  400; a body of the wrong shape, a field of the wrong type, a missing
+  ``request_id`` or ``label``, or an unknown field is 422; more than
+  ``max_items`` items is 413. Every problem is listed, each naming the field
+  (``[3].row: expected a non-negative integer``), and nothing of the request
+  is stored, so the client can fix it and send it again whole.
+- **one item** (an ``invalid`` outcome in the response): the envelope is
+  right but the label is not one the task accepts, e.g. a string for a
+  regression model or a class outside ``SIDECAR_CLASSES``. The other items of
+  the batch are still joined: a late label that one bad row held back might
+  never be sent again.
+
+Nothing here knows HTTP beyond the status codes it suggests.
+
+Usage::
+
+    try:
+        items = parse_labels(body, max_items=10_000)
+    except LabelRequestError as exc:
+        return exc.status, {"error": exc.message, "problems": exc.problems}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from sidecar.store import LabelItem
+
+__all__ = ["MAX_ITEMS", "MAX_REQUEST_ID_LENGTH", "LabelRequestError", "parse_labels"]
+
+MAX_ITEMS = 10_000
+# Request ids come from headers (x-request-id) or are generated UUIDs; a
+# longer one cannot match a stored prediction and only costs memory.
+MAX_REQUEST_ID_LENGTH = 256
+_FIELDS = frozenset({"request_id", "row", "label", "timestamp"})
+# More problems than this in one body are summarised: the first ones are enough to fix the client.
+_MAX_PROBLEMS = 20
+
+
+class LabelRequestError(Exception):
+    """The request is rejected whole: ``status`` (400, 413 or 422), a summary, and one line per problem."""
+
+    def __init__(self, status: int, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.problems = problems or []
+
+
+def parse_labels(body: bytes, *, max_items: int = MAX_ITEMS) -> list[LabelItem]:
+    """The label items of a request body, in order; :class:`LabelRequestError` if it cannot be used."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise LabelRequestError(400, f"the body is not valid JSON: {exc}") from None
+    if isinstance(document, dict):
+        raw_items: list[Any] = [document]
+        paths = ["body"]
+    elif isinstance(document, list):
+        if not document:
+            raise LabelRequestError(422, "the body is an empty list; send one label object or a list of them")
+        if len(document) > max_items:
+            raise LabelRequestError(413, f"the body holds {len(document)} labels; at most {max_items} per request")
+        raw_items = document
+        paths = [f"[{i}]" for i in range(len(document))]
+    else:
+        raise LabelRequestError(422, f"the body must be a label object or a list of them, not {_kind(document)}")
+
+    items: list[LabelItem] = []
+    problems: list[str] = []
+    for path, raw in zip(paths, raw_items, strict=True):
+        item = _item(path, raw, problems)
+        if item is not None:
+            items.append(item)
+    if problems:
+        shown = problems[:_MAX_PROBLEMS]
+        if len(problems) > _MAX_PROBLEMS:
+            shown.append(f"... and {len(problems) - _MAX_PROBLEMS} more problems")
+        raise LabelRequestError(422, f"{len(problems)} problem(s) in the labels; nothing was stored", shown)
+    return items
+
+
+def _item(path: str, raw: Any, problems: list[str]) -> LabelItem | None:
+    if not isinstance(raw, dict):
+        problems.append(f"{path}: expected a label object, not {_kind(raw)}")
+        return None
+    before = len(problems)
+    expected = ", ".join(sorted(_FIELDS))
+    problems.extend(f"{path}.{key}: unknown field; expected {expected}" for key in sorted(raw.keys() - _FIELDS))
+    request_id = _request_id(path, raw, problems)
+    row = _row(path, raw.get("row"), problems)
+    if raw.get("label") is None:
+        problems.append(f"{path}.label: required, and must not be null")
+    timestamp = _timestamp(path, raw.get("timestamp"), problems)
+    if len(problems) > before or request_id is None:
+        return None
+    return LabelItem(request_id, row, raw["label"], timestamp)
+
+
+def _request_id(path: str, raw: Mapping[str, Any], problems: list[str]) -> str | None:
+    value = raw.get("request_id")
+    if not isinstance(value, str) or not value:
+        problems.append(f"{path}.request_id: required, a non-empty string; got {_kind(value)}")
+        return None
+    if len(value) > MAX_REQUEST_ID_LENGTH:
+        problems.append(f"{path}.request_id: longer than {MAX_REQUEST_ID_LENGTH} characters")
+        return None
+    return value
+
+
+def _row(path: str, value: Any, problems: list[str]) -> int | None:
+    # bool is an int subclass, and true must not quietly mean row 1.
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return value
+    problems.append(f"{path}.row: expected a non-negative integer (the row of a batch request), got {_kind(value)}")
+    return None
+
+
+def _timestamp(path: str, value: Any, problems: list[str]) -> float | None:
+    """When the outcome happened: Unix seconds, or an RFC 3339 time with a zone."""
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if math.isfinite(value) and value >= 0:
+            return float(value)
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is not None:
+                return parsed.timestamp()
+    problems.append(
+        f"{path}.timestamp: expected Unix seconds or an RFC 3339 time with a zone "
+        f"(e.g. 2026-11-26T08:00:00Z), got {_kind(value)}"
+    )
+    return None
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
