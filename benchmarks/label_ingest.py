@@ -15,7 +15,13 @@ when other work shares the machine. Each run, in a fresh store:
   rewrites a different page of the file);
 - **labelled()**: after the remaining 40% are labelled, one
   :meth:`~PredictionStore.labelled` over a window holding all 100,000
-  labelled predictions (the median of ``--repeat`` calls).
+  labelled predictions (the median of ``--repeat`` calls);
+- **api**: the whole path a labelling job sees. The predictions are written
+  to a state directory first, then a real sidecar (``Sidecar``, uvicorn on
+  127.0.0.1) starts on it and the labels, in random order, are POSTed to
+  ``/api/v1/labels`` in batches of 1,000 over one kept-alive connection:
+  JSON parsing, validation, the join, the accounting (performance rows,
+  label drift, delay) and the JSON response included.
 
 Usage::
 
@@ -33,9 +39,13 @@ import time
 from collections import Counter
 
 import numpy as np
+import orjson
 
+from sidecar.config import Settings
 from sidecar.records import PredictionRecord
+from sidecar.server import Sidecar
 from sidecar.store import LabelItem, PredictionStore
+from sidecar.upstream import UpstreamClient
 
 __all__ = ["main"]
 
@@ -49,12 +59,12 @@ SHARE_DUPLICATE = 0.05
 SHARE_UNKNOWN = 0.05
 
 
-def make_records(count: int, rng: np.random.Generator) -> list[PredictionRecord]:
+def make_records(count: int, rng: np.random.Generator, t0: float = T0) -> list[PredictionRecord]:
     """One single-row request per record, ``SPACING`` seconds apart."""
     scores = rng.dirichlet((1.0, 1.0, 1.0), size=count)
     return [
         PredictionRecord(
-            timestamp=T0 + i * SPACING,
+            timestamp=t0 + i * SPACING,
             request_id=f"req-{i:08d}",
             row=0,
             model_name="iris",
@@ -146,6 +156,64 @@ async def run(predictions: int, batch: int, repeat: int, *, ordered: bool) -> No
     )
 
 
+async def run_api(predictions: int, batch: int) -> None:
+    rng = np.random.default_rng(7)
+    # Dated just before now, so the sidecar's own TTL and performance window keep them.
+    t0 = time.time() - predictions * SPACING - 60.0
+    records = make_records(predictions, rng, t0)
+    timed, _ = make_labels(predictions, rng, ordered=False)
+    with tempfile.TemporaryDirectory(prefix="label-api-") as state_dir:
+        store = PredictionStore(state_dir, max_rows=predictions)
+        await store.start()
+        for chunk in range(0, predictions, batch):
+            store.add(records[chunk : chunk + batch])
+            await store.flush()
+        await store.close(asyncio.get_running_loop().time() + 60.0)
+        settings = Settings.from_env(
+            {
+                "SIDECAR_UPSTREAM_URL": "http://127.0.0.1:9",  # never called: only the admin port is used
+                "SIDECAR_LISTEN_HOST": "127.0.0.1",
+                "SIDECAR_LISTEN_PORT": "0",
+                "SIDECAR_ADMIN_HOST": "127.0.0.1",
+                "SIDECAR_ADMIN_PORT": "0",
+                "SIDECAR_STATE_DIR": state_dir,
+                "SIDECAR_MODEL_NAME": "iris",
+                "SIDECAR_ADMIN_TOKEN": "bench",
+                "SIDECAR_LOG_SINK": "none",
+                "SIDECAR_STORE_MAX_ROWS": str(predictions),
+            }
+        )
+        bodies = [
+            orjson.dumps([{"request_id": i.request_id, "label": i.label, "timestamp": i.timestamp} for i in items])
+            for items in batches(timed, batch)
+        ]
+        headers = [("authorization", "Bearer bench"), ("content-type", "application/json")]
+        outcomes: Counter[str] = Counter()
+        async with Sidecar(settings) as sidecar:
+            admin = f"http://127.0.0.1:{sidecar.admin_port}"
+            client = UpstreamClient(admin, timeout=60, connect_timeout=5, max_connections=1)
+            await client.open()
+            try:
+                started, cpu_started = time.perf_counter(), time.process_time()
+                for body in bodies:
+                    async with client.request("POST", "/api/v1/labels", headers, body) as response:
+                        answer = orjson.loads(await response.read())
+                    assert response.status == 200, answer
+                    outcomes.update({k: answer[k] for k in ("joined", "unmatched", "duplicate", "invalid")})
+                seconds = time.perf_counter() - started
+                cpu = time.process_time() - cpu_started
+            finally:
+                await client.close()
+    rate = len(timed) / seconds
+    verdict = "met" if rate >= MIN_LABELS_PER_SECOND else "MISSED"
+    print("labels through POST /api/v1/labels (random order, one process: client and sidecar share its CPU)")
+    print(
+        f"  api        {len(timed):,} items in batches of {batch:,}: {rate:,.0f} labels/s"
+        f" (target >= {MIN_LABELS_PER_SECOND:,.0f}: {verdict}); CPU {cpu / len(timed) * 1e6:.0f} µs/label"
+    )
+    print("             " + ", ".join(f"{kind} {n:,}" for kind, n in sorted(outcomes.items())))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Labels per second into the prediction store.")
     parser.add_argument("--predictions", type=int, default=100_000)
@@ -155,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"load average before: {os.getloadavg()[0]:.2f} (other work on the machine slows every figure)")
     for ordered in (True, False):
         asyncio.run(run(args.predictions, args.batch, args.repeat, ordered=ordered))
+    asyncio.run(run_api(args.predictions, args.batch))
 
 
 if __name__ == "__main__":

@@ -70,6 +70,16 @@ def test_empty_values_count_as_unset() -> None:
         ("SIDECAR_SHUTDOWN_TIMEOUT_SECONDS", "inf", "number at least 0"),
         ("SIDECAR_MODEL_NAME", "my model", "letters, digits"),
         ("SIDECAR_LOG_LEVEL", "verbose", "one of debug, info, warning, error"),
+        ("SIDECAR_TASK", "clustering", "one of classification, regression, ranking"),
+        ("SIDECAR_RETRAIN_INTERVAL", "weekly", "duration from 60s"),
+        ("SIDECAR_RETRAIN_INTERVAL", "10s", "duration from 60s"),
+        ("SIDECAR_RETRAIN_MAX_DROP", "0", "number greater than 0"),
+        ("SIDECAR_RETRAIN_ON_DRIFT", "maybe", "true or false"),
+        ("SIDECAR_RETRAIN_WEBHOOK_URL", "ci.example/hook", "http:// or https:// URL"),
+        ("SIDECAR_MODEL_TRAINED_AT", "2026-11-01T00:00:00", "no time zone"),
+        ("SIDECAR_MODEL_TRAINED_AT", "yesterday", "RFC 3339"),
+        ("SIDECAR_BASELINE_ACCURACY", "high", "number at least 0"),
+        ("SIDECAR_PERF_MIN_LABELS", "0", "integer from 1"),
     ],
 )
 def test_bad_values_name_variable_value_and_allowed(variable: str, value: str, allowed: str) -> None:
@@ -131,3 +141,37 @@ def test_invalid_configuration_exits_2_with_one_line_per_problem() -> None:
             "  SIDECAR_UPSTREAM_URL is required but not set",
             "  SIDECAR_LISTEN_PORT='http' is not valid: expected an integer from 0 to 65535",
         ]
+
+
+def test_retraining_and_baseline_settings_parse() -> None:
+    settings = Settings.from_env(
+        {
+            **BASE,
+            "SIDECAR_RETRAIN_INTERVAL": "7d",
+            "SIDECAR_BASELINE_ACCURACY": "0.91",
+            "SIDECAR_BASELINE_AUC_ROC": "0.95",
+            "SIDECAR_RETRAIN_ON_DRIFT": "off",
+            "SIDECAR_MODEL_TRAINED_AT": "2026-11-01T00:00:00Z",
+        }
+    )
+    assert settings.retrain_interval == 7 * 86_400
+    assert settings.baseline == (("accuracy", 0.91), ("auc_roc", 0.95))
+    assert settings.retrain_on_drift is False
+    assert settings.model_trained_at == 1_793_491_200.0  # 2026-11-01T00:00:00Z
+    assert settings.describe()["SIDECAR_BASELINE_AUC_ROC"] == "0.95"
+    assert Settings.unknown_variables({**BASE, "SIDECAR_BASELINE_ACCURACY": "1"}) == []
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"SIDECAR_BASELINE_MAE": "1.5"}, "SIDECAR_BASELINE_MAE names no classification metric"),
+        ({"SIDECAR_TASK": "regression", "SIDECAR_POSITIVE_LABEL": "1"}, "SIDECAR_POSITIVE_LABEL applies to"),
+        ({"SIDECAR_CLASSES": "a,b", "SIDECAR_POSITIVE_LABEL": "c"}, "positive_label 'c' is not one of the classes"),
+        ({"SIDECAR_CLASSES": "a,a"}, "two or more distinct values"),
+    ],
+)
+def test_performance_settings_that_do_not_fit_together(env: dict[str, str], problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**BASE, **env})
+    assert any(problem in line for line in info.value.problems), info.value.problems

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from sidecar.performance import JoinedRow, PerformanceConfig
+from sidecar.performance.estimate import ConfidenceWindow
 from tests.performance.helpers import calibrated, metrics, rows, sampling_weights
 
 
@@ -43,3 +44,20 @@ def test_unavailable_without_confidence() -> None:
     result = metrics(rows([1, 0], [1, 1]), PerformanceConfig(min_labels=1))
     assert result["estimated_accuracy"].status == "unavailable"
     assert result["estimated_accuracy"].reason == "no prediction carried a confidence"
+
+
+def test_confidence_window_is_the_weighted_mean_and_forgets_old_buckets() -> None:
+    window = ConfidenceWindow(window_seconds=100.0, buckets=10)
+    window.add("primary", 0.9, 1.0, now=0.0)
+    window.add("primary", 0.6, 2.0, now=55.0)
+    window.add("primary", None, 5.0, now=55.0)  # no confidence: left out
+    window.add("primary", 1.5, 5.0, now=55.0)  # not a probability: left out
+    window.add("challenger", 0.8, 1.0, now=56.0)
+    result = window.result("primary", now=60.0)
+    assert result.value == pytest.approx((0.9 + 2 * 0.6) / 3)
+    assert (result.samples, result.weighted_samples, result.status) == (2, 3.0, "ok")
+    assert window.variants() == {"primary", "challenger"}
+    # At 105 the bucket [0, 10) has left the window; [50, 60) has not.
+    assert window.result("primary", now=105.0).value == pytest.approx(0.6)
+    later = window.result("primary", now=500.0)
+    assert later.value is None and later.status == "unavailable"
