@@ -14,6 +14,7 @@ import contextlib
 import logging
 import math
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -24,7 +25,7 @@ from typing import TypeVar
 import orjson
 
 from demo.model_server import MODEL_NAME, READY_PATH, create_app, serve, train_model
-from demo.traffic import PREDICT_PATH, TrafficGenerator
+from demo.traffic import PREDICT_PATH, LabelFeedback, TrafficGenerator
 from sidecar.config import Settings
 from sidecar.exceptions import SidecarError
 from sidecar.server import Sidecar
@@ -86,6 +87,8 @@ ml-sidecar demo: a {MODEL_NAME} model (logistic regression, KServe V1) behind ml
   metrics       {admin_url}/metrics
   liveness      {admin_url}/healthz
   readiness     {admin_url}/readyz
+  performance   {admin_url}/api/v1/performance  (labels arrive 5-20 s after each prediction)
+  drift         {admin_url}/api/v1/drift
 
 Try:
   curl -s {proxy_url}{PREDICT_PATH} -H 'content-type: application/json' \\
@@ -121,6 +124,11 @@ async def run_demo(seconds: float, proxy_port: int, admin_port: int) -> None:
         "SIDECAR_UPSTREAM_HEALTH_PATH": READY_PATH,
         # Nothing is in flight once the traffic has stopped, so a demo never needs the 30 s default.
         "SIDECAR_SHUTDOWN_TIMEOUT_SECONDS": "5",
+        # The traffic posts delayed labels: P(default) is the positive class, judged from 50 labels on.
+        "SIDECAR_ADMIN_TOKEN": secrets.token_urlsafe(16),
+        "SIDECAR_POSITIVE_LABEL": "1",
+        "SIDECAR_PERF_MIN_LABELS": "50",
+        "SIDECAR_EVAL_INTERVAL_SECONDS": "5",
     }
     # The prediction store of a demo is thrown away with it.
     with tempfile.TemporaryDirectory(prefix="ml-sidecar-demo-") as state_dir:
@@ -134,16 +142,24 @@ async def _run(settings: dict[str, str], seconds: float, stop: asyncio.Event) ->
             proxy_url = f"http://{HOST}:{sidecar.proxy_port}"
             print(_banner(model_url, proxy_url, f"http://{HOST}:{sidecar.admin_port}", seconds), flush=True)
             client = UpstreamClient(proxy_url, timeout=10.0, connect_timeout=2.0, max_connections=CONCURRENCY)
+            admin = UpstreamClient(
+                f"http://{HOST}:{sidecar.admin_port}", timeout=10.0, connect_timeout=2.0, max_connections=1
+            )
             await client.open()
+            await admin.open()
             traffic = TrafficGenerator(
                 client, rate=RATE, concurrency=CONCURRENCY, drift_sd_per_minute=DRIFT_SD_PER_MINUTE
             )
+            feedback = LabelFeedback(admin, settings["SIDECAR_ADMIN_TOKEN"], traffic.stats)
+            traffic.feedback = feedback
             try:
                 async with asyncio.TaskGroup() as tasks:
                     tasks.create_task(traffic.run(stop))
+                    tasks.create_task(feedback.run(stop))
                     tasks.create_task(_report(traffic, stop))
             finally:
                 await client.close()
+                await admin.close()
             print("stopping; " + traffic.stats.summary(traffic.elapsed, traffic.drift), flush=True)
 
 

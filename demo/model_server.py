@@ -45,6 +45,7 @@ __all__ = [
     "LogisticRegression",
     "FloatArray",
     "create_app",
+    "default_probability",
     "make_dataset",
     "sample_features",
     "serve",
@@ -82,11 +83,10 @@ def _sigmoid(t: FloatArray) -> FloatArray:
     return np.exp(-np.logaddexp(0.0, -t))
 
 
-def make_dataset(rng: np.random.Generator, n: int) -> tuple[FloatArray, NDArray[np.int64]]:
-    """Applicants and whether each defaulted (1) or repaid (0); about a third default."""
-    x = sample_features(rng, n)
+def default_probability(x: FloatArray) -> FloatArray:
+    """The hidden truth: each applicant's real chance of defaulting. The model never sees these coefficients;
+    the demo's traffic draws the delayed labels it posts from them."""
     income, debt_ratio, age, credit_lines, late_payments = x.T
-    # The hidden truth the model has to learn from examples; it never sees these coefficients.
     logit = (
         -1.4
         - 0.06 * (income - INCOME_MEAN)
@@ -95,7 +95,13 @@ def make_dataset(rng: np.random.Generator, n: int) -> tuple[FloatArray, NDArray[
         + 0.1 * (credit_lines - 4.0)
         + 1.0 * late_payments
     )
-    y = (rng.random(n) < _sigmoid(logit)).astype(np.int64)
+    return _sigmoid(logit)
+
+
+def make_dataset(rng: np.random.Generator, n: int) -> tuple[FloatArray, NDArray[np.int64]]:
+    """Applicants and whether each defaulted (1) or repaid (0); about a third default."""
+    x = sample_features(rng, n)
+    y = (rng.random(n) < default_probability(x)).astype(np.int64)
     return x, y
 
 
