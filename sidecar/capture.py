@@ -11,6 +11,7 @@ counts it, so a slow monitor can never slow the model's traffic.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
@@ -22,7 +23,10 @@ from sidecar.sampling import Sampler
 
 __all__ = ["Capture", "CaptureMetrics", "DROP_REASONS"]
 
-DROP_REASONS = ("queue_full", "too_large", "parse_error")
+logger = logging.getLogger("sidecar.capture")
+
+# error: a fault in the sampler itself (a bug); the exchange is lost, the response was already sent.
+DROP_REASONS = ("queue_full", "too_large", "parse_error", "error")
 
 
 class CaptureMetrics(Collector):
@@ -45,7 +49,7 @@ class CaptureMetrics(Collector):
         dropped = CounterMetricFamily(
             PREFIX + "capture_dropped_total",
             "Exchanges the sampler kept but capture lost: queue_full, too_large (body over the capture limit), "
-            "parse_error (the payload adapter could not read it).",
+            "parse_error (the payload adapter could not read it), error (a fault in the sampler).",
             labels=("model", "reason"),
         )
         for reason, n in self.dropped.items():
@@ -91,14 +95,23 @@ class Capture:
         latency_seconds: float,
         variant: str,
     ) -> None:
-        """Decide and enqueue one finished exchange. A body of None was over ``max_bytes``."""
+        """Decide and enqueue one finished exchange. A body of None was over ``max_bytes``.
+
+        Never raises: it runs on the request path, and a monitoring fault must
+        not reach the client's connection. A fault is counted (``error``) and
+        logged once.
+        """
         sampler = self.sampler
-        sampler.observe(status_code, latency_seconds)
         probability: float | None = None
-        if not self.deferred:
-            keep, probability = sampler.decide(request_headers)
-            if not keep:
-                return
+        try:
+            sampler.observe(status_code, latency_seconds)
+            if not self.deferred:
+                keep, probability = sampler.decide(request_headers)
+                if not keep:
+                    return
+        except Exception:
+            self.fault()
+            return
         if request_body is None or response_body is None:
             self.metrics.dropped["too_large"] += 1
             return
@@ -122,3 +135,16 @@ class Capture:
             self.queue.put_nowait(exchange)
         except asyncio.QueueFull:
             self.metrics.dropped["queue_full"] += 1
+
+    def observe(self, status_code: int, latency_seconds: float) -> None:
+        """Feed trigger detection for a request that never reached :meth:`submit` (an error). Never raises."""
+        try:
+            self.sampler.observe(status_code, latency_seconds)
+        except Exception:
+            self.fault()
+
+    def fault(self) -> None:
+        """Count a sampler fault, logging the first with its traceback (call from an ``except`` block)."""
+        self.metrics.dropped["error"] += 1
+        if self.metrics.dropped["error"] == 1:
+            logger.exception("the sampler failed; exchanges it fails on are dropped and counted (reason=error)")

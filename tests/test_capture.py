@@ -242,3 +242,23 @@ async def test_dead_and_slow_http_sinks_never_delay_serving() -> None:
         assert p99 < max(3 * base_p99, base_p99 + 0.05), (name, p99, base_p99)
         assert dropped > 0, name  # the bounded queue filled and dropped
     assert results["dead"][2] > 0  # retries exhausted against a closed port count as failed
+
+
+async def test_a_failing_sampler_never_reaches_the_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail open: a bug in the sampler costs the captures, not the responses."""
+    async with run_server(kserve_model) as port, run_sidecar(f"http://127.0.0.1:{port}") as sidecar:
+
+        def broken(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("a sampler bug")
+
+        # Monkeypatched: the only way to make a correct sampler fail on purpose.
+        monkeypatch.setattr(sidecar.capture.sampler, "decide", broken)
+        monkeypatch.setattr(sidecar.capture.sampler, "observe", broken)
+        body = orjson.dumps({"instances": [[0.3]]})
+        for _ in range(3):
+            response = await raw_request(sidecar.proxy_port, "POST", "/v1/models/m:predict", body=body)
+            assert response.status == 200 and orjson.loads(response.body) == {"predictions": [[0.7, 0.3]]}
+        sidecar.capture.observe(502, 0.1)  # the proxy's error path feeds triggers through this
+        metrics = await scrape(sidecar.admin_port)
+        assert metrics['mlsidecar_capture_dropped_total{model="model",reason="error"}'] == 4
+        assert metrics['mlsidecar_captures_total{model="model",strategy="random"}'] == 0
