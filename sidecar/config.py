@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast, get_args
 from urllib.parse import urlsplit
 
+from sidecar.durations import parse_duration
 from sidecar.exceptions import ConfigError
 from sidecar.performance import METRICS, TASKS, PerformanceConfig
 from sidecar.privacy import PII_MODES, check_pii, parse_fields
@@ -103,22 +104,16 @@ def _parse_webhook_url(raw: str) -> str:
     return value
 
 
-_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0, "w": 604_800.0}
-
-
 def _parse_duration(low: float, high: float) -> Callable[[str], float]:
-    """Seconds, given as a number of seconds or with a unit: ``90``, ``30m``, ``12h``, ``7d``, ``2w``."""
-    allowed = f"expected a duration from {low:g}s to {high / 86_400:g}d, in seconds or with a unit s, m, h, d or w"
+    """Seconds, given as a number of seconds or with units: ``90``, ``30m``, ``12h``, ``7d``, ``2w``."""
+    allowed = f"expected a duration from {low:g}s to {high / 86_400:g}d, in seconds or with units s, m, h, d, w"
 
     def parse(raw: str) -> float:
-        text = raw.strip().lower()
-        scale = _DURATION_UNITS.get(text[-1:], None)
-        number = text[:-1] if scale is not None else text
         try:
-            value = float(number) * (scale or 1.0)
+            value = parse_duration(raw)
         except ValueError:
             raise _Invalid(allowed) from None
-        if not (math.isfinite(value) and low <= value <= high):
+        if not low <= value <= high:
             raise _Invalid(allowed)
         return value
 
