@@ -1,7 +1,8 @@
 """The hand-off from the request path to the monitor worker.
 
-The proxy calls :meth:`Capture.submit` once per finished request, after the
-client has its response. ``submit`` feeds the sampler's trigger detection,
+The proxy calls :meth:`Capture.observe` once per finished request (trigger
+detection sees every outcome, errors included) and :meth:`Capture.submit`
+once per proxied response, after the client has it. ``submit``
 takes the sampling decision when the strategy can take it from headers
 alone, and puts the raw exchange on a bounded queue with ``put_nowait``. It
 never parses a body and never waits: a full queue drops the exchange and
@@ -103,8 +104,8 @@ class Capture:
         """
         sampler = self.sampler
         probability: float | None = None
+        # Trigger detection is fed by the proxy for every outcome (observe), not here, or it would count twice.
         try:
-            sampler.observe(status_code, latency_seconds)
             if not self.deferred:
                 keep, probability = sampler.decide(request_headers)
                 if not keep:
@@ -137,7 +138,7 @@ class Capture:
             self.metrics.dropped["queue_full"] += 1
 
     def observe(self, status_code: int, latency_seconds: float) -> None:
-        """Feed trigger detection for a request that never reached :meth:`submit` (an error). Never raises."""
+        """Feed trigger detection with one finished request, whatever its outcome. Never raises."""
         try:
             self.sampler.observe(status_code, latency_seconds)
         except Exception:

@@ -253,12 +253,12 @@ async def test_a_failing_sampler_never_reaches_the_client(monkeypatch: pytest.Mo
 
         # Monkeypatched: the only way to make a correct sampler fail on purpose.
         monkeypatch.setattr(sidecar.capture.sampler, "decide", broken)
-        monkeypatch.setattr(sidecar.capture.sampler, "observe", broken)
         body = orjson.dumps({"instances": [[0.3]]})
         for _ in range(3):
             response = await raw_request(sidecar.proxy_port, "POST", "/v1/models/m:predict", body=body)
             assert response.status == 200 and orjson.loads(response.body) == {"predictions": [[0.7, 0.3]]}
-        sidecar.capture.observe(502, 0.1)  # the proxy's error path feeds triggers through this
+        monkeypatch.setattr(sidecar.capture.sampler, "observe", broken)
+        sidecar.capture.observe(502, 0.1)
         metrics = await scrape(sidecar.admin_port)
         assert metrics['mlsidecar_capture_dropped_total{model="model",reason="error"}'] == 4
         assert metrics['mlsidecar_captures_total{model="model",strategy="random"}'] == 0
