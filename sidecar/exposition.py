@@ -108,6 +108,13 @@ class DataMetrics(Collector):
         for (feature, check), n in sorted(monitors.quality.counts().items()):
             violations.add_metric((model, feature, check), n)
         yield violations
+        records = CounterMetricFamily(
+            PREFIX + "quality_records_total",
+            "Captured records (rows) the data-quality checks have seen: the denominator of violations per record.",
+            labels=("model",),
+        )
+        records.add_metric((model,), monitors.quality.records_total)
+        yield records
 
 
 def _add_scores(

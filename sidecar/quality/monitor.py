@@ -139,6 +139,11 @@ class QualityMonitor:
         if self._last_label is None or timestamp > self._last_label:
             self._last_label = timestamp
 
+    @property
+    def records_total(self) -> int:
+        """Records checked since start; a counter."""
+        return self._records_total
+
     def freshness(self, now: float | None = None) -> Freshness:
         """Seconds since the newest captured record and the newest label, at ``now`` (the clock by default).
 

@@ -1,0 +1,1 @@
+"""Integration tests against real Prometheus and Alertmanager processes (see ``stack.py``)."""
