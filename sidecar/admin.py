@@ -19,8 +19,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from sidecar.alerting import AlertEngine
 from sidecar.drift import DriftResult
 from sidecar.evaluator import DataMonitors, status_json
+from sidecar.flags import FLAGS, Flags
 from sidecar.health import Readiness
 from sidecar.labelapi import LabelRequestError, parse_labels
 from sidecar.labels import LabelMonitor
@@ -36,6 +38,8 @@ def create_admin_app(
     readiness: Readiness,
     monitors: DataMonitors,
     labels: LabelMonitor,
+    alerts: AlertEngine,
+    flags: Flags,
     *,
     admin_token: str | None,
     labels_max_bytes: int,
@@ -65,6 +69,8 @@ def create_admin_app(
             # Informational: learning a reference is no reason to refuse traffic,
             # since the traffic is what it learns from.
             "reference": status_json(monitors.snapshot.reference),
+            # Informational too: on the fallback model the pod still serves.
+            "flags": flags.to_json(),
         }
         return JSONResponse(body, status_code=200 if report.ready else 503)
 
@@ -95,6 +101,38 @@ def create_admin_app(
             "outputs": [] if drift is None else [_output_drift(result) for result in drift.outputs],
         }
         return Response(orjson.dumps(body), media_type="application/json")
+
+    async def get_alerts(request: Request) -> Response:
+        body = alerts.status_json()
+        body["flags"] = flags.to_json()
+        return Response(orjson.dumps(body, default=str), media_type="application/json")
+
+    async def get_flags(request: Request) -> Response:
+        return Response(orjson.dumps(flags.to_json()), media_type="application/json")
+
+    async def post_flag(request: Request) -> Response:
+        denied = _authorize(request, admin_token)
+        if denied is not None:
+            return denied
+        name = request.path_params["name"]
+        if name not in FLAGS:
+            return _error(404, f"no flag {name!r}; the flags are {', '.join(FLAGS)}")
+        body = await _read_limited(request, 64 << 10)
+        if body is None:
+            return _error(413, "the body is larger than 64 KiB")
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return _error(400, f"the body is not valid JSON: {exc}")
+        value = document.get("value") if isinstance(document, dict) else None
+        reason = document.get("reason") if isinstance(document, dict) else None
+        if not isinstance(value, bool) or not (reason is None or isinstance(reason, str)):
+            return _error(422, 'expected {"value": true|false, "reason"?: "..."}')
+        try:
+            flags.set(name, value, source="api", reason=reason)
+        except ValueError as exc:
+            return _error(409, str(exc))
+        return Response(orjson.dumps(flags.to_json()), media_type="application/json")
 
     async def post_labels(request: Request) -> Response:
         denied = _authorize(request, admin_token)
@@ -132,6 +170,9 @@ def create_admin_app(
             Route("/api/v1/quality", quality, methods=["GET"]),
             Route("/api/v1/performance", performance, methods=["GET"]),
             Route("/api/v1/labels", post_labels, methods=["POST"]),
+            Route("/api/v1/alerts", get_alerts, methods=["GET"]),
+            Route("/api/v1/flags", get_flags, methods=["GET"]),
+            Route("/api/v1/flags/{name}", post_flag, methods=["POST"]),
         ]
     )
 

@@ -11,11 +11,17 @@ import logging
 from dataclasses import dataclass
 from typing import cast
 
+from sidecar.alerting import AlertEngine, AlertMetrics, AlertRulesError, Notifier, alertmanager_url, default_rules
+from sidecar.alerting import load_rules as load_alert_rules
+from sidecar.alerts import AlertRunner
+from sidecar.alertsignals import SignalSource
 from sidecar.capture import Capture
 from sidecar.config import Settings
 from sidecar.evaluator import DataMonitors, DriftSettings, ReferenceStatus
+from sidecar.flags import Flags
 from sidecar.labels import LabelMonitor
 from sidecar.learning import ReferenceLearner
+from sidecar.metrics import ProxyMetrics
 from sidecar.monitor import Monitor
 from sidecar.performance import METRICS, PerformanceConfig, Task
 from sidecar.privacy import Anonymizer, PiiMode
@@ -28,7 +34,7 @@ from sidecar.sinks import Sink, build_sinks
 from sidecar.store import PredictionStore
 from sidecar.upstream import UpstreamClient
 
-__all__ = ["Components", "build_components", "load_reference"]
+__all__ = ["Alerting", "Components", "build_alerting", "build_components", "load_reference"]
 
 logger = logging.getLogger("sidecar")
 
@@ -45,6 +51,15 @@ class Components:
     webhook: UpstreamClient | None  # the retraining webhook's client; the server opens and closes it
     baseline: dict[str, float]
     trained_at: float | None
+
+
+@dataclass(frozen=True)
+class Alerting:
+    engine: AlertEngine
+    runner: AlertRunner
+    notifier: Notifier
+    metrics: AlertMetrics
+    clients: list[UpstreamClient]  # the notifier's; the server opens and closes them
 
 
 def load_reference(settings: Settings) -> tuple[ReferenceProfile | None, ReferenceStatus]:
@@ -199,3 +214,55 @@ def _build_labels(
         data=monitors,
     )
     return store, labels, retrainer, webhook, baseline, trained_at
+
+
+def build_alerting(
+    settings: Settings, parts: Components, metrics: ProxyMetrics, flags: Flags, variant: str
+) -> Alerting:
+    """The alert engine over the rules file (or the built-in defaults), its notifier, and the hooks."""
+    if settings.alert_rules is None:
+        rules = default_rules(settings.runbook_base_url)
+    else:
+        try:
+            rules = load_alert_rules(settings.alert_rules)
+        except AlertRulesError as exc:
+            raise AlertRulesError([f"SIDECAR_ALERT_RULES: {problem}" for problem in exc.problems]) from exc
+    engine = AlertEngine(
+        rules, model=settings.model_name, variant=variant, baseline_window_seconds=settings.alert_baseline_window
+    )
+    source = SignalSource(
+        metrics,
+        parts.monitors,
+        parts.labels,
+        baseline=parts.baseline,
+        rate_window_seconds=settings.alert_rate_window_seconds,
+        min_requests=settings.alert_min_requests,
+        variant=variant,
+    )
+    parts.monitor.subscribe(source.observe)
+    runner = AlertRunner(
+        engine, source, sampler=parts.capture.sampler, flags=flags, auto_fallback=settings.auto_fallback
+    )
+    parts.retrainer.subscribe(runner.retraining_triggered)
+    clients: list[UpstreamClient] = []
+    manager = webhook = None
+    manager_path, webhook_path = "/", "/"
+    if settings.alertmanager_url is not None:
+        base, manager_path = alertmanager_url(settings.alertmanager_url)
+        manager = UpstreamClient(base, timeout=10.0, connect_timeout=5.0, max_connections=4)
+        clients.append(manager)
+    if settings.alert_webhook_url is not None:
+        base, webhook_path = split_webhook_url(settings.alert_webhook_url)
+        webhook = UpstreamClient(base, timeout=10.0, connect_timeout=5.0, max_connections=4)
+        clients.append(webhook)
+    notifier = Notifier(
+        settings.model_name,
+        firing=engine.firing,
+        alertmanager=manager,
+        alertmanager_path=manager_path,
+        webhook=webhook,
+        webhook_path=webhook_path,
+        resend_interval=settings.alert_resend_seconds,
+    )
+    engine.subscribe(notifier.enqueue)
+    return Alerting(engine, runner, notifier, AlertMetrics(engine), clients)

@@ -311,6 +311,17 @@ class Settings:
     retrain_min_new_labels: int | None = _env(_parse_int(1, 1_000_000_000), None)
     retrain_cooldown_seconds: float = _env(_parse_float(0.0, 366 * 86_400.0), 3600.0)
     retrain_webhook_url: str | None = _env(_parse_webhook_url, None)
+    # Alerting and incident mitigation.
+    alert_rules: str | None = _env(_parse_text, None)
+    alert_baseline_window: float = _env(_parse_duration(60.0, 30 * 86_400.0), 86_400.0)
+    alert_rate_window_seconds: float = _env(_parse_float(1.0, 86_400.0), 300.0)
+    alert_min_requests: int = _env(_parse_int(1, 1_000_000), 20)
+    alertmanager_url: str | None = _env(_parse_webhook_url, None)
+    alert_webhook_url: str | None = _env(_parse_webhook_url, None)
+    alert_resend_seconds: float = _env(_parse_float(1.0, 3600.0), 30.0)
+    runbook_base_url: str = _env(_parse_text, "https://github.com/ml-sidecar/ml-sidecar/blob/main/deploy/runbooks/")
+    fallback_url: str | None = _env(_parse_http_url, None)
+    auto_fallback: bool = _env(_parse_bool, False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -405,6 +416,8 @@ def _cross_checks(values: dict[str, Any]) -> list[str]:
             "expected a slice no longer than the window and at most 10000 slices per window"
         )
     problems += _performance_checks(values)
+    if values["auto_fallback"] and values["fallback_url"] is None:
+        problems.append("SIDECAR_AUTO_FALLBACK=true needs SIDECAR_FALLBACK_URL, the model to fall back to")
     return problems
 
 

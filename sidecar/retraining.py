@@ -44,6 +44,7 @@ counted with outcome ``recorded``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -74,6 +75,8 @@ __all__ = [
     "parse_trained_at",
     "split_webhook_url",
 ]
+
+logger = logging.getLogger("sidecar.retraining")
 
 Reason = Literal["scheduled", "performance", "drift", "new_data"]
 REASONS: tuple[Reason, ...] = ("scheduled", "performance", "drift", "new_data")
@@ -227,6 +230,11 @@ class Retrainer:
         self._last: dict[Reason, float] = {}
         self._new_labels = 0
         self._sending: set[asyncio.Task[None]] = set()
+        self._hooks: list[Callable[[Trigger], None]] = []
+
+    def subscribe(self, hook: Callable[[Trigger], None]) -> None:
+        """Call ``hook`` with every trigger that fires (not the suppressed), e.g. to raise an alert event."""
+        self._hooks.append(hook)
 
     def observe_labels(self, n: int) -> None:
         self._new_labels += n
@@ -284,6 +292,11 @@ class Retrainer:
 
     def _emit(self, trigger: Trigger) -> Trigger:
         self.last_trigger = trigger
+        for hook in self._hooks:
+            try:
+                hook(trigger)
+            except Exception:  # one faulty subscriber must not stop the trigger or the others
+                logger.exception("a retraining-trigger subscriber failed")
         if self._webhook is None:
             self._finish(trigger, "recorded", None)
         elif len(self._sending) >= self._max_in_flight:

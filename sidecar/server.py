@@ -16,10 +16,11 @@ from types import TracebackType
 import uvicorn
 
 from sidecar.admin import create_admin_app
-from sidecar.assembly import build_components
+from sidecar.assembly import build_alerting, build_components
 from sidecar.config import Settings
 from sidecar.exceptions import SidecarError
 from sidecar.exposition import DataMetrics
+from sidecar.flags import FlagMetrics, Flags
 from sidecar.health import Readiness
 from sidecar.labelmetrics import LabelMetrics
 from sidecar.metrics import ProxyMetrics, create_registry
@@ -27,11 +28,12 @@ from sidecar.proxy import ProxyApp
 from sidecar.sinks import LogMetrics
 from sidecar.upstream import UpstreamClient
 
-__all__ = ["Sidecar", "PRIMARY"]
+__all__ = ["Sidecar", "FALLBACK", "PRIMARY"]
 
 logger = logging.getLogger("sidecar")
 
 PRIMARY = "primary"
+FALLBACK = "fallback"  # the variant of requests sent to SIDECAR_FALLBACK_URL
 # Longer than the idle timeout of common load balancers and ingresses (60 s),
 # so the sidecar is never the side that closes a pooled connection just as
 # the other side reuses it, which the client would see as a 502.
@@ -92,13 +94,24 @@ class Sidecar:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.registry = create_registry()
-        self.metrics = ProxyMetrics(settings.model_name, (PRIMARY,))
+        self.flags = Flags(fallback_available=settings.fallback_url is not None)
+        self.metrics = ProxyMetrics(settings.model_name, (PRIMARY, FALLBACK) if settings.fallback_url else (PRIMARY,))
         self.registry.register(self.metrics)
         self.client = UpstreamClient(
             settings.upstream_url,
             timeout=settings.upstream_timeout_seconds,
             connect_timeout=settings.upstream_connect_timeout_seconds,
             max_connections=settings.upstream_max_connections,
+        )
+        self.fallback_client = (
+            None
+            if settings.fallback_url is None
+            else UpstreamClient(
+                settings.fallback_url,
+                timeout=settings.upstream_timeout_seconds,
+                connect_timeout=settings.upstream_connect_timeout_seconds,
+                max_connections=settings.upstream_max_connections,
+            )
         )
         self.readiness = Readiness(
             self.client,
@@ -115,6 +128,7 @@ class Sidecar:
             parts.monitors,
         )
         self.store, self.labels, self.retrainer = parts.store, parts.labels, parts.retrainer
+        self.alerting = build_alerting(settings, parts, self.metrics, self.flags, PRIMARY)
         for collector in (
             self.capture.metrics,
             LogMetrics(self.sinks),
@@ -122,6 +136,9 @@ class Sidecar:
             DataMetrics(settings.model_name, self.monitors),
             LabelMetrics(self.labels, parts.baseline, parts.trained_at),
             self.retrainer.metrics,
+            self.alerting.metrics,
+            self.alerting.notifier.metrics,
+            FlagMetrics(settings.model_name, self.flags),
         ):
             self.registry.register(collector)
         self._background: list[asyncio.Task[None]] = []
@@ -155,6 +172,8 @@ class Sidecar:
                     self.readiness,
                     self.monitors,
                     self.labels,
+                    self.alerting.engine,
+                    self.flags,
                     admin_token=settings.admin_token,
                     labels_max_bytes=settings.labels_max_bytes,
                 ),
@@ -186,8 +205,8 @@ class Sidecar:
             # An unusable state directory stops start-up, naming SIDECAR_STATE_DIR:
             # labels posted to a store that cannot keep them would be lost.
             await self.store.start()
-            if self.parts.webhook is not None:
-                await self.parts.webhook.open()
+            for client in self._outgoing():
+                await client.open()
         except SidecarError:
             proxy_sock.close()
             admin_sock.close()
@@ -198,6 +217,8 @@ class Sidecar:
             asyncio.create_task(self.monitor.run(), name="monitor"),
             asyncio.create_task(self.monitors.run(self.settings.eval_interval_seconds), name="evaluator"),
             asyncio.create_task(self.labels.run(self.settings.eval_interval_seconds), name="performance"),
+            asyncio.create_task(self.alerting.runner.run(self.settings.eval_interval_seconds), name="alerts"),
+            asyncio.create_task(self.alerting.notifier.run(), name="alert-notifier"),
         ]
         self._tasks = [
             asyncio.create_task(self._proxy.serve(sockets=[proxy_sock]), name="proxy-server"),
@@ -246,8 +267,18 @@ class Sidecar:
         # After the drain, so the last captured predictions are written before the file closes.
         await self.store.close(deadline)
         await self.retrainer.close(deadline)
+        await self.alerting.notifier.close(deadline)
+        for client in self._outgoing():
+            await client.close()
+
+    def _outgoing(self) -> list[UpstreamClient]:
+        """The clients of outgoing calls other than the primary upstream's; each closes only what it opened."""
+        clients = [*self.alerting.clients]
         if self.parts.webhook is not None:
-            await self.parts.webhook.close()
+            clients.append(self.parts.webhook)
+        if self.fallback_client is not None:
+            clients.append(self.fallback_client)
+        return clients
 
     async def _abort(self) -> None:
         self._proxy.should_exit = self._admin.should_exit = True

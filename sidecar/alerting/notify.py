@@ -71,9 +71,7 @@ def alertmanager_url(url: str) -> tuple[str, str]:
 def alertmanager_alert(alert: Alert, model: str, generator_url: str | None = None) -> dict[str, Any]:
     """One element of Alertmanager's ``postableAlerts``: every label and annotation is a string."""
     rule = alert.rule
-    annotations = {"summary": alert.summary or rule.name}
-    if rule.description:
-        annotations["description"] = rule.description
+    annotations = {"summary": alert.summary or rule.name, "description": describe(alert)}
     if rule.runbook:
         annotations["runbook_url"] = rule.runbook
     if alert.value is not None:
@@ -91,6 +89,24 @@ def alertmanager_alert(alert: Alert, model: str, generator_url: str | None = Non
     return out
 
 
+def describe(alert: Alert) -> str:
+    """The rule's description, else one written from the alert: what held, what drifts, what changed.
+
+    An on-call engineer reads this first, often on a phone: the context that
+    says where to look belongs in it, not only in the JSON API.
+    """
+    parts = [alert.rule.description or f"{alert.rule.name} ({alert.severity}): {alert.summary or 'firing'}."]
+    context = alert.context or {}
+    drifting = [item for item in context.get("top_drift", []) if isinstance(item, dict)]
+    if drifting:
+        shown = ", ".join(f"{item['feature']} (PSI {item['psi']:.3g})" for item in drifting[:3])
+        parts.append(f"Top drifting features: {shown}.")
+    change = context.get("model_version_change")
+    if isinstance(change, dict) and change.get("note"):
+        parts.append(f"Note: {change['note']}.")
+    return " ".join(parts)
+
+
 def webhook_body(transition: Transition, model: str) -> dict[str, Any]:
     alert = transition.alert
     return {
@@ -101,7 +117,7 @@ def webhook_body(transition: Transition, model: str) -> dict[str, Any]:
         "model": model,
         "value": alert.value,
         "summary": alert.summary,
-        "description": alert.rule.description,
+        "description": describe(alert),
         "context": dict(alert.context or {}),
         "runbook": alert.rule.runbook,
         "labels": dict(alert.rule.labels),

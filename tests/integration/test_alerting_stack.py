@@ -191,3 +191,56 @@ async def _diagnose(prometheus: Prometheus, alertmanager: Alertmanager) -> str:
             f"alertmanager log:\n{alertmanager.process.log_tail()}",
         ]
     )
+
+
+GUIDE_RULES = """\
+alerts:
+  - name: model_accuracy_drop
+    condition: accuracy < 0.85
+    severity: P2
+    runbook: link_to_runbook
+
+  - name: feature_drift
+    condition: psi > 0.2
+    severity: P3
+    runbook: link_to_runbook
+"""
+
+
+async def test_the_sidecars_own_alert_reaches_the_same_alertmanager(
+    tmp_path: Path, reference: Path, alertmanager: Alertmanager, webhook: WebhookReceiver
+) -> None:
+    """No Prometheus: the sidecar's engine judges the guide's rules file and posts to Alertmanager itself."""
+    rules = tmp_path / "alerts.yaml"
+    rules.write_text(GUIDE_RULES)
+    env = {
+        **sidecar_env(reference),
+        "SIDECAR_ALERT_RULES": str(rules),
+        "SIDECAR_ALERTMANAGER_URL": alertmanager.url,
+        "SIDECAR_ALERT_RESEND_SECONDS": "1",
+    }
+    async with (
+        run_server(scorer) as model_port,
+        run_sidecar(f"http://127.0.0.1:{model_port}", env) as sidecar,
+    ):
+        await send(sidecar.proxy_port, rows(600, seed=3, income_shift=2.0))
+        firing = await eventually(
+            lambda: alertmanager.alerts(alertname="feature_drift"),
+            timeout=DEADLINE,
+            what="the sidecar's feature_drift active in Alertmanager",
+        )
+        (alert,) = firing
+        assert alert["labels"] == {"alertname": "feature_drift", "severity": "P3", "model": MODEL}
+        assert alert["annotations"]["runbook_url"] == "link_to_runbook"
+        assert "Top drifting features: income (PSI" in alert["annotations"]["description"]
+        assert alert["annotations"]["summary"].startswith("psi")
+        assert [receiver["name"] for receiver in alert["receivers"]] == ["tickets"]
+        # No labels, no accuracy: the other rule has insufficient data and stays quiet.
+        assert await alertmanager.alerts(alertname="model_accuracy_drop") == []
+        response = await raw_request(sidecar.admin_port, "GET", "/api/v1/alerts")
+        status = orjson.loads(response.body)
+        states = {rule["name"]: rule["state"] for rule in status["rules"]}
+        assert states == {"model_accuracy_drop": "inactive", "feature_drift": "firing"}
+        (active,) = status["active"]
+        assert active["context"]["top_drift"][0]["feature"] == "income"
+        assert status["flags"]["use_fallback_model"]["value"] is False
