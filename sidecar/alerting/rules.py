@@ -264,7 +264,7 @@ _DEFAULTS: Final[tuple[tuple[str, str | None, Severity, float, str], ...]] = (
         "quality_violations > 0.1",
         "P2",
         300.0,
-        "More than 0.1 data-quality violations per captured record over the drift window.",
+        "More than 0.1 data-quality violations per captured record in the last closed quality slice.",
     ),
     (
         "feature_drift",
