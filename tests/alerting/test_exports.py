@@ -16,38 +16,13 @@ CORE = ("signals", "conditions", "evaluation", "rules", "engine", "exposition")
 WEB = ("aiohttp", "httpx", "starlette", "uvicorn", "sidecar.upstream", "sidecar.delivery", "sidecar.admin")
 
 
-def test_all_exports_exist_and_are_listed() -> None:
-    assert sidecar.alerting.__all__ == [
-        "Alert",
-        "AlertEngine",
-        "AlertMetrics",
-        "AlertRule",
-        "AlertRulesError",
-        "Condition",
-        "ConditionError",
-        "FEATURE_SIGNALS",
-        "Hook",
-        "MIN_HISTORY",
-        "Notifier",
-        "NotifyMetrics",
-        "SCALAR_SIGNALS",
-        "SEVERITIES",
-        "SIGNALS",
-        "STATES",
-        "Severity",
-        "Signals",
-        "State",
-        "Term",
-        "Transition",
-        "Truth",
-        "alertmanager_url",
-        "default_rules",
-        "load_rules",
-        "parse",
-        "parse_duration",
-        "rank_drift",
-        "rules_from_mapping",
-    ]
+def test_the_package_exports_names_of_its_modules_each_once() -> None:
+    # The package is a facade: every name it lists comes from one of its modules, listed once.
+    offered = {
+        name for module in (*CORE, "notify") for name in importlib.import_module(f"sidecar.alerting.{module}").__all__
+    }
+    exported = set(sidecar.alerting.__all__)
+    assert exported == {name for name in offered if name in exported} and len(exported) == len(sidecar.alerting.__all__)
     for name in sidecar.alerting.__all__:
         assert getattr(sidecar.alerting, name) is not None
 

@@ -27,6 +27,7 @@ import numpy as np
 import orjson
 import pytest
 
+from tests.alerting.test_rules import GUIDE
 from tests.http import raw_request
 from tests.integration.stack import (
     ALERTING_RULES,
@@ -193,26 +194,12 @@ async def _diagnose(prometheus: Prometheus, alertmanager: Alertmanager) -> str:
     )
 
 
-GUIDE_RULES = """\
-alerts:
-  - name: model_accuracy_drop
-    condition: accuracy < 0.85
-    severity: P2
-    runbook: link_to_runbook
-
-  - name: feature_drift
-    condition: psi > 0.2
-    severity: P3
-    runbook: link_to_runbook
-"""
-
-
 async def test_the_sidecars_own_alert_reaches_the_same_alertmanager(
     tmp_path: Path, reference: Path, alertmanager: Alertmanager, webhook: WebhookReceiver
 ) -> None:
     """No Prometheus: the sidecar's engine judges the guide's rules file and posts to Alertmanager itself."""
     rules = tmp_path / "alerts.yaml"
-    rules.write_text(GUIDE_RULES)
+    rules.write_text(GUIDE)  # the monitoring guide's rules, unmodified
     env = {
         **sidecar_env(reference),
         "SIDECAR_ALERT_RULES": str(rules),
