@@ -20,7 +20,7 @@ from sklearn import metrics as skm  # type: ignore[import-untyped]
 
 from sidecar.server import Sidecar
 from tests.http import raw_request, scrape
-from tests.servers import Scope, _sidecar, read_body, run_server
+from tests.servers import Scope, read_body, run_server, run_sidecar
 
 pytestmark = pytest.mark.anyio
 
@@ -56,7 +56,7 @@ async def labelled_sidecar(state_dir: Path, **env: str) -> AsyncIterator[Sidecar
         "SIDECAR_EVAL_INTERVAL_SECONDS": "0.1",
         **env,
     }
-    async with run_server(scorer) as port, _sidecar(f"http://127.0.0.1:{port}", settings) as sidecar:
+    async with run_server(scorer) as port, run_sidecar(f"http://127.0.0.1:{port}", settings) as sidecar:
         yield sidecar
 
 
