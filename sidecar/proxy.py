@@ -21,7 +21,7 @@ from sidecar.headers import client_headers, upstream_headers
 from sidecar.metrics import ProxyMetrics, RouteMetrics
 from sidecar.upstream import Body, UpstreamClient
 
-__all__ = ["ProxyApp", "CLIENT_CLOSED_REQUEST"]
+__all__ = ["ProxyApp", "CLIENT_CLOSED_REQUEST", "WATCH_AFTER_SECONDS"]
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -33,6 +33,11 @@ CLIENT_CLOSED_REQUEST = 499
 # Bodies up to this size are read whole and sent in one ASGI message: one
 # write instead of two for the typical small prediction response.
 _WHOLE_BODY_LIMIT = 64 * 1024
+# A request still running after this long gets a task watching for its client
+# to disconnect. Starting one for every request cost about a tenth of the
+# proxy's CPU; most predictions finish well within this, and for them there is
+# nothing left to cancel. A disconnect is therefore noticed within twice this.
+WATCH_AFTER_SECONDS = 0.05
 
 
 class _ClientDisconnected(Exception):
@@ -42,10 +47,13 @@ class _ClientDisconnected(Exception):
 class _Exchange:
     """Per-request state shared with the disconnect watcher."""
 
-    __slots__ = ("task", "finished", "disconnected", "request_size", "request_body", "capture_limit")
+    __slots__ = ("task", "finished", "disconnected", "request_size", "request_body", "capture_limit", "receive")
 
     def __init__(self, task: asyncio.Task[Any] | None, capture_limit: int) -> None:
         self.task = task
+        # Set once the request body has been read: from then on, receive()
+        # only says whether the client went away.
+        self.receive: Receive | None = None
         self.finished = False
         self.disconnected = False
         self.request_size = 0
@@ -54,15 +62,15 @@ class _Exchange:
         # -1 when capture is off: nothing is buffered at all.
         self.capture_limit = capture_limit
 
-    def watch(self, receive: Receive) -> None:
+    def watch(self) -> None:
         """Cancel the request's task if the client goes away before the response is done.
 
         The ASGI server answers a pending ``receive()`` with ``http.disconnect``
         when the connection drops, and also once the response is complete; the
         ``finished`` flag tells the two apart.
         """
-        task = self.task
-        if task is None:
+        task, receive = self.task, self.receive
+        if task is None or receive is None or self.finished:
             return
         # The task's own loop rather than ensure_future(): on Python 3.11 every
         # implicit get_running_loop() is a getpid() system call.
@@ -92,6 +100,12 @@ class ProxyApp:
         self.variant = variant
         self.route: RouteMetrics = metrics.routes[variant]
         self._capture_limit = capture.max_bytes if capture.enabled else -1
+        # Requests waiting for a disconnect watcher, in two generations: at
+        # each sweep the older one gets watchers (they have run for at least
+        # WATCH_AFTER_SECONDS) and the younger one becomes the older.
+        self._young: set[_Exchange] = set()
+        self._old: set[_Exchange] = set()
+        self._sweep: asyncio.TimerHandle | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -103,7 +117,8 @@ class ProxyApp:
         metrics.in_flight += 1
         wall_time = metrics.last_request_time = time()
         capture_limit = self._capture_limit
-        exchange = _Exchange(asyncio.current_task(), capture_limit)
+        # With the loop given, current_task() skips get_running_loop() and its getpid().
+        exchange = _Exchange(asyncio.current_task(self.client.loop), capture_limit)
         status = CLIENT_CLOSED_REQUEST
         response_size = 0
         upstream_time: float | None = None
@@ -191,6 +206,9 @@ class ProxyApp:
             status = CLIENT_CLOSED_REQUEST
         finally:
             exchange.finished = True
+            if exchange.receive is not None:
+                self._young.discard(exchange)
+                self._old.discard(exchange)
             metrics.in_flight -= 1
             duration = perf_counter() - start
             if capture_limit >= 0:
@@ -213,7 +231,7 @@ class ProxyApp:
             exchange.request_size = len(body)
             if exchange.capture_limit >= 0:
                 exchange.request_body = body if len(body) <= exchange.capture_limit else None
-            exchange.watch(receive)
+            self._watch_later(exchange, receive)
             return body
         return self._stream_body(body, receive, exchange)
 
@@ -243,7 +261,21 @@ class ProxyApp:
             if not message.get("more_body", False):
                 break
         exchange.request_body = b"".join(kept) if kept is not None else None
-        exchange.watch(receive)
+        self._watch_later(exchange, receive)
+
+    def _watch_later(self, exchange: _Exchange, receive: Receive) -> None:
+        exchange.receive = receive
+        self._young.add(exchange)
+        if self._sweep is None:
+            self._sweep = self.client.loop.call_later(WATCH_AFTER_SECONDS, self._on_sweep)
+
+    def _on_sweep(self) -> None:
+        self._sweep = None
+        for exchange in self._old:
+            exchange.watch()
+        self._old, self._young = self._young, set()
+        if self._old:
+            self._sweep = self.client.loop.call_later(WATCH_AFTER_SECONDS, self._on_sweep)
 
 
 async def _send_error(send: Send, status: int, error: str, request_id: str) -> None:

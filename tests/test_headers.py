@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sidecar.headers import client_headers, upstream_headers
+from sidecar.headers import client_headers, new_request_id, upstream_headers
 
 
 def test_connection_named_headers_are_removed_both_ways() -> None:
@@ -34,3 +34,10 @@ def test_repeated_x_forwarded_for_headers_are_joined_in_order() -> None:
 
 def test_upstream_request_id_is_not_duplicated() -> None:
     assert client_headers([(b"X-Request-ID", b"up")], "ours") == [(b"x-request-id", b"up")]
+
+
+def test_request_ids_are_unique_hex_across_random_buffer_refills() -> None:
+    # 600 ids span three refills of the 4 KiB random buffer.
+    ids = [new_request_id() for _ in range(600)]
+    assert len(set(ids)) == 600
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
