@@ -74,9 +74,12 @@ class SignalSource:
         self.min_requests = min_requests
         self.variant = variant
         self.model_version: str | None = None
-        # (time, requests, 5xx, latency bucket counts), cumulative since start, oldest first.
-        self._samples: deque[tuple[float, int, int, list[int]]] = deque()
         self._clock = clock
+        # (time, requests, 5xx, latency bucket counts), cumulative since start, oldest first. The
+        # counters start at zero with the process, so the first differences need no earlier reading.
+        self._samples: deque[tuple[float, int, int, list[int]]] = deque(
+            [(clock(), 0, 0, [0] * (len(LATENCY_BUCKETS) + 1))]
+        )
 
     def observe(self, records: Sequence[PredictionRecord]) -> None:
         """A capture subscriber: remember the model version of the newest record. O(1)."""

@@ -17,6 +17,7 @@ import orjson
 
 from sidecar.capture import Capture
 from sidecar.exceptions import UpstreamError
+from sidecar.flags import Flags
 from sidecar.headers import client_headers, upstream_headers
 from sidecar.metrics import ProxyMetrics, RouteMetrics
 from sidecar.upstream import Body, UpstreamClient
@@ -91,14 +92,30 @@ class ProxyApp:
 
         app = ProxyApp(client, metrics, capture, variant="primary")
         uvicorn.Config(app, ws="none", lifespan="off", server_header=False, date_header=False)
+
+    With ``fallback`` (a client, its variant and the :class:`Flags`), a set
+    ``use_fallback_model`` sends each new request there instead: one
+    attribute read per request, and requests already in flight finish where
+    they started.
     """
 
-    def __init__(self, client: UpstreamClient, metrics: ProxyMetrics, capture: Capture, *, variant: str) -> None:
+    def __init__(
+        self,
+        client: UpstreamClient,
+        metrics: ProxyMetrics,
+        capture: Capture,
+        *,
+        variant: str,
+        fallback: tuple[UpstreamClient, str, Flags] | None = None,
+    ) -> None:
         self.client = client
         self.metrics = metrics
         self.capture = capture
         self.variant = variant
         self.route: RouteMetrics = metrics.routes[variant]
+        self._primary = (client, self.route, variant)
+        self._fallback = self._primary if fallback is None else (fallback[0], metrics.routes[fallback[1]], fallback[1])
+        self._flags = None if fallback is None else fallback[2]
         self._capture_limit = capture.max_bytes if capture.enabled else -1
         # Requests waiting for a disconnect watcher, in two generations: at
         # each sweep the older one gets watchers (they have run for at least
@@ -124,6 +141,8 @@ class ProxyApp:
         upstream_time: float | None = None
         started = False
         headers, request_id, client_sent_id = upstream_headers(scope["headers"], scope.get("client"), scope["scheme"])
+        flags = self._flags
+        client, route, variant = self._fallback if flags is not None and flags.use_fallback_model else self._primary
         try:
             target = scope["raw_path"].decode("latin-1")
             if scope["query_string"]:
@@ -131,7 +150,7 @@ class ProxyApp:
             body = await self._request_body(receive, exchange)
             sent_at = perf_counter()
             try:
-                async with self.client.request(scope["method"], target, headers, body) as response:
+                async with client.request(scope["method"], target, headers, body) as response:
                     status = response.status
                     started = True
                     response_headers = client_headers(response.raw_headers, request_id)
@@ -173,7 +192,7 @@ class ProxyApp:
                         response_headers=response_headers,
                         response_body=captured if response_size <= capture_limit else None,
                         latency_seconds=perf_counter() - start,
-                        variant=self.variant,
+                        variant=variant,
                     )
             except UpstreamError as exc:
                 if exchange.disconnected:
@@ -214,7 +233,6 @@ class ProxyApp:
             if capture_limit >= 0:
                 # Every outcome feeds trigger sampling, 502/504 bursts included.
                 self.capture.sampler.observe(status, duration)
-            route = self.route
             route.count(status)
             route.duration.observe(duration)
             if upstream_time is not None:

@@ -155,7 +155,13 @@ class Sidecar:
         }
         self._proxy = _Server(
             uvicorn.Config(
-                ProxyApp(self.client, self.metrics, self.capture, variant=PRIMARY),
+                ProxyApp(
+                    self.client,
+                    self.metrics,
+                    self.capture,
+                    variant=PRIMARY,
+                    fallback=None if self.fallback_client is None else (self.fallback_client, FALLBACK, self.flags),
+                ),
                 # The upstream's own Date and Server headers pass through unchanged.
                 server_header=False,
                 date_header=False,
