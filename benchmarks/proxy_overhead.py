@@ -295,6 +295,7 @@ def _sidecar(tmp: Path, upstream_port: int, port: int, settings: Mapping[str, st
         SIDECAR_ADMIN_PORT=str(_free_port()),
         SIDECAR_LOG_LEVEL="warning",
         SIDECAR_SHUTDOWN_TIMEOUT_SECONDS="2",
+        SIDECAR_STATE_DIR=str(tmp / f"state-{port}"),  # the prediction store, thrown away with the run
     )
     log = tmp / "sidecar.log"
     with log.open("wb") as out:

@@ -1,12 +1,13 @@
 """The hand-off from the request path to the monitor worker.
 
-The proxy calls :meth:`Capture.observe` once per finished request (trigger
-detection sees every outcome, errors included) and :meth:`Capture.submit`
-once per proxied response, after the client has it. ``submit``
-takes the sampling decision when the strategy can take it from headers
-alone, and puts the raw exchange on a bounded queue with ``put_nowait``. It
-never parses a body and never waits: a full queue drops the exchange and
-counts it, so a slow monitor can never slow the model's traffic.
+Per request, the proxy calls :meth:`Capture.admit` as it arrives (the
+sampling decision, when the strategy can take it from headers alone, so a
+dropped request is never buffered), :meth:`Capture.submit` once the client
+has its response (the raw exchange onto a bounded queue with
+``put_nowait``), and :meth:`Capture.observe` at the end, whatever the outcome
+(trigger detection sees errors too). None of them parses a body or waits: a
+full queue drops the exchange and counts it, so a slow monitor can never slow
+the model's traffic.
 """
 
 from __future__ import annotations
@@ -95,24 +96,14 @@ class Capture:
         response_body: bytes | None,
         latency_seconds: float,
         variant: str,
+        probability: float | None,
     ) -> None:
-        """Decide and enqueue one finished exchange. A body of None was over ``max_bytes``.
+        """Enqueue one finished exchange that :meth:`admit` kept. A body of None was over ``max_bytes``.
 
-        Never raises: it runs on the request path, and a monitoring fault must
-        not reach the client's connection. A fault is counted (``error``) and
-        logged once.
+        ``probability`` is what :meth:`admit` returned: None when the decision is
+        the worker's (importance and feature strata need the parsed payload).
+        Never blocks: a full queue drops the exchange and counts it.
         """
-        sampler = self.sampler
-        probability: float | None = None
-        # Trigger detection is fed by the proxy for every outcome (observe), not here, or it would count twice.
-        try:
-            if not self.deferred:
-                keep, probability = sampler.decide(request_headers)
-                if not keep:
-                    return
-        except Exception:
-            self.fault()
-            return
         if request_body is None or response_body is None:
             self.metrics.dropped["too_large"] += 1
             return
@@ -128,7 +119,7 @@ class Capture:
             response_body=response_body,
             latency_seconds=latency_seconds,
             variant=variant,
-            strategy=sampler.strategy,
+            strategy=self.sampler.strategy,
             probability=probability,
             request_id_generated=request_id_generated,
         )
@@ -136,6 +127,23 @@ class Capture:
             self.queue.put_nowait(exchange)
         except asyncio.QueueFull:
             self.metrics.dropped["queue_full"] += 1
+
+    def admit(self, request_headers: Headers) -> tuple[bool, float | None]:
+        """Whether to capture a request, decided as it arrives: ``(keep, probability)``.
+
+        Strategies that decide from headers alone decide here, so the proxy
+        buffers nothing for the requests they drop; the others keep every
+        request with probability None and decide in the worker. Never raises:
+        a sampler fault drops the request's capture, counted (``error``).
+        """
+        if self.deferred:
+            return True, None
+        try:
+            keep, probability = self.sampler.decide(request_headers)
+        except Exception:
+            self.fault()
+            return False, None
+        return keep, probability if keep else None
 
     def observe(self, status_code: int, latency_seconds: float) -> None:
         """Feed trigger detection with one finished request, whatever its outcome. Never raises."""

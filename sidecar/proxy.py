@@ -134,6 +134,13 @@ class ProxyApp:
         metrics.in_flight += 1
         wall_time = metrics.last_request_time = time()
         capture_limit = self._capture_limit
+        probability: float | None = None
+        if capture_limit >= 0:
+            # Decided before the body is read: a request the sampler drops is
+            # never buffered, so rate 0.1 costs a tenth of rate 1, not most of it.
+            keep, probability = self.capture.admit(scope["headers"])
+            if not keep:
+                capture_limit = -1
         # With the loop given, current_task() skips get_running_loop() and its getpid().
         exchange = _Exchange(asyncio.current_task(self.client.loop), capture_limit)
         status = CLIENT_CLOSED_REQUEST
@@ -193,6 +200,7 @@ class ProxyApp:
                         response_body=captured if response_size <= capture_limit else None,
                         latency_seconds=perf_counter() - start,
                         variant=variant,
+                        probability=probability,
                     )
             except UpstreamError as exc:
                 if exchange.disconnected:
@@ -230,9 +238,9 @@ class ProxyApp:
                 self._old.discard(exchange)
             metrics.in_flight -= 1
             duration = perf_counter() - start
-            if capture_limit >= 0:
+            if self._capture_limit >= 0:
                 # Every outcome feeds trigger sampling, 502/504 bursts included.
-                self.capture.sampler.observe(status, duration)
+                self.capture.observe(status, duration)
             route.count(status)
             route.duration.observe(duration)
             if upstream_time is not None:
