@@ -7,6 +7,9 @@ them, but not started: the tests move the proxy counters and the clock by hand.
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,3 +117,21 @@ async def test_a_retraining_trigger_becomes_a_p4_event_alert(tmp_path: Path) -> 
     assert (alert.name, alert.severity, alert.state) == ("retraining_triggered", "P4", "firing")
     assert alert.context is not None and alert.context["reason"] == "drift"
     assert not math.isnan(alert.since)
+
+
+def test_bad_rules_stop_start_up_naming_the_rule_and_position(tmp_path: Path) -> None:
+    rules = tmp_path / "alerts.yaml"
+    rules.write_text("alerts:\n  - name: x\n    condition: psi >> 0.2\n    severity: P3\n")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SIDECAR_")},
+        "SIDECAR_UPSTREAM_URL": "http://127.0.0.1:9",
+        "SIDECAR_ALERT_RULES": str(rules),
+        "SIDECAR_STATE_DIR": str(tmp_path / "state"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "sidecar", "serve"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode != 0
+    assert f"SIDECAR_ALERT_RULES: {rules}: rule 'x': condition 'psi >> 0.2': unexpected '>' at position 5" in (
+        result.stderr
+    )
