@@ -8,6 +8,7 @@ names. End-to-end headers pass unchanged, in order, duplicates kept.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Sequence
 
 __all__ = ["HOP_BY_HOP", "REQUEST_ID", "upstream_headers", "client_headers", "new_request_id"]
@@ -27,13 +28,13 @@ class _RandomBytes:
         self.buffer = b""
         self.position = 0
 
-    def take16(self) -> bytes:
+    def take(self, n: int) -> bytes:
         position = self.position
-        if position + 16 > len(self.buffer):
+        if position + n > len(self.buffer):
             self.buffer = os.urandom(4096)
             position = 0
-        self.position = position + 16
-        return self.buffer[position : position + 16]
+        self.position = position + n
+        return self.buffer[position : position + n]
 
     def reset(self) -> None:
         # A forked child must not hand out the ids its parent still will.
@@ -46,8 +47,14 @@ os.register_at_fork(after_in_child=_RANDOM.reset)
 
 
 def new_request_id() -> str:
-    # 128 random bits as hex: as unique as a UUID4, at a fifth of the cost.
-    return _RANDOM.take16().hex()
+    """32 hex digits: the time in milliseconds (48 bits), then 80 random bits, as in a UUIDv7.
+
+    Time first, so ids sort by arrival: logs and the prediction store's index
+    read in time order, and the index grows at its end rather than at random
+    places. 80 random bits per millisecond leave collisions out of reach, at a
+    fifth of the cost of uuid4.
+    """
+    return f"{int(time.time() * 1000) & 0xFFFF_FFFF_FFFF:012x}{_RANDOM.take(10).hex()}"
 
 
 def _connection_tokens(value: bytes) -> set[bytes]:

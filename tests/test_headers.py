@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 from sidecar.headers import client_headers, new_request_id, upstream_headers
 
 
@@ -37,7 +39,15 @@ def test_upstream_request_id_is_not_duplicated() -> None:
 
 
 def test_request_ids_are_unique_hex_across_random_buffer_refills() -> None:
-    # 600 ids span three refills of the 4 KiB random buffer.
-    ids = [new_request_id() for _ in range(600)]
-    assert len(set(ids)) == 600
+    # 1,000 ids of 10 random bytes span three refills of the 4 KiB random buffer.
+    ids = [new_request_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+def test_request_ids_sort_by_the_millisecond_they_were_made() -> None:
+    first = new_request_id()
+    time.sleep(0.002)
+    second = new_request_id()
+    assert first[:12] < second[:12] and first < second
+    assert abs(int(second[:12], 16) - time.time() * 1000) < 1000
