@@ -21,6 +21,7 @@ import uvicorn
 
 from sidecar.config import Settings
 from sidecar.server import Sidecar
+from sidecar.upstream import UpstreamClient
 
 Scope = dict[str, Any]
 
@@ -201,3 +202,14 @@ async def _sidecar(upstream_url: str, env: Mapping[str, str]) -> AsyncIterator[S
     )
     async with Sidecar(settings) as sidecar:
         yield sidecar
+
+
+@asynccontextmanager
+async def client_for(port: int) -> AsyncIterator[UpstreamClient]:
+    """The project's own client, opened on a test server's port."""
+    client = UpstreamClient(f"http://127.0.0.1:{port}", timeout=2, connect_timeout=2, max_connections=4)
+    await client.open()
+    try:
+        yield client
+    finally:
+        await client.close()

@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.tools import run_tool
+
 DEPLOY = Path(__file__).parent.parent / "deploy"
 RULES_DIR = DEPLOY / "prometheus"
 ALERTING_RULES = RULES_DIR / "alerting_rules.yml"
@@ -41,14 +43,7 @@ ROUTES = {"P1": "paging", "P2": "chat", "P3": "tickets", "P4": "tickets"}
 
 
 def _tool(name: str, *args: str, cwd: Path = RULES_DIR) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which(name)
-    if exe is None:
-        pytest.fail(
-            f"{name} is not on PATH. `make test` installs it (Debian packages `prometheus` and "
-            "`prometheus-alertmanager`).",
-            pytrace=False,
-        )
-    return subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
+    return run_tool(name, *args, cwd=cwd)
 
 
 def _load(path: Path) -> Any:

@@ -25,6 +25,8 @@ import numpy.typing as npt
 import pytest
 import yaml
 
+from tests.tools import run_tool
+
 RULES_DIR = Path(__file__).parent.parent / "deploy" / "prometheus"
 RULES_TEST = RULES_DIR / "recording_rules_test.yml"
 
@@ -53,14 +55,7 @@ FloatArray = npt.NDArray[np.float64]
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("promtool")
-    if exe is None:
-        pytest.fail(
-            "promtool is not on PATH. `make test` installs it (Debian package `prometheus`); "
-            "or run `apt-get install prometheus`.",
-            pytrace=False,
-        )
-    return subprocess.run([exe, *args], cwd=RULES_DIR, capture_output=True, text=True, timeout=120, check=False)
+    return run_tool("promtool", *args, cwd=RULES_DIR)
 
 
 def _rule_files() -> list[Path]:

@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,8 +18,7 @@ from sidecar.retraining import (
     parse_trained_at,
     split_webhook_url,
 )
-from sidecar.upstream import UpstreamClient
-from tests.servers import read_body, run_server
+from tests.servers import client_for, read_body, run_server
 
 pytestmark = pytest.mark.anyio
 
@@ -211,16 +208,6 @@ class Hook:
         status = self.statuses.pop(0) if self.statuses else 200
         await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0")]})
         await send({"type": "http.response.body", "body": b""})
-
-
-@asynccontextmanager
-async def client_for(port: int) -> AsyncIterator[UpstreamClient]:
-    client = UpstreamClient(f"http://127.0.0.1:{port}", timeout=2, connect_timeout=2, max_connections=4)
-    await client.open()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def test_webhook_receives_the_trigger() -> None:

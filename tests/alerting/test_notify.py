@@ -21,7 +21,7 @@ from sidecar.alerting.notify import Notifier, alertmanager_url
 from sidecar.alerting.rules import AlertRule
 from sidecar.alerting.signals import Signals
 from sidecar.upstream import UpstreamClient
-from tests.servers import read_body, run_server
+from tests.servers import client_for, read_body, run_server
 
 pytestmark = pytest.mark.anyio
 
@@ -54,13 +54,8 @@ class Receiver:
 
 @asynccontextmanager
 async def serve(receiver: Receiver) -> AsyncIterator[UpstreamClient]:
-    async with run_server(receiver) as port:
-        client = UpstreamClient(f"http://127.0.0.1:{port}", timeout=2, connect_timeout=2, max_connections=4)
-        await client.open()
-        try:
-            yield client
-        finally:
-            await client.close()
+    async with run_server(receiver) as port, client_for(port) as client:
+        yield client
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:

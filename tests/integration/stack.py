@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -44,11 +43,11 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import orjson
-import pytest
 import yaml
 
 from tests.http import raw_request
 from tests.servers import read_body, run_server
+from tests.tools import binary
 
 __all__ = [
     "ALERTING_RULES",
@@ -107,17 +106,6 @@ async def eventually(probe: Callable[[], Awaitable[T]], *, timeout: float, what:
 
 
 # --- processes ---------------------------------------------------------------------------------
-
-
-def _binary(name: str) -> str:
-    exe = shutil.which(name)
-    if exe is None:
-        pytest.fail(
-            f"{name} is not on PATH. `make test` installs it (Debian packages `prometheus` and "
-            "`prometheus-alertmanager`).",
-            pytrace=False,
-        )
-    return exe
 
 
 def _free_port() -> int:
@@ -254,7 +242,7 @@ async def run_alertmanager(directory: Path, config: Mapping[str, Any]) -> AsyncI
     directory.mkdir(parents=True, exist_ok=True)
     config_file = directory / "alertmanager.yml"
     config_file.write_text(yaml.safe_dump(dict(config), sort_keys=False))
-    exe = _binary(ALERTMANAGER)
+    exe = binary(ALERTMANAGER)
     process, port = await _start(
         "alertmanager",
         directory,
@@ -363,7 +351,7 @@ async def run_prometheus(
         config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager.address]}]}]}
     config_file = directory / "prometheus.yml"
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
-    exe = _binary(PROMETHEUS)
+    exe = binary(PROMETHEUS)
     process, port = await _start(
         "prometheus",
         directory,
