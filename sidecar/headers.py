@@ -54,7 +54,8 @@ def new_request_id() -> str:
     places. 80 random bits per millisecond leave collisions out of reach, at a
     fifth of the cost of uuid4.
     """
-    return f"{int(time.time() * 1000) & 0xFFFF_FFFF_FFFF:012x}{_RANDOM.take(10).hex()}"
+    millis = (time.time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF
+    return millis.to_bytes(6, "big").hex() + _RANDOM.take(10).hex()
 
 
 def _connection_tokens(value: bytes) -> set[bytes]:
