@@ -128,8 +128,11 @@ class LabelMonitor:
         if self.config.task != "classification":
             return
         add = self.confidence.add
+        # The time they are counted, not their own: the buckets then stay in order when
+        # a slow request's record arrives after faster, later ones.
+        now = self.clock()
         for record in records:
-            add(record.variant, record.confidence, record.weight, record.timestamp)
+            add(record.variant, record.confidence, record.weight, now)
 
     async def ingest(self, items: Sequence[LabelItem]) -> list[Outcome]:
         """Check each label for the task, join the valid ones, and count every outcome.
