@@ -72,7 +72,13 @@ async def test_records_reach_the_file_sink_and_subscribers(tmp_path: Path) -> No
         )
         assert response.status == 200
         await _wait_for(lambda: len(received) == 3)
-        metrics = await scrape(sidecar.admin_port)
+        # The file sink writes on its own thread, after the subscribers have the records.
+        written = 'mlsidecar_log_records_total{outcome="written",sink="file"}'
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while (metrics := await scrape(sidecar.admin_port)).get(written, 0) < 3:
+            assert loop.time() < deadline, metrics
+            await asyncio.sleep(0.01)
     lines = [orjson.loads(line) for line in log.read_bytes().splitlines()]
     assert [line["row"] for line in lines] == [0, 1, 2]
     first = lines[0]
