@@ -45,11 +45,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
-import yaml
-
 from sidecar.alerting.conditions import Condition, ConditionError, parse
 from sidecar.durations import parse_duration
 from sidecar.exceptions import SidecarError
+from sidecar.yamlfile import read_yaml
 
 __all__ = [
     "RESERVED_LABELS",
@@ -114,19 +113,9 @@ class AlertRule:
 def load_rules(path: str | Path) -> tuple[AlertRule, ...]:
     """Read and validate a rules file; every failure is an :class:`AlertRulesError` naming the path."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise AlertRulesError([f"cannot read alert rules {path}: {exc.strerror}"]) from exc
-    except UnicodeDecodeError as exc:
-        raise AlertRulesError([f"alert rules {path} is not UTF-8 text: {exc.reason}"]) from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise AlertRulesError([f"alert rules {path} is not valid YAML: {exc.problem}{where}"]) from exc
-    except yaml.YAMLError as exc:
-        raise AlertRulesError([f"alert rules {path} is not valid YAML: {exc}"]) from exc
+        data = read_yaml(path, "alert rules")
+    except ValueError as exc:
+        raise AlertRulesError([str(exc)]) from exc
     return rules_from_mapping(data, source=str(path))
 
 

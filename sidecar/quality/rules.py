@@ -52,6 +52,7 @@ import yaml
 from sidecar.exceptions import SidecarError
 from sidecar.quality.checks import CHECKS, FEATURE_CHECKS, Expectation, reference_expectation
 from sidecar.reference import Kind, ReferenceProfile, category_key
+from sidecar.yamlfile import read_yaml
 
 __all__ = ["QualityRulesError", "FeatureRule", "QualityRules", "load_rules"]
 
@@ -190,20 +191,9 @@ class QualityRules:
 def load_rules(path: str | Path) -> QualityRules:
     """Read and validate a rules file; every failure is a :class:`QualityRulesError` naming the path."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise QualityRulesError([f"cannot read quality rules {path}: {exc.strerror}"]) from exc
-    except UnicodeDecodeError as exc:
-        raise QualityRulesError([f"quality rules {path} is not UTF-8 text: {exc.reason}"]) from exc
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: builds no arbitrary objects
-    except yaml.MarkedYAMLError as exc:
-        where = (
-            f" at line {exc.problem_mark.line + 1}, column {exc.problem_mark.column + 1}" if exc.problem_mark else ""
-        )
-        raise QualityRulesError([f"quality rules {path} is not valid YAML: {exc.problem}{where}"]) from exc
-    except yaml.YAMLError as exc:
-        raise QualityRulesError([f"quality rules {path} is not valid YAML: {exc}"]) from exc
+        data = read_yaml(path, "quality rules", _StrictLoader)
+    except ValueError as exc:
+        raise QualityRulesError([str(exc)]) from exc
     return QualityRules.from_mapping(data, source=str(path))
 
 
