@@ -21,7 +21,7 @@ from sidecar.exceptions import ConfigError
 from sidecar.performance import METRICS, TASKS, PerformanceConfig
 from sidecar.privacy import PII_MODES, check_pii, parse_fields
 from sidecar.protocols import PROTOCOLS, parse_pointer
-from sidecar.retraining import parse_trained_at
+from sidecar.records import parse_rfc3339
 from sidecar.sampling import STRATEGIES, parse_source
 from sidecar.sinks import parse_sink_spec
 
@@ -303,7 +303,7 @@ class Settings:
     perf_window_seconds: float = _env(_parse_float(60.0, 366 * 86_400.0), 7 * 86_400.0)
     perf_max_rows: int = _env(_parse_int(1_000, 10_000_000), 200_000)
     # Staleness and retraining triggers.
-    model_trained_at: float | None = _env(_converted(parse_trained_at), None)
+    model_trained_at: float | None = _env(_converted(parse_rfc3339), None)
     baseline: tuple[tuple[str, float], ...] = _family(_parse_float(0.0))
     retrain_interval: float | None = _env(_parse_duration(60.0, 3650 * 86_400.0), None)
     retrain_max_drop: float | None = _env(_parse_float(0.0, 10.0, low_open=True), None)

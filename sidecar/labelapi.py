@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 import orjson
 
+from sidecar.records import parse_rfc3339
 from sidecar.store import LabelItem
 
 __all__ = ["MAX_ITEMS", "MAX_REQUEST_ID_LENGTH", "LabelRequestError", "parse_labels"]
@@ -134,12 +134,9 @@ def _timestamp(path: str, value: Any, problems: list[str]) -> float | None:
             return float(value)
     elif isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value)
+            return parse_rfc3339(value)
         except ValueError:
             pass
-        else:
-            if parsed.tzinfo is not None:
-                return parsed.timestamp()
     problems.append(
         f"{path}.timestamp: expected Unix seconds or an RFC 3339 time with a zone "
         f"(e.g. 2026-11-26T08:00:00Z), got {_kind(value)}"

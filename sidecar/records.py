@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["Exchange", "Row", "Parsed", "PredictionRecord", "rfc3339"]
+__all__ = ["Exchange", "Row", "Parsed", "PredictionRecord", "parse_rfc3339", "rfc3339"]
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -115,3 +115,18 @@ class PredictionRecord:
 def rfc3339(timestamp: float) -> str:
     """RFC 3339 UTC with millisecond precision, e.g. ``2026-11-26T08:10:38.123Z``."""
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_rfc3339(text: str) -> float:
+    """Unix seconds for an RFC 3339 time with a time zone, e.g. ``2026-11-26T08:00:00Z``.
+
+    Raises :class:`ValueError` naming the value. A time without a zone is
+    refused: it would be read in the host's zone, which differs between replicas.
+    """
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an RFC 3339 time such as 2026-11-26T08:00:00Z") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone; add 'Z' for UTC or an offset such as +02:00")
+    return parsed.timestamp()

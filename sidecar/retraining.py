@@ -49,7 +49,6 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -59,7 +58,7 @@ from prometheus_client.registry import Collector
 
 from sidecar.delivery import post_with_retries
 from sidecar.metrics import PREFIX
-from sidecar.records import rfc3339
+from sidecar.records import parse_rfc3339, rfc3339
 from sidecar.upstream import UpstreamClient
 
 __all__ = [
@@ -72,7 +71,6 @@ __all__ = [
     "Retrainer",
     "Trigger",
     "model_trained_at",
-    "parse_trained_at",
     "split_webhook_url",
 ]
 
@@ -86,21 +84,6 @@ LOWER_IS_BETTER = frozenset({"mae", "mse", "rmse", "mape", "log_loss"})
 # Other client errors mean the trigger itself was refused: it would be refused again.
 
 ContextValue = float | int | str | None
-
-
-def parse_trained_at(text: str) -> float:
-    """Unix seconds for an RFC 3339 time with a time zone, e.g. ``2026-11-26T08:00:00Z``.
-
-    Raises :class:`ValueError` naming the value, for the settings module to report.
-    """
-    try:
-        parsed = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"{text!r} is not an RFC 3339 time such as 2026-11-26T08:00:00Z") from None
-    if parsed.tzinfo is None:
-        # A naive time would be read in the host's zone, which differs between replicas.
-        raise ValueError(f"{text!r} has no time zone; add 'Z' for UTC or an offset such as +02:00")
-    return parsed.timestamp()
 
 
 def split_webhook_url(url: str) -> tuple[str, str]:
@@ -365,4 +348,4 @@ def model_trained_at(configured: float | None, created_at: str | None) -> float 
     """The configured training time, else the reference profile's ``created_at``, else None."""
     if configured is not None:
         return configured
-    return None if not created_at else parse_trained_at(created_at)
+    return None if not created_at else parse_rfc3339(created_at)

@@ -9,13 +9,13 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+from sidecar.records import parse_rfc3339
 from sidecar.retraining import (
     OUTCOMES,
     REASONS,
     Retrainer,
     RetrainPolicy,
     model_trained_at,
-    parse_trained_at,
     split_webhook_url,
 )
 from tests.servers import client_for, read_body, run_server
@@ -49,13 +49,13 @@ def count(r: Retrainer, reason: str, outcome: str) -> float | None:
     )
 
 
-def test_parse_trained_at() -> None:
-    assert parse_trained_at("2026-11-26T08:00:00Z") == 1_795_680_000.0
-    assert parse_trained_at("2026-11-26T10:00:00+02:00") == 1_795_680_000.0
+def test_parse_rfc3339() -> None:
+    assert parse_rfc3339("2026-11-26T08:00:00Z") == 1_795_680_000.0
+    assert parse_rfc3339("2026-11-26T10:00:00+02:00") == 1_795_680_000.0
     with pytest.raises(ValueError, match="not an RFC 3339 time"):
-        parse_trained_at("yesterday")
+        parse_rfc3339("yesterday")
     with pytest.raises(ValueError, match="no time zone"):
-        parse_trained_at("2026-11-26T08:00:00")
+        parse_rfc3339("2026-11-26T08:00:00")
     assert model_trained_at(5.0, "2026-11-26T08:00:00Z") == 5.0
     assert model_trained_at(None, "2026-11-26T08:00:00Z") == 1_795_680_000.0
     assert model_trained_at(None, None) is None
