@@ -77,31 +77,28 @@ def _parse_choice(choices: tuple[str, ...]) -> Callable[[str], str]:
     return parse
 
 
-def _parse_http_url(raw: str) -> str:
+def _http_url(raw: str, example: str, *, base: bool) -> str:
+    """An http(s) URL with a host and a valid port; a ``base`` (paths get appended) has no query or fragment."""
     value = raw.strip()
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _Invalid("expected an http:// or https:// URL with a host, e.g. http://127.0.0.1:8080")
-    if parts.query or parts.fragment:
+        raise _Invalid(f"expected an http:// or https:// URL with a host, e.g. {example}")
+    if base and (parts.query or parts.fragment):
         raise _Invalid("expected a URL without query string or fragment")
     try:
         parts.port  # noqa: B018 - raises ValueError on a port out of range
     except ValueError:
         raise _Invalid("expected a URL whose port is from 1 to 65535") from None
-    # The request path is appended to this base, so a trailing slash would double it.
-    return value.rstrip("/")
+    # The request path is appended to a base, so a trailing slash would double it.
+    return value.rstrip("/") if base else value
+
+
+def _parse_http_url(raw: str) -> str:
+    return _http_url(raw, "http://127.0.0.1:8080", base=True)
 
 
 def _parse_webhook_url(raw: str) -> str:
-    value = raw.strip()
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _Invalid("expected an http:// or https:// URL with a host, e.g. https://ci.example/hooks/retrain")
-    try:
-        parts.port  # noqa: B018 - raises ValueError on a port out of range
-    except ValueError:
-        raise _Invalid("expected a URL whose port is from 1 to 65535") from None
-    return value
+    return _http_url(raw, "https://ci.example/hooks/retrain", base=False)
 
 
 def _parse_duration(low: float, high: float) -> Callable[[str], float]:
