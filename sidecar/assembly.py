@@ -183,7 +183,7 @@ def _build_labels(
     webhook, path = None, "/"
     if settings.retrain_webhook_url is not None:
         base, path = split_webhook_url(settings.retrain_webhook_url)
-        webhook = UpstreamClient(base, timeout=10.0, connect_timeout=5.0, max_connections=4)
+        webhook = _notification_client(base)
     retrainer = Retrainer(
         settings.model_name,
         RetrainPolicy(
@@ -249,11 +249,11 @@ def build_alerting(
     manager_path, webhook_path = "/", "/"
     if settings.alertmanager_url is not None:
         base, manager_path = alertmanager_url(settings.alertmanager_url)
-        manager = UpstreamClient(base, timeout=10.0, connect_timeout=5.0, max_connections=4)
+        manager = _notification_client(base)
         clients.append(manager)
     if settings.alert_webhook_url is not None:
         base, webhook_path = split_webhook_url(settings.alert_webhook_url)
-        webhook = UpstreamClient(base, timeout=10.0, connect_timeout=5.0, max_connections=4)
+        webhook = _notification_client(base)
         clients.append(webhook)
     notifier = Notifier(
         settings.model_name,
@@ -266,3 +266,8 @@ def build_alerting(
     )
     engine.subscribe(notifier.enqueue)
     return Alerting(engine, runner, notifier, AlertMetrics(engine), clients)
+
+
+def _notification_client(base: str) -> UpstreamClient:
+    """A small pool for an outgoing notification target (a webhook, Alertmanager): retried POSTs, never the hot path."""
+    return UpstreamClient(base, timeout=10.0, connect_timeout=5.0, max_connections=4)
