@@ -3,9 +3,9 @@
 The pieces, by concept:
 
 - :mod:`.window`: the ring of time slices of weighted per-bin counts and sums;
-  the hot path, pure Python, O(channels) per record;
+  the hot path, counting blocks of records column by column with numpy;
 - :mod:`.tracker`: :class:`DriftTracker`, the windows of one model's
-  features, outputs and labels;
+  features, outputs and labels, and the buffer that makes blocks of records;
 - :mod:`.evaluate`: :func:`evaluate`, windows in, :class:`DriftSnapshot` out;
 - the statistics, one file each: :mod:`.psi`, :mod:`.ks`, :mod:`.chi2`, with
   the verdict rules in :mod:`.verdicts`; window summaries in :mod:`.summary`

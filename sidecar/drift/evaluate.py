@@ -62,6 +62,7 @@ class Collected:
 def collect(tracker: DriftTracker, now: float | None = None) -> Collected:
     """Copy the window totals; cheap (masked numpy sums over the ring), and on the thread that feeds the tracker."""
     now = tracker.clock() if now is None else now
+    tracker.flush()
 
     def totals(window: Window | None) -> WindowTotals | None:
         return None if window is None else window.totals(now)

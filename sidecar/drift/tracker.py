@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from operator import attrgetter, itemgetter
 from typing import Any, Literal
 
 from sidecar.drift.window import Window
@@ -30,6 +31,9 @@ __all__ = ["DriftTracker", "Source"]
 
 Source = Literal["feature", "output", "label"]
 _OUTPUTS = ("prediction", "confidence")  # the profile's outputs that records carry, by field name
+# Records buffered before they are counted as one block: enough that numpy's
+# per-call cost (a few µs per channel) spreads thin, few enough to stay small.
+BLOCK = 1024
 
 
 class DriftTracker:
@@ -87,26 +91,52 @@ class DriftTracker:
         self.features = window(list(profile.features.items()))
         self.outputs = window([(name, profile.outputs[name]) for name in _OUTPUTS if name in profile.outputs])
         self.labels = window([] if profile.target is None else [("label", profile.target)])
-        self._feature_names = () if self.features is None else self.features.feed_order
-        self._output_names = () if self.outputs is None else self.outputs.feed_order
+        self._feature_names = _names(self.features)
+        self._output_names = _names(self.outputs)
+        self._pending: list[PredictionRecord] = []
+        self._pending_at = now
 
     def update(self, records: Sequence[PredictionRecord]) -> None:
-        """Count a batch of records: O(features) per record, pure Python."""
+        """Take a batch of records; they are counted in blocks (see :meth:`flush`)."""
         if not records:
             return
         now = self.clock()
-        features, outputs = self.features, self.outputs
-        names, output_names = self._feature_names, self._output_names
-        if features is not None:
-            features.advance(now)
-        if outputs is not None:
-            outputs.advance(now)
-        for record in records:
-            weight = record.weight
-            if features is not None:
-                features.add(map(record.features.get, names), weight)
-            if outputs is not None:
-                outputs.add(map(record.__getattribute__, output_names), weight)
+        if self._pending and math.floor(now / self.slice_seconds) != math.floor(self._pending_at / self.slice_seconds):
+            # The buffered records belong to the slice they arrived in: count them there first.
+            self.flush()
+        self._pending_at = now
+        self._pending.extend(records)
+        if len(self._pending) >= BLOCK:
+            self.flush()
+
+    def flush(self) -> None:
+        """Count the buffered records, in the slice of the moment the newest of them arrived.
+
+        Counting is columnar (:meth:`Window.add_block`), so it pays per block
+        of records rather than per record: the tracker buffers up to
+        :data:`BLOCK` records and counts them at once. Whoever reads the
+        counts (:func:`collect`, :meth:`bin_observations`) flushes first, so
+        no reader sees a count that lags behind the records already received.
+        """
+        records, self._pending = self._pending, []
+        if not records:
+            return
+        now = self._pending_at
+        weights = [record.weight for record in records]
+        for window, read in ((self.features, self._read_features), (self.outputs, self._read_outputs)):
+            if window is not None:
+                window.advance(now)
+                numeric, categorical = read(records)
+                window.add_block(numeric, categorical, weights)
+
+    def _read_features(self, records: Sequence[PredictionRecord]) -> tuple[list[Any], list[Any]]:
+        numeric, categorical = self._feature_names
+        features = [record.features for record in records]
+        return _values(features, numeric), _values(features, categorical)
+
+    def _read_outputs(self, records: Sequence[PredictionRecord]) -> tuple[list[Any], list[Any]]:
+        numeric, categorical = self._output_names
+        return _rows(records, attrgetter, numeric), _rows(records, attrgetter, categorical)
 
     def update_labels(self, labels: Sequence[tuple[Any, float]]) -> None:
         """Count ground-truth labels, each with its record's weight. Without a profile target, ignored."""
@@ -114,8 +144,12 @@ class DriftTracker:
         if window is None or not labels:
             return
         window.advance(self.clock())
-        for value, weight in labels:
-            window.add((value,), weight)
+        values = [(value,) for value, _ in labels]
+        weights = [weight for _, weight in labels]
+        if window.numeric_names:
+            window.add_block(values, [], weights)
+        else:
+            window.add_block([], values, weights)
 
     def bin_observations(self) -> Iterator[tuple[Source, str, str, float]]:
         """Weighted observations per bin since start: ``(source, name, bin label, total)``, each total monotonic.
@@ -127,7 +161,30 @@ class DriftTracker:
             ("output", self.outputs),
             ("label", self.labels),
         )
+        self.flush()
         for source, window in sources:
             if window is not None:
                 for channel, label, total in window.observations():
                     yield source, channel.name, label, total
+
+
+def _names(window: Window | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return ((), ()) if window is None else (window.numeric_names, window.categorical_names)
+
+
+def _values(features: Sequence[Mapping[str, Any]], names: tuple[str, ...]) -> list[Any]:
+    """Each record's values of ``names``, as a tuple per record; None for a missing name."""
+    try:
+        return _rows(features, itemgetter, names)
+    except KeyError:  # a record lacks a name: the slow way, which reads it as None
+        return [tuple(map(f.get, names)) for f in features]
+
+
+def _rows(items: Sequence[Any], getter: Callable[..., Callable[[Any], Any]], names: tuple[str, ...]) -> list[Any]:
+    """``getter(*names)`` applied to each item, as a tuple per item, in C-level loops."""
+    if not names:
+        return []
+    if len(names) == 1:
+        # A getter of one name returns the value itself; zip makes it a 1-tuple.
+        return list(zip(map(getter(names[0]), items)))
+    return list(map(getter(*names), items))

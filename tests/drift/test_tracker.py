@@ -193,3 +193,18 @@ def test_bin_observations_are_the_cumulative_weighted_counts() -> None:
 def test_bad_settings_are_refused(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         DriftTracker(profile({"x": numeric(np.arange(10.0))}), **kwargs)
+
+
+def test_records_are_counted_in_blocks_in_the_slice_they_arrived_in() -> None:
+    rng = np.random.default_rng(3)
+    clock = FakeClock(0.0)
+    tracker = DriftTracker(reference_profile(rng), window_seconds=120, slice_seconds=60, clock=clock)
+    assert tracker.features is not None
+    early = traffic(rng, 10, income_shift=0.0, country_shares=SHARES)
+    tracker.update(early)  # buffered, not yet counted
+    clock.now = 61.0  # the next slice: the buffered records are counted in the first one
+    tracker.update(traffic(rng, 5, income_shift=0.0, country_shares=SHARES))
+    clock.now = 121.0  # the first slice has left the window
+    snapshot = evaluate(tracker)  # reading flushes what is buffered
+    assert {f.name: f.weight for f in snapshot.features}["income"] == 5.0
+    assert sum(total for source, name, _, total in tracker.bin_observations() if name == "income") == 15

@@ -165,3 +165,56 @@ def test_totals_equal_a_recount_of_the_events_in_the_window(seed: int) -> None:
         if inside.any():
             assert totals.minimum[0] == ages[inside].min()
             assert totals.maximum[0] == ages[inside].max()
+
+
+def _recount(values: list[Any], weights: list[float], dist: Distribution) -> tuple[list[float], float]:
+    """Weighted bin counts and null count of one channel, value by value through Distribution.bin_of."""
+    counts, nulls = [0.0] * dist.bins, 0.0
+    for value, weight in zip(values, weights, strict=True):
+        try:
+            b = dist.bin_of(value)
+        except TypeError:  # category_key cannot name 2.0**64; the window counts it as unseen
+            b = dist.bins - 1
+        if b is None:
+            nulls += 1.0
+        else:
+            counts[b] += weight
+    return counts, nulls
+
+
+@given(
+    rows=st.lists(st.tuples(_values, _values, st.sampled_from([1.0, 2.0, 10.0])), min_size=1, max_size=40),
+    many_edges=st.booleans(),
+)
+def test_a_block_counts_what_its_records_count_one_by_one(rows: list[tuple[Any, Any, float]], many_edges: bool) -> None:
+    """The columnar block against a value-by-value recount, on both binning paths (edge grid and searchsorted)."""
+    age = Distribution.numeric(edges=tuple(range(0, 80, 2)), ratios=(1 / 41,) * 41, stats=Stats(count=1, mean=40.0))
+    dist = age if many_edges else AGE
+    w = Window([("age", dist), ("colour", COLOUR)], slices=5, slice_seconds=10.0, now=0.0)
+    ages, colours, weights = (list(column) for column in zip(*rows, strict=True))
+    w.add_block([(a,) for a in ages], [(c,) for c in colours], weights)
+    totals = w.totals(0.0)
+    for j, (values, d) in enumerate(((ages, dist), (colours, COLOUR))):
+        counts, nulls = _recount(values, weights, d)
+        assert totals.counts[w.channels[j].bins].tolist() == counts
+        assert totals.nulls[j] == nulls
+    assert totals.rows == len(rows)
+    assert totals.weight == sum(weights)
+    numbers = [float(a) for a in ages if dist.bin_of(a) is not None]
+    if numbers:
+        assert totals.minimum[0] == min(numbers)
+        assert totals.maximum[0] == max(numbers)
+        assert totals.distinct[0] == (len(set(numbers)), True)
+
+
+def test_a_block_keeps_the_moments_and_the_distinct_cap() -> None:
+    rng = np.random.default_rng(7)
+    ages = rng.normal(40.0, 10.0, 1000)
+    weights = rng.choice([1.0, 4.0], 1000)
+    w = window()
+    w.add_block([(a,) for a in ages.tolist()], [("red",)] * 1000, weights.tolist())
+    totals = w.totals(0.0)
+    d = ages - AGE.stats.mean  # type: ignore[operator]
+    assert totals.sums[0] == pytest.approx(float((weights * d).sum()))
+    assert totals.squares[0] == pytest.approx(float((weights * d * d).sum()))
+    assert totals.distinct == ((128, False), (1, True))  # a continuous feature fills the per-slice cap at once
