@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from operator import attrgetter, itemgetter
 from typing import Any, Literal
 
+import numpy as np
+
 from sidecar.drift.window import Window
 from sidecar.records import PredictionRecord
 from sidecar.reference import Distribution, ReferenceProfile
@@ -33,7 +35,8 @@ Source = Literal["feature", "output", "label"]
 _OUTPUTS = ("prediction", "confidence")  # the profile's outputs that records carry, by field name
 # Records buffered before they are counted as one block: enough that numpy's
 # per-call cost (a few µs per channel) spreads thin, few enough to stay small.
-BLOCK = 1024
+BLOCK = 256
+_PROBABILITY = attrgetter("probability")
 
 
 class DriftTracker:
@@ -122,7 +125,8 @@ class DriftTracker:
         if not records:
             return
         now = self._pending_at
-        weights = [record.weight for record in records]
+        # Each record's weight, 1/p, divided in one numpy call rather than one property call per record.
+        weights = 1.0 / np.fromiter(map(_PROBABILITY, records), dtype=np.float64, count=len(records))
         for window, read in ((self.features, self._read_features), (self.outputs, self._read_outputs)):
             if window is not None:
                 window.advance(now)

@@ -211,7 +211,10 @@ class Window:
         self.add_block([values[:k]], [values[k:]], [weight])
 
     def add_block(
-        self, numeric: Sequence[Sequence[Any]], categorical: Sequence[Sequence[Any]], weights: Sequence[float]
+        self,
+        numeric: Sequence[Sequence[Any]],
+        categorical: Sequence[Sequence[Any]],
+        weights: Sequence[float] | Floats,
     ) -> None:
         """Count a block of records into the current slice.
 
@@ -285,32 +288,28 @@ class Window:
         bins: list[npt.NDArray[np.intp]],
         bin_weights: list[Floats],
     ) -> None:
-        flat: list[int] = []
-        for (seen, index, unseen), values in zip(self._categorical, zip(*rows, strict=True), strict=True):
-            try:
-                # The common case in one C-level pass: known strings find their bin;
-                # None marks what needs a second look (a null, an unseen string, a non-string).
-                found: list[int | None] = list(map(index.get, values))
-            except TypeError:  # an unhashable value (a list, an object): every value the slow way
-                found = [None] * len(values)
+        n = len(w)
+        ids = np.empty((len(self._categorical), n), dtype=np.intp)  # one row per channel, one column per record
+        columns = zip(*rows, strict=True)
+        for j, ((seen, index, unseen), values) in enumerate(zip(self._categorical, columns, strict=True)):
             keys: Sequence[Any] = values
-            if None in found:
+            try:
+                # The common case, in one C-level pass: every value a known category.
+                # A miss gives None, which fromiter refuses: then the second look.
+                ids[j] = np.fromiter(map(index.get, values), dtype=np.intp, count=n)
+            except TypeError:  # a null, an unseen string, a non-string, an unhashable value
                 keys = list(values)
                 for i, v in enumerate(values):
-                    if found[i] is not None:
-                        continue
                     if v is None:
-                        found[i] = -1  # a null
+                        ids[j, i] = -1  # a null
                         continue
                     if type(v) is not str:
                         v = keys[i] = _category(v)
-                    found[i] = index.get(v, unseen)
-            flat += found  # type: ignore[arg-type]  # no None is left
+                    ids[j, i] = index.get(v, unseen)
             if len(seen) < CAP:
                 distinct = set(keys)
                 distinct.discard(None)
                 _remember(seen, distinct)
-        ids = np.array(flat, dtype=np.intp).reshape(len(self._categorical), len(w))  # channel × record
         null = ids < 0
         if null.any():
             channels, sums = self._categorical_index, self._sums
