@@ -3,13 +3,18 @@
 Hop-by-hop headers describe one connection, not the message, so they are
 removed in both directions, together with any header that ``Connection``
 names. End-to-end headers pass unchanged, in order, duplicates kept.
+
+Both directions stay in bytes, as ASGI and the wire carry them: the request
+headers become the upstream request's header lines in one pass, with no
+decoding and re-encoding of every name and value.
 """
 
 from __future__ import annotations
 
 import os
-import time
+from binascii import hexlify
 from collections.abc import Iterable, Sequence
+from time import time_ns
 
 __all__ = ["HOP_BY_HOP", "REQUEST_ID", "upstream_headers", "client_headers", "new_request_id"]
 
@@ -18,32 +23,45 @@ HOP_BY_HOP = frozenset(
 )  # plus every ``proxy-*`` header, checked by prefix
 REQUEST_ID = b"x-request-id"
 
+# Header names seen at run time are remembered, so that each later header
+# costs one dict lookup. Names come from clients and the upstream, so the
+# tables stop growing here; a name not kept is still handled, only slower.
+_LEARN_LIMIT = 1024
+# Random bytes read per system call: 409 request ids' worth.
+_RANDOM_BYTES = 4096
 
-class _RandomBytes:
-    """os.urandom() read 4 KiB at a time: one system call per 256 request ids instead of one each."""
 
-    __slots__ = ("buffer", "position")
+class _RequestIds:
+    """Request ids as hex bytes: the millisecond prefix made once per millisecond, random hex from a 4 KiB read."""
+
+    __slots__ = ("millis", "prefix", "random", "position")
 
     def __init__(self) -> None:
-        self.buffer = b""
-        self.position = 0
-
-    def take(self, n: int) -> bytes:
-        position = self.position
-        if position + n > len(self.buffer):
-            self.buffer = os.urandom(4096)
-            position = 0
-        self.position = position + n
-        return self.buffer[position : position + n]
+        self.reset()
 
     def reset(self) -> None:
-        # A forked child must not hand out the ids its parent still will.
-        self.buffer = b""
+        # Also after a fork: a child must not hand out the ids its parent still will.
+        self.millis = -1
+        self.prefix = b""
+        self.random = b""
         self.position = 0
 
+    def next(self) -> bytes:
+        millis = time_ns() // 1_000_000
+        if millis != self.millis:
+            self.millis = millis
+            self.prefix = b"%012x" % (millis & 0xFFFF_FFFF_FFFF)
+        position = self.position
+        if position + 20 > len(self.random):
+            self.random = hexlify(os.urandom(_RANDOM_BYTES))
+            position = 0
+        self.position = position + 20
+        return self.prefix + self.random[position : position + 20]
 
-_RANDOM = _RandomBytes()
-os.register_at_fork(after_in_child=_RANDOM.reset)
+
+_IDS = _RequestIds()
+os.register_at_fork(after_in_child=_IDS.reset)
+_new_id = _IDS.next
 
 
 def new_request_id() -> str:
@@ -54,19 +72,17 @@ def new_request_id() -> str:
     places. 80 random bits per millisecond leave collisions out of reach, at a
     fifth of the cost of uuid4.
     """
-    millis = (time.time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF
-    return millis.to_bytes(6, "big").hex() + _RANDOM.take(10).hex()
+    return _new_id().decode("ascii")
 
 
 def _connection_tokens(value: bytes) -> set[bytes]:
     return {token.strip().lower() for token in value.split(b",") if token.strip()}
 
 
-# What upstream_headers() does with a request header, by name. Names not in
-# the table are forwarded unless they are ``proxy-*``: one dict lookup per
-# header instead of a chain of comparisons, since this runs for every header
-# of every request.
-_DROP, _CONNECTION, _HOST, _FORWARDED_FOR, _ID, _PROTO, _FORWARDED_HOST = range(7)
+# What upstream_headers() does with a request header, by name: one dict
+# lookup per header instead of a chain of comparisons. _FORWARD is 0, so the
+# common case is one truth test.
+_FORWARD, _DROP, _CONNECTION, _HOST, _FORWARDED_FOR, _LENGTH, _ID, _PROTO, _FORWARDED_HOST = range(9)
 _REQUEST_ACTIONS: dict[bytes, int] = {
     **dict.fromkeys(HOP_BY_HOP, _DROP),
     # The ASGI server already answered "100 Continue" when the body was read.
@@ -74,77 +90,94 @@ _REQUEST_ACTIONS: dict[bytes, int] = {
     b"connection": _CONNECTION,
     b"host": _HOST,
     b"x-forwarded-for": _FORWARDED_FOR,
+    # Framing is the upstream client's: it sends the length of what it sends.
+    b"content-length": _LENGTH,
     REQUEST_ID: _ID,
     b"x-forwarded-proto": _PROTO,
     b"x-forwarded-host": _FORWARDED_HOST,
 }
+_BUILTIN_ACTIONS = len(_REQUEST_ACTIONS)
+
+
+def _request_action(name: bytes) -> int:
+    action = _DROP if name.startswith(b"proxy-") else _FORWARD
+    if len(_REQUEST_ACTIONS) < _BUILTIN_ACTIONS + _LEARN_LIMIT:
+        _REQUEST_ACTIONS[name] = action
+    return action
 
 
 def upstream_headers(
     headers: Iterable[tuple[bytes, bytes]], client: tuple[str, int] | None, scheme: str
-) -> tuple[list[tuple[str, str]], str, bool]:
-    """Headers to send upstream, the request id, and whether the client sent it.
+) -> tuple[bytes, int, bytes, bool, bytes | None]:
+    """Header lines for the upstream, their number, the request id, whether the client sent it, its Content-Length.
 
-    ``headers`` are ASGI request headers (lower-case names). ``Host`` is left
-    for the client library to set to the upstream's authority; the original
-    goes to ``X-Forwarded-Host``. ``X-Forwarded-For`` gains the client address.
+    ``headers`` are ASGI request headers (lower-case names). The lines are
+    ``name: value\\r\\n`` each, for :meth:`UpstreamClient.forward`, without
+    ``Host`` and ``Content-Length``, which the client library frames itself:
+    ``Host`` becomes the upstream's authority and the original goes to
+    ``X-Forwarded-Host``. ``X-Forwarded-For`` gains the client address.
     ``X-Forwarded-Proto`` and ``-Host`` are kept when an ingress in front
     already set them, since it saw the original request.
     """
-    out: list[tuple[str, str]] = []
-    request_id = ""
-    host = ""
-    forwarded_for = ""
+    parts: list[bytes] = []
+    request_id = b""
+    host = forwarded_for = length = None
     has_proto = has_host = False
     named: set[bytes] | None = None
     actions = _REQUEST_ACTIONS
     for name, value in headers:
         action = actions.get(name)
         if action is None:
-            if not name.startswith(b"proxy-"):
-                out.append((name.decode("latin-1"), value.decode("latin-1")))
+            action = _request_action(name)
+        if not action:
+            parts += (name, b": ", value, b"\r\n")
+        elif action == _LENGTH:
+            length = value
+        elif action == _HOST:
+            host = value
         elif action == _DROP:
             continue
         elif action == _CONNECTION:
             named = _connection_tokens(value) if named is None else named | _connection_tokens(value)
-        elif action == _HOST:
-            host = value.decode("latin-1")
         elif action == _FORWARDED_FOR:
-            v = value.decode("latin-1")
-            forwarded_for = f"{forwarded_for}, {v}" if forwarded_for else v
+            forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
         else:
             if action == _ID:
-                request_id = value.decode("latin-1")
+                request_id = value
             elif action == _PROTO:
                 has_proto = True
             else:
                 has_host = True
-            out.append((name.decode("latin-1"), value.decode("latin-1")))
+            parts += (name, b": ", value, b"\r\n")
     if named and not named <= HOP_BY_HOP:
         # As in client_headers(), "Connection: keep-alive" needs no second pass.
-        out = [(k, v) for k, v in out if k.encode("latin-1") not in named]
+        parts = [part for i in range(0, len(parts), 4) if parts[i] not in named for part in parts[i : i + 4]]
     client_sent_id = bool(request_id)
     if not client_sent_id:
-        request_id = new_request_id()
-        out.append(("x-request-id", request_id))
+        request_id = _new_id()
+        parts += (REQUEST_ID, b": ", request_id, b"\r\n")
     if client is not None:
-        forwarded_for = f"{forwarded_for}, {client[0]}" if forwarded_for else client[0]
-    if forwarded_for:
-        out.append(("x-forwarded-for", forwarded_for))
+        address = client[0].encode("latin-1")
+        forwarded_for = address if forwarded_for is None else forwarded_for + b", " + address
+    if forwarded_for is not None:
+        parts += (b"x-forwarded-for", b": ", forwarded_for, b"\r\n")
     if not has_proto:
-        out.append(("x-forwarded-proto", scheme))
+        parts += (b"x-forwarded-proto", b": ", scheme.encode("latin-1"), b"\r\n")
     if not has_host and host:
-        out.append(("x-forwarded-host", host))
-    return out, request_id, client_sent_id
+        parts += (b"x-forwarded-host", b": ", host, b"\r\n")
+    return b"".join(parts), len(parts) >> 2, request_id, client_sent_id, length
 
 
-# Response header names client_headers() must look at; any other name is
-# copied unless it is ``proxy-*``.
-_RESPONSE_SPECIAL = HOP_BY_HOP | {REQUEST_ID}
+# Response header names as the upstream spells them, mapped to the lower-case
+# name the client gets, for the names passed on unchanged. The hop-by-hop
+# ones, Connection and X-Request-Id are never in it: they take the slow path.
+_RESPONSE_NAMES: dict[bytes, bytes] = {}
+# Connection values that name no other header: no token parsing for them.
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"Keep-Alive", b"close", b"Close"})
 
 
-def client_headers(raw: Sequence[tuple[bytes, bytes]], request_id: str) -> list[tuple[bytes, bytes]]:
-    """Response headers for the client: the upstream's, less hop-by-hop ones.
+def client_headers(raw: Sequence[tuple[bytes, bytes]], request_id: bytes) -> list[tuple[bytes, bytes]]:
+    """Response headers for the client: the upstream's, less hop-by-hop ones, names in lower case.
 
     ``x-request-id`` is added when the upstream did not echo one, so the
     client can always quote the id that the prediction logs carry.
@@ -152,21 +185,25 @@ def client_headers(raw: Sequence[tuple[bytes, bytes]], request_id: str) -> list[
     out: list[tuple[bytes, bytes]] = []
     named: set[bytes] | None = None
     has_id = False
-    special = _RESPONSE_SPECIAL
+    names = _RESPONSE_NAMES
     for name, value in raw:
+        lower = names.get(name)
+        if lower is not None:
+            out.append((lower, value))
+            continue
         lower = name.lower()
-        if lower not in special:
-            if not lower.startswith(b"proxy-"):
-                out.append((lower, value))
+        if lower == b"connection":
+            if value not in _PLAIN_CONNECTION:
+                named = _connection_tokens(value) if named is None else named | _connection_tokens(value)
         elif lower == REQUEST_ID:
             has_id = True
             out.append((lower, value))
-        elif lower == b"connection":
-            named = _connection_tokens(value) if named is None else named | _connection_tokens(value)
+        elif lower not in HOP_BY_HOP and not lower.startswith(b"proxy-"):
+            if len(names) < _LEARN_LIMIT:
+                names[name] = lower
+            out.append((lower, value))
     if named and not named <= HOP_BY_HOP:
-        # Most upstreams send "Connection: keep-alive", which names only a
-        # header already dropped: skip the second pass then.
         out = [(k, v) for k, v in out if k not in named]
     if not has_id:
-        out.append((REQUEST_ID, request_id.encode("latin-1")))
+        out.append((REQUEST_ID, request_id))
     return out

@@ -45,7 +45,6 @@ class UpstreamResponse:
         "raw_headers",
         "keep_alive",
         "_conn",
-        "_parser",
         "_head",
         "_informational",
         "_complete",
@@ -69,7 +68,11 @@ class UpstreamResponse:
         self.raw_headers: list[tuple[bytes, bytes]] = []
         self.keep_alive = False
         self._conn = conn
-        self._parser = httptools.HttpResponseParser(self)
+        # The parser lives on the connection, not here: parser and response
+        # refer to each other, and a cycle through this object would leave
+        # every response to the garbage collector. Through the connection,
+        # the next response's parser frees this one by reference counting.
+        conn.parser = httptools.HttpResponseParser(self)
         self._head = head
         self._informational = False
         self._complete = False
@@ -106,9 +109,20 @@ class UpstreamResponse:
             # The caller wants it all, so the read-ahead limit does not apply.
             self._resume()
             await self._wait()
+        return self._take()
+
+    def read_nowait(self) -> bytes | None:
+        """The whole body if all of it has arrived, else None: :meth:`read` without a coroutine.
+
+        A small response usually arrives with its headers, in one packet.
+        """
+        return self._take() if self._complete else None
+
+    def _take(self) -> bytes:
         self._raise_error()
-        data = b"".join(self._chunks)
-        self._chunks.clear()
+        chunks = self._chunks
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
         self._buffered = 0
         return data
 
@@ -131,10 +145,17 @@ class UpstreamResponse:
     # --- httptools callbacks ----------------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._complete:
+            # A second response in the same read: out of step, never reused.
+            self.keep_alive = False
+            return
         self.raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        status = self._parser.get_status_code()
+        if self._complete:
+            self.keep_alive = False
+            return
+        status = self._conn.parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             # An interim response (103 Early Hints, a stray 100 Continue):
             # not the answer; its headers are not the final ones.
@@ -146,7 +167,7 @@ class UpstreamResponse:
             # A HEAD response has no body whatever its Content-Length says;
             # the parser cannot be told, so the connection is not reused.
             self._finish(False)
-        else:
+        elif self._waiter is not None:
             self._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -157,29 +178,17 @@ class UpstreamResponse:
         if self._buffered > _READ_HIGH_WATER and not self._paused:
             self._paused = True
             self._conn.pause_reading()
-        self._wake()
+        if self._waiter is not None:
+            self._wake()
 
     def on_message_complete(self) -> None:
         if self._informational:
             self._informational = False
             return
         if not self._complete:
-            self._finish(self._parser.should_keep_alive())
+            self._finish(self._conn.parser.should_keep_alive())
 
     # --- driven by the connection and the timer ---------------------------------------------------
-
-    def feed(self, data: bytes) -> None:
-        if self._complete:
-            # Bytes after the end of the response: the connection is out of step.
-            self.keep_alive = False
-            self._conn.abort()
-            return
-        self._received = True
-        self._active = True
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self.fail(UpstreamProtocolError(f"invalid response from upstream: {exc}"))
 
     def eof(self, exc: BaseException | None) -> None:
         """The connection ended (``exc`` None: a clean close)."""
@@ -206,7 +215,9 @@ class UpstreamResponse:
         """Start bounding the upstream's silence: the request is fully sent (or it already answered)."""
         if not self._watched and not self._complete:
             self._watched = self._active = True
-            self._conn.pool.watch(self)
+            pool = self._conn.pool
+            if pool.tick is None:
+                pool.start_ticking()
 
     def check(self, now: float) -> None:
         """The watchdog's tick: fail the exchange if the upstream has been silent too long."""
@@ -222,18 +233,19 @@ class UpstreamResponse:
             self.fail(UpstreamTimeout(f"upstream sent nothing for {self._timeout:g}s, waiting for {what}"))
 
     def _stop_timing(self) -> None:
-        if self._watched:
-            self._watched = False
-            self._conn.pool.watched.discard(self)
+        # The pool's tick skips it from now on; there is nothing to unregister.
+        self._watched = False
 
     def _finish(self, keep_alive: bool) -> None:
         self._complete = True
         self.keep_alive = keep_alive
-        self._stop_timing()
+        self._watched = False
         # Nothing more is coming, so reading must not stay paused on a
         # connection that goes back to the pool.
-        self._resume()
-        self._wake()
+        if self._paused:
+            self._resume()
+        if self._waiter is not None:
+            self._wake()
 
     def _until_close(self) -> bool:
         for name, value in self.raw_headers:
@@ -264,12 +276,6 @@ class UpstreamResponse:
             self._paused = False
             self._conn.resume_reading()
 
-    async def wait_headers(self) -> None:
-        while not self.status:
-            if self._complete:
-                self._raise_error()
-            await self._wait()
-
 
 class Connection(asyncio.Protocol):
     """One keep-alive connection to the upstream, carrying one request at a time."""
@@ -279,6 +285,8 @@ class Connection(asyncio.Protocol):
         self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.response: UpstreamResponse | None = None
+        # The current response's parser, set by UpstreamResponse.
+        self.parser: httptools.HttpResponseParser
         self.closed = False
         self.idle_since = 0.0
         self._write_paused = False
@@ -292,11 +300,18 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         response = self.response
-        if response is None:
-            # Bytes on an idle connection: the upstream is out of step with us.
+        if response is None or response._complete:
+            # Bytes on an idle connection, or after the end of the response:
+            # the upstream is out of step with us.
+            if response is not None:
+                response.keep_alive = False
             self.abort()
             return
-        response.feed(data)
+        response._received = response._active = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            response.fail(UpstreamProtocolError(f"invalid response from upstream: {exc}"))
 
     def eof_received(self) -> bool:
         response = self.response
@@ -320,11 +335,6 @@ class Connection(asyncio.Protocol):
         self._wake_drain()
 
     # --- used by the request ----------------------------------------------------------------------
-
-    @property
-    def usable(self) -> bool:
-        transport = self.transport
-        return not self.closed and transport is not None and not transport.is_closing()
 
     def write(self, data: bytes) -> None:
         transport = self.transport
@@ -382,36 +392,51 @@ class Pool:
         self.open: set[Connection] = set()  # connecting, busy or idle
         self.waiters: deque[asyncio.Future[None]] = deque()
         self.closed = False
-        # Responses whose upstream silence is being timed, and the one timer
-        # that checks them all while there are any.
-        self.watched: set[UpstreamResponse] = set()
-        self._tick: asyncio.TimerHandle | None = None
+        # The one timer that checks the silence of every timed response, while
+        # there are any. It finds them through the open connections, so a
+        # request costs no registration, only a flag.
+        self.tick: asyncio.TimerHandle | None = None
 
-    def watch(self, response: UpstreamResponse) -> None:
-        self.watched.add(response)
-        if self._tick is None:
-            self._tick = self.loop.call_later(_TICK_SECONDS, self._on_tick)
+    def start_ticking(self) -> None:
+        self.tick = self.loop.call_later(_TICK_SECONDS, self._on_tick)
 
     def _on_tick(self) -> None:
-        self._tick = None
+        self.tick = None
         now = self.loop.time()
-        for response in list(self.watched):
-            response.check(now)
-        if self.watched:
-            self._tick = self.loop.call_later(_TICK_SECONDS, self._on_tick)
+        timed = False
+        for conn in list(self.open):
+            response = conn.response
+            if response is not None and response._watched:
+                response.check(now)
+                timed = True
+        if timed:
+            self.tick = self.loop.call_later(_TICK_SECONDS, self._on_tick)
+
+    def pop_idle(self, loop: asyncio.AbstractEventLoop) -> Connection | None:
+        """The most recent idle connection still fit for reuse, or None."""
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            transport = conn.transport
+            if (
+                not conn.closed
+                and transport is not None
+                and not transport.is_closing()
+                and loop.time() - conn.idle_since < _KEEP_ALIVE_SECONDS
+            ):
+                return conn
+            conn.abort()
+            self.forget(conn)
+        return None
 
     async def acquire(self, loop: asyncio.AbstractEventLoop, deadline: float | None) -> tuple[Connection, bool]:
         """A connection, and whether it was reused from the pool."""
         while True:
             if self.closed:
                 raise RuntimeError("UpstreamClient is closed")
-            idle = self.idle
-            while idle:
-                conn = idle.pop()
-                if conn.usable and loop.time() - conn.idle_since < _KEEP_ALIVE_SECONDS:
-                    return conn, True
-                conn.abort()
-                self.forget(conn)
+            conn = self.pop_idle(loop)
+            if conn is not None:
+                return conn, True
             if len(self.open) < self.limit:
                 return await self._connect(loop, deadline), False
             waiter = loop.create_future()
@@ -455,13 +480,15 @@ class Pool:
 
     def release(self, conn: Connection) -> None:
         conn.response = None
-        if self.closed or not conn.usable:
+        transport = conn.transport
+        if self.closed or conn.closed or transport is None or transport.is_closing():
             conn.abort()
             self.forget(conn)
             return
-        conn.idle_since = conn.loop.time()
+        conn.idle_since = self.loop.time()
         self.idle.append(conn)
-        self._wake_one()
+        if self.waiters:
+            self._wake_one()
 
     def forget(self, conn: Connection) -> None:
         """The connection is gone or going: free its slot."""
@@ -480,9 +507,9 @@ class Pool:
 
     def close(self) -> None:
         self.closed = True
-        if self._tick is not None:
-            self._tick.cancel()
-            self._tick = None
+        if self.tick is not None:
+            self.tick.cancel()
+            self.tick = None
         for conn in list(self.open):
             conn.abort()
             self.forget(conn)

@@ -1,19 +1,24 @@
 """Layer-1 (infrastructure) metrics of the proxy, served from an explicit registry.
 
-The request path updates plain Python ints and floats in preallocated slots,
-and a custom :class:`Collector` turns them into metric families when
-``/metrics`` is scraped. prometheus_client's own ``Histogram.observe`` takes a
+The request path appends five numbers per finished request to a list; they
+are counted into plain Python ints and floats in preallocated slots, a batch
+at a time with numpy, when ``/metrics`` is scraped, when someone reads the
+counts, or when the list is long. A custom :class:`Collector` turns them
+into metric families. prometheus_client's own ``Histogram.observe`` takes a
 lock and walks the buckets for every sample, which costs several microseconds
-a request across four histograms; ``bisect`` into a list costs a fraction of
-that. No lock is needed: the proxy and the admin app share one event loop
-thread, so a scrape never interleaves with an update.
+a request across four histograms; even ``bisect`` into lists, four per
+request, was about 4% of the proxy's instructions per request. No lock is
+needed: the proxy and the admin app share one event loop thread, so a scrape
+never interleaves with an update.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from math import fsum
 
+import numpy as np
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -40,6 +45,11 @@ SIZE_BUCKETS: tuple[float, ...] = tuple(float(64 * 4**i) for i in range(11))
 
 PROXY_ERROR_REASONS: tuple[str, ...] = ("connect", "timeout", "protocol")
 
+# Finished requests held before they are counted: bounds the memory held and
+# the work of one flush, and is large enough that numpy's per-call cost is
+# shared by many requests.
+_FLUSH_AT = 1024
+
 
 class Histogram:
     """Non-cumulative bucket counts; made cumulative only at exposition.
@@ -51,17 +61,28 @@ class Histogram:
         h.cumulative()  # [("0.1", 0), ("1.0", 1), ("+Inf", 1)]
     """
 
-    __slots__ = ("bounds", "counts", "sum")
+    __slots__ = ("bounds", "counts", "sum", "_edges")
 
     def __init__(self, bounds: Sequence[float]) -> None:
         self.bounds = list(bounds)
         self.counts = [0] * (len(self.bounds) + 1)
         self.sum = 0.0
+        self._edges = np.array(self.bounds, dtype=np.float64)
 
     def observe(self, value: float) -> None:
         # bisect_left gives the first bound >= value, which is Prometheus' "le".
         self.counts[bisect_left(self.bounds, value)] += 1
         self.sum += value
+
+    def observe_many(self, values: np.ndarray) -> None:
+        """:meth:`observe` for each value, in one pass: side="left" is bisect_left."""
+        if not len(values):
+            return
+        per_bucket = np.bincount(np.searchsorted(self._edges, values, side="left"), minlength=len(self.counts))
+        counts = self.counts
+        for i, n in enumerate(per_bucket.tolist()):
+            counts[i] += n
+        self.sum += fsum(values.tolist())
 
     def cumulative(self) -> list[tuple[str, float]]:
         out: list[tuple[str, float]] = []
@@ -73,18 +94,63 @@ class Histogram:
 
 
 class RouteMetrics:
-    """Counters for one (model, variant): the unit the proxy updates per request."""
+    """Counters for one (model, variant): the unit the proxy updates per request.
 
-    __slots__ = ("codes", "duration", "upstream_duration")
+    Reading ``codes``, ``duration`` or ``upstream_duration`` first counts the
+    requests the owning :class:`ProxyMetrics` still holds, so readers such
+    as the alert signals always see every finished request.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_codes", "_duration", "_upstream_duration", "_flush", "pending")
+
+    def __init__(self, flush: Callable[[], None] | None = None) -> None:
         # Keyed by status code: bounded by HTTP itself (100-599), not by payloads.
-        self.codes: dict[int, int] = {}
-        self.duration = Histogram(LATENCY_BUCKETS)
-        self.upstream_duration = Histogram(LATENCY_BUCKETS)
+        self._codes: dict[int, int] = {}
+        self._duration = Histogram(LATENCY_BUCKETS)
+        self._upstream_duration = Histogram(LATENCY_BUCKETS)
+        self._flush = flush
+        # Finished requests not yet counted, flat, five numbers each: status,
+        # duration, upstream duration (None without an answer), request and
+        # response size. Flat, so that numpy reads it in one call.
+        self.pending: list[float | None] = []
+
+    @property
+    def codes(self) -> dict[int, int]:
+        if self._flush is not None:
+            self._flush()
+        return self._codes
+
+    @property
+    def duration(self) -> Histogram:
+        if self._flush is not None:
+            self._flush()
+        return self._duration
+
+    @property
+    def upstream_duration(self) -> Histogram:
+        if self._flush is not None:
+            self._flush()
+        return self._upstream_duration
 
     def count(self, status: int) -> None:
-        self.codes[status] = self.codes.get(status, 0) + 1
+        self._codes[status] = self._codes.get(status, 0) + 1
+
+    def _count_pending(self) -> np.ndarray | None:
+        """Count the held requests into this route's metrics; return their sizes (two columns) for the shared ones."""
+        pending = self.pending
+        if not pending:
+            return None
+        self.pending = []
+        # None (no answer from the upstream) becomes NaN.
+        table = np.array(pending, dtype=np.float64).reshape(-1, 5)
+        codes = self._codes
+        statuses, counts = np.unique(table[:, 0], return_counts=True)
+        for status, n in zip(statuses.tolist(), counts.tolist(), strict=True):
+            codes[int(status)] = codes.get(int(status), 0) + n
+        self._duration.observe_many(table[:, 1])
+        upstream = table[:, 2]
+        self._upstream_duration.observe_many(upstream[~np.isnan(upstream)])
+        return table[:, 3:]
 
 
 class ProxyMetrics(Collector):
@@ -101,7 +167,7 @@ class ProxyMetrics(Collector):
     def __init__(self, model: str, variants: Sequence[str]) -> None:
         self.model = model
         # Variants come from configuration, so every child exists from start-up.
-        self.routes = {variant: RouteMetrics() for variant in variants}
+        self.routes = {variant: RouteMetrics(self.flush) for variant in variants}
         self.errors = dict.fromkeys(PROXY_ERROR_REASONS, 0)
         self.in_flight = 0
         self.request_size = Histogram(SIZE_BUCKETS)
@@ -109,7 +175,31 @@ class ProxyMetrics(Collector):
         # None until the first request: a zero would read as "stale since 1970".
         self.last_request_time: float | None = None
 
+    def record(
+        self,
+        route: RouteMetrics,
+        status: int,
+        duration: float,
+        upstream_duration: float | None,
+        request_size: int,
+        response_size: int,
+    ) -> None:
+        """One finished request: held, and counted with the others of its batch by :meth:`flush`."""
+        pending = route.pending
+        pending += (status, duration, upstream_duration, request_size, response_size)
+        if len(pending) >= _FLUSH_AT * 5:
+            self.flush()
+
+    def flush(self) -> None:
+        """Count the requests :meth:`record` holds."""
+        for route in self.routes.values():
+            sizes = route._count_pending()
+            if sizes is not None:
+                self.request_size.observe_many(sizes[:, 0])
+                self.response_size.observe_many(sizes[:, 1])
+
     def collect(self) -> Iterable[Metric]:
+        self.flush()
         model = self.model
         requests = CounterMetricFamily(
             PREFIX + "requests_total",

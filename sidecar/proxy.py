@@ -123,6 +123,7 @@ class ProxyApp:
         self._young: set[_Exchange] = set()
         self._old: set[_Exchange] = set()
         self._sweep: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -141,31 +142,57 @@ class ProxyApp:
             keep, probability = self.capture.admit(scope["headers"])
             if not keep:
                 capture_limit = -1
+        loop = self._loop
+        if loop is None:
+            # The client's loop, known once it is open; kept, as reading it is a property call.
+            loop = self._loop = self.client.loop
         # With the loop given, current_task() skips get_running_loop() and its getpid().
-        exchange = _Exchange(asyncio.current_task(self.client.loop), capture_limit)
+        exchange = _Exchange(asyncio.current_task(loop), capture_limit)
         status = CLIENT_CLOSED_REQUEST
         response_size = 0
         upstream_time: float | None = None
         started = False
-        headers, request_id, client_sent_id = upstream_headers(scope["headers"], scope.get("client"), scope["scheme"])
+        lines, count, request_id, client_sent_id, declared_length = upstream_headers(
+            scope["headers"], scope.get("client"), scope["scheme"]
+        )
         flags = self._flags
         client, route, variant = self._fallback if flags is not None and flags.use_fallback_model else self._primary
         try:
-            target = scope["raw_path"].decode("latin-1")
+            target: bytes = scope["raw_path"]
             if scope["query_string"]:
-                target += "?" + scope["query_string"].decode("latin-1")
-            body = await self._request_body(receive, exchange)
+                target += b"?" + scope["query_string"]
+            # The first body message is read here rather than in a method: a
+            # coroutine fewer per request, and most bodies fit in that message.
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientDisconnected
+            first: bytes = message.get("body", b"")
+            body: Body = first
+            if message.get("more_body", False):
+                body = self._stream_body(first, receive, exchange)
+            else:
+                exchange.request_size = len(first)
+                if capture_limit >= 0:
+                    exchange.request_body = first if len(first) <= capture_limit else None
+                # _watch_later(), inlined for the same reason.
+                exchange.receive = receive
+                self._young.add(exchange)
+                if self._sweep is None:
+                    self._sweep = loop.call_later(WATCH_AFTER_SECONDS, self._on_sweep)
             sent_at = perf_counter()
             try:
-                async with client.request(scope["method"], target, headers, body) as response:
+                async with client.forward(scope["method"], target, lines, count, body, declared_length) as response:
                     status = response.status
                     started = True
                     response_headers = client_headers(response.raw_headers, request_id)
                     await send({"type": "http.response.start", "status": status, "headers": response_headers})
-                    length = response.content_length
-                    captured: bytes | None
-                    if length is not None and length <= _WHOLE_BODY_LIMIT:
-                        captured = await response.read()
+                    # A small answer has usually arrived whole, with its headers.
+                    captured = response.read_nowait()
+                    if captured is None:
+                        length = response.content_length
+                        if length is not None and length <= _WHOLE_BODY_LIMIT:
+                            captured = await response.read()
+                    if captured is not None:
                         upstream_time = perf_counter() - sent_at
                         response_size = len(captured)
                         exchange.finished = True
@@ -188,7 +215,7 @@ class ProxyApp:
                 if capture_limit >= 0:
                     # After the client has its answer: capture costs it no latency.
                     self.capture.submit(
-                        request_id=request_id,
+                        request_id=request_id.decode("latin-1"),
                         request_id_generated=not client_sent_id,
                         timestamp=wall_time,
                         method=scope["method"],
@@ -221,8 +248,8 @@ class ProxyApp:
                 if not started:
                     # Cut by the shutdown timeout: say so, rather than the
                     # server's bare 500, then let the cancellation proceed.
-                    message = "sidecar shutting down: request cut at the shutdown timeout"
-                    await _send_error(send, 503, message, request_id)
+                    reason = "sidecar shutting down: request cut at the shutdown timeout"
+                    await _send_error(send, 503, reason, request_id)
                 raise
             # Our own watcher cancelled the upstream call because the client
             # left; that is a normal end of the request, not a server error.
@@ -241,25 +268,7 @@ class ProxyApp:
             if self._capture_limit >= 0:
                 # Every outcome feeds trigger sampling, 502/504 bursts included.
                 self.capture.observe(status, duration)
-            route.count(status)
-            route.duration.observe(duration)
-            if upstream_time is not None:
-                route.upstream_duration.observe(upstream_time)
-            metrics.request_size.observe(exchange.request_size)
-            metrics.response_size.observe(response_size)
-
-    async def _request_body(self, receive: Receive, exchange: _Exchange) -> Body:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientDisconnected
-        body: bytes = message.get("body", b"")
-        if not message.get("more_body", False):
-            exchange.request_size = len(body)
-            if exchange.capture_limit >= 0:
-                exchange.request_body = body if len(body) <= exchange.capture_limit else None
-            self._watch_later(exchange, receive)
-            return body
-        return self._stream_body(body, receive, exchange)
+            metrics.record(route, status, duration, upstream_time, exchange.request_size, response_size)
 
     async def _stream_body(self, first: bytes, receive: Receive, exchange: _Exchange) -> AsyncIterator[bytes]:
         # Chunks go upstream as they come, so a 100 MB body is never held whole;
@@ -304,8 +313,8 @@ class ProxyApp:
             self._sweep = self.client.loop.call_later(WATCH_AFTER_SECONDS, self._on_sweep)
 
 
-async def _send_error(send: Send, status: int, error: str, request_id: str) -> None:
-    body = orjson.dumps({"error": error, "request_id": request_id})
+async def _send_error(send: Send, status: int, error: str, request_id: bytes) -> None:
+    body = orjson.dumps({"error": error, "request_id": request_id.decode("latin-1")})
     await send(
         {
             "type": "http.response.start",
@@ -313,7 +322,7 @@ async def _send_error(send: Send, status: int, error: str, request_id: str) -> N
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                (b"x-request-id", request_id.encode("latin-1")),
+                (b"x-request-id", request_id),
             ],
         }
     )

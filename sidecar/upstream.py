@@ -72,11 +72,12 @@ class UpstreamClient:
         host = f"[{self._host}]" if ":" in self._host else self._host
         default_port = self._port == (443 if self._tls else 80)
         self._prefix = parts.path  # prepended to every target, as sent (no trailing "/")
+        self._prefix_bytes = parts.path.encode("latin-1")
         fixed = f"Host: {host if default_port else f'{host}:{self._port}'}\r\n"
         if parts.username is not None:
             credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
             fixed += f"Authorization: Basic {base64.b64encode(credentials.encode()).decode()}\r\n"
-        self._fixed_headers = fixed
+        self._fixed_headers = fixed.encode("latin-1")
         self._fixed_lines = fixed.count("\n")
         # Silence allowed before the response headers and between body chunks
         # (nginx's proxy_read_timeout); a total deadline would cut long
@@ -131,14 +132,8 @@ class UpstreamClient:
         if pool is None:
             raise RuntimeError("UpstreamClient.open() was not awaited")
         path = target.raw_path_qs if isinstance(target, URL) else self._prefix + target
-        return _Request(self, pool, method, path, headers, body, timeout)
-
-    def _head(self, method: str, path: str, headers: Sequence[tuple[str, str]], body: Body) -> tuple[bytes, int]:
-        """The request line and headers, and the body length promised (-1: chunked)."""
-        parts = [method, " ", path, " HTTP/1.1\r\n", self._fixed_headers]
-        length = len(body) if isinstance(body, bytes) else 0 if body is None else None
+        parts: list[str] = []
         given_length: str | None = None
-        lines = 0
         for name, value in headers:
             if name.lower() in _FRAMING:
                 # The client library frames the body itself, from what it sends.
@@ -146,79 +141,110 @@ class UpstreamClient:
                     given_length = value.strip()
                 continue
             parts += (name, ": ", value, "\r\n")
-            lines += 1
+        # latin-1: ASGI gives header bytes decoded as latin-1, so they go back unchanged.
+        lines = "".join(parts).encode("latin-1")
+        data, length = self._serialize(method, path.encode("latin-1"), lines, len(parts) >> 2, body, given_length)
+        return _Request(pool, method, data, body, length, timeout, self._timeout)
+
+    def forward(
+        self, method: str, target: bytes, lines: bytes, count: int, body: Body, content_length: bytes | None
+    ) -> _Request:
+        """:meth:`request` for the proxy, whose headers are already on the wire's terms.
+
+        ``lines`` holds ``count`` header lines (``name: value\\r\\n``), without
+        ``Host``, ``Content-Length`` or ``Transfer-Encoding``, as
+        :func:`sidecar.headers.upstream_headers` builds them; ``content_length``
+        is the one the client declared, used when ``body`` is a stream.
+        ``target`` is the raw path and query.
+        """
+        pool = self._pool
+        if pool is None:
+            raise RuntimeError("UpstreamClient.open() was not awaited")
+        data, length = self._serialize(method, self._prefix_bytes + target, lines, count, body, content_length)
+        return _Request(pool, method, data, body, length, None, self._timeout)
+
+    def _serialize(
+        self, method: str, path: bytes, lines: bytes, count: int, body: Body, given_length: str | bytes | None
+    ) -> tuple[bytes, int]:
+        """The request line, headers and (when it is bytes) body, and the body length promised (-1: chunked)."""
+        length = len(body) if isinstance(body, bytes) else 0 if body is None else None
+        framing = b""
         if length is None:
             if given_length is not None and given_length.isdigit():
                 # A stream whose size is known: sent as is, checked at the end.
                 length = int(given_length)
-                parts.append(f"Content-Length: {length}\r\n")
+                framing = b"Content-Length: %d\r\n" % length
             else:
                 length = -1
-                parts.append("Transfer-Encoding: chunked\r\n")
-            lines += 1
+                framing = b"Transfer-Encoding: chunked\r\n"
+            count += 1
         elif length or method not in _BODILESS_METHODS or given_length is not None:
-            parts.append(f"Content-Length: {length}\r\n")
-            lines += 1
-        parts.append("\r\n")
-        head = "".join(parts)
+            framing = b"Content-Length: %d\r\n" % length
+            count += 1
+        head = b"".join(
+            (method.encode("latin-1"), b" ", path, b" HTTP/1.1\r\n", self._fixed_headers, lines, framing, b"\r\n")
+        )
         # One count in C instead of a check per header: a CR or LF inside a
         # name, value, method or target would let a caller smuggle a header
         # or a second request.
-        expected = lines + self._fixed_lines + 2
-        if head.count("\n") != expected or head.count("\r") != expected:
+        expected = count + self._fixed_lines + 2
+        if head.count(b"\n") != expected or head.count(b"\r") != expected:
             raise ValueError("CR or LF in the request line or a header")
-        # latin-1: ASGI gives header bytes decoded as latin-1, so they go back unchanged.
-        return head.encode("latin-1"), length
+        # Head and body in one write: one system call, one packet.
+        return (head + body if isinstance(body, bytes) and body else head), length
 
 
 class _Request:
     """The context manager :meth:`UpstreamClient.request` returns."""
 
-    __slots__ = ("_client", "_pool", "_method", "_path", "_headers", "_body", "_timeout", "_conn", "_upload")
+    __slots__ = ("_pool", "_method", "_data", "_body", "_length", "_timeout", "_silence", "_conn", "_upload")
 
     def __init__(
-        self,
-        client: UpstreamClient,
-        pool: Pool,
-        method: str,
-        path: str,
-        headers: Sequence[tuple[str, str]],
-        body: Body,
-        timeout: float | None,
+        self, pool: Pool, method: str, data: bytes, body: Body, length: int, timeout: float | None, silence: float
     ) -> None:
-        self._client = client
         self._pool = pool
         self._method = method
-        self._path = path
-        self._headers = headers
+        # The head, followed by the body when that is bytes.
+        self._data = data
         self._body = body
+        self._length = length
         self._timeout = timeout
+        self._silence = silence
         self._conn: Connection | None = None
         self._upload: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> UpstreamResponse:
-        client = self._client
-        method, body = self._method, self._body
-        head, length = client._head(method, self._path, self._headers, body)
+        method, body, data = self._method, self._body, self._data
         pool = self._pool
         loop = pool.loop
-        deadline = None if self._timeout is None else loop.time() + self._timeout
-        silence = client._timeout if self._timeout is None else self._timeout
+        timeout = self._timeout
+        deadline = None if timeout is None else loop.time() + timeout
+        silence = self._silence if timeout is None else timeout
         # A stream can be sent only once; bytes can be sent again.
         may_retry = method in IDEMPOTENT_METHODS and (body is None or isinstance(body, bytes))
         while True:
-            conn, reused = await pool.acquire(loop, deadline)
+            # An idle connection without a coroutine of its own: the usual case.
+            conn = pool.pop_idle(loop)
+            reused = conn is not None
+            if conn is None:
+                conn, reused = await pool.acquire(loop, deadline)
             self._conn = conn
             response = conn.response = UpstreamResponse(conn, method == "HEAD", silence, deadline)
             try:
+                conn.write(data)
                 if body is None or isinstance(body, bytes):
-                    # Head and body in one write: one system call, one packet.
-                    conn.write(head + body if body else head)
                     response.start_timing()
                 else:
-                    conn.write(head)
-                    self._upload = loop.create_task(_upload(conn, response, body, length))
-                await response.wait_headers()
+                    self._upload = loop.create_task(_upload(conn, response, body, self._length))
+                # Wait for the headers here rather than in a method of the
+                # response: a coroutine fewer per request.
+                while not response.status:
+                    if response._error is not None:
+                        raise response._error
+                    waiter = response._waiter = loop.create_future()
+                    await waiter
+                    if response._error is not None:
+                        raise response._error
             except UpstreamProtocolError:
                 await self._discard()
                 # A pooled connection the upstream had closed as we picked it:
