@@ -8,6 +8,7 @@ framework, so statistics code can build them in tests directly.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -113,8 +114,33 @@ class PredictionRecord:
 
 
 def rfc3339(timestamp: float) -> str:
-    """RFC 3339 UTC with millisecond precision, e.g. ``2026-11-26T08:10:38.123Z``."""
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """RFC 3339 UTC with millisecond precision, e.g. ``2026-11-26T08:10:38.123Z``.
+
+    The same text as ``datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")``
+    with ``Z`` for the offset, which rounds to the microsecond half-even and then truncates.
+    """
+    global _last_second
+    # Every prediction log line has one, and datetime would cost most of the line's
+    # serialisation: the seconds part is built once per second, the milliseconds by arithmetic.
+    fraction, whole = math.modf(timestamp)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        whole += 1.0
+        micros -= 1_000_000
+    elif micros < 0:
+        whole -= 1.0
+        micros += 1_000_000
+    second, prefix = _last_second
+    if whole != second:
+        # A whole second: isoformat gives "YYYY-MM-DDTHH:MM:SS+00:00", zero-padded years included.
+        prefix = datetime.fromtimestamp(whole, UTC).isoformat()[:19]
+        _last_second = (whole, prefix)
+    return prefix + _MILLISECONDS[micros // 1000]
+
+
+# The last second rfc3339 formatted; one tuple, replaced whole, so any thread may read it.
+_last_second: tuple[float, str] = (math.nan, "")
+_MILLISECONDS = tuple(f".{ms:03d}Z" for ms in range(1000))
 
 
 def parse_rfc3339(text: str) -> float:

@@ -11,7 +11,9 @@ from typing import Any
 import orjson
 import pytest
 
-from sidecar.records import PredictionRecord
+from sidecar.capture import Capture, Handoff
+from sidecar.records import Exchange, PredictionRecord
+from sidecar.sampling import RandomSampler
 from sidecar.server import Sidecar
 from tests.http import raw_request, scrape
 from tests.servers import Upstream, read_body, run_server, run_sidecar
@@ -268,3 +270,44 @@ async def test_a_failing_sampler_never_reaches_the_client(monkeypatch: pytest.Mo
         metrics = await scrape(sidecar.admin_port)
         assert metrics['mlsidecar_capture_dropped_total{model="model",reason="error"}'] == 4
         assert metrics['mlsidecar_captures_total{model="model",strategy="random"}'] == 0
+
+
+def _exchange(request_id: str) -> Exchange:
+    return Exchange(request_id, 0.0, "POST", "/", [], b"{}", 200, [], b"{}", 0.001, "primary", "random", 1.0)
+
+
+async def test_the_handoff_is_a_bounded_fifo_that_wakes_its_consumer() -> None:
+    handoff = Handoff(maxsize=3)
+    waiting = asyncio.create_task(handoff.get(limit=2))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    assert all(handoff.put_nowait(_exchange(name)) for name in "abc")
+    assert not handoff.put_nowait(_exchange("d"))  # full: refused, never blocks
+    assert [e.request_id for e in await waiting] == ["a", "b"]
+    assert handoff.qsize() == 1
+    assert [e.request_id for e in handoff.get_nowait(64)] == ["c"]
+    assert handoff.empty() and handoff.get_nowait(64) == []
+    with pytest.raises(ValueError):
+        Handoff(maxsize=0)
+
+
+async def test_a_full_queue_drops_the_capture_and_counts_it() -> None:
+    capture = Capture(RandomSampler(1.0), model="m", max_bytes=100, queue_size=1)
+    for request_id in ("kept", "dropped"):
+        capture.submit(
+            request_id=request_id,
+            request_id_generated=False,
+            timestamp=0.0,
+            method="POST",
+            path="/",
+            request_headers=[],
+            request_body=b"{}",
+            status_code=200,
+            response_headers=[],
+            response_body=b"{}",
+            latency_seconds=0.001,
+            variant="primary",
+            probability=1.0,
+        )
+    assert [e.request_id for e in capture.queue.get_nowait(64)] == ["kept"]
+    assert capture.metrics.dropped["queue_full"] == 1

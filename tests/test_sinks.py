@@ -266,6 +266,46 @@ async def test_stdout_sink_defaults_to_standard_output(capsysbinary: pytest.Capt
     assert capsysbinary.readouterr().out == batch.lines[0] + b"\n"
 
 
+class CountingStream(io.BytesIO):
+    """A stream that counts its writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, data: Any, /) -> int:
+        self.writes += 1
+        return super().write(data)
+
+
+async def test_batches_offered_close_together_go_out_in_one_write() -> None:
+    stream = CountingStream()
+    sink = StdoutSink(queue_size=1_000, stream=stream)
+    await sink.start()
+    sink.offer(make_batch("a"))
+    await asyncio.sleep(0.01)  # the worker has woken, and waits for more
+    sink.offer(make_batch("b", rows=2))
+    await wait_until(lambda: sink.written == 3)
+    assert stream.writes == 1
+    await close_within(sink, 2)
+
+
+async def test_a_half_full_queue_or_close_ends_the_gathering(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sidecar.sinks.files._GATHER_SECONDS", 30.0)
+    stream = CountingStream()
+    sink = StdoutSink(queue_size=10, stream=stream)
+    await sink.start()
+    sink.offer(make_batch("a"))
+    await asyncio.sleep(0.01)
+    sink.offer(make_batch("b", rows=4))  # 5 of 10 rows: written now, not in 30 s
+    await wait_until(lambda: sink.written == 5, timeout=5)
+    sink.offer(make_batch("c"))
+    started = time.perf_counter()
+    await close_within(sink, 5)  # and the last one is written at close, without waiting either
+    assert time.perf_counter() - started < 5
+    assert (sink.written, stream.writes) == (6, 2)
+
+
 class StuckStream(io.BytesIO):
     """A stream whose writes block until released, as a full pipe or a hung disk would."""
 

@@ -304,6 +304,47 @@ async def test_a_full_buffer_drops_whole_exchanges_and_counts_them(tmp_path: Pat
         assert store.counts().dropped["buffer_full"] == 3
 
 
+async def test_several_exchanges_in_one_call_are_dropped_exchange_by_exchange(tmp_path: Path) -> None:
+    # The monitor hands over the records of many exchanges at once; only those that do not fit go.
+    async with opened(tmp_path, buffer_rows=10, batch_rows=100) as store:
+        store.add(request("req-0", 6))
+        store.add([*request("req-1", 3), *request("req-2", 2), *request("req-3", 1)])
+        assert (store.counts().pending, store.counts().dropped["buffer_full"]) == (10, 2)
+        await store.flush()
+        assert sorted(row[0] for row in query(store.path, "SELECT DISTINCT request_id FROM predictions")) == [
+            "req-0",
+            "req-1",
+            "req-3",
+        ]
+
+
+async def test_missing_values_are_stored_as_null(tmp_path: Path) -> None:
+    async with opened(tmp_path) as store:
+        store.add([make_record(timestamp=T0, request_id="bare", model_version=None, scores=None, features={"x": 1})])
+        store.add([make_record(timestamp=T0, request_id="zero", model_version="0", scores=[0.0, 1.0], prediction=0)])
+        await store.flush()
+        rows = query(
+            store.path,
+            "SELECT request_id, version, typeof(version), scores, typeof(segments), prediction"
+            " FROM predictions ORDER BY request_id",
+        )
+        assert rows == [("bare", None, "null", None, "null", "null"), ("zero", "0", "text", "[0.0,1.0]", "null", "0")]
+        [bare] = await store.attach_labels([LabelItem("bare", None, 1)])
+        assert bare.joined is not None
+        assert (bare.joined.version, bare.joined.scores, bare.joined.segments) == (None, None, {})
+
+
+async def test_a_batch_is_inserted_whole_in_statements_of_every_size(tmp_path: Path) -> None:
+    async with opened(tmp_path, batch_rows=1000) as store:
+        store.add([record(f"req-{i}") for i in range(127)])  # 64 + 32 + 16 + 8 + 4 + 2 + 1
+        store.add([record("req-5")])  # a repeat: a conflict, not a second row
+        await store.flush()
+        assert (store.counts().rows, store.counts().conflicts) == (127, 1)
+        assert query(store.path, "SELECT count(DISTINCT request_id), min(weight), max(weight) FROM predictions") == [
+            (127, 4.0, 4.0)
+        ]
+
+
 async def test_a_failing_database_is_counted_not_raised(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="sidecar.store")
     async with opened(tmp_path) as store:

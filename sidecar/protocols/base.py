@@ -12,7 +12,7 @@ an unrecognised shape under ``auto``) is not an error: the adapter returns a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from sidecar.exceptions import SidecarError
@@ -23,6 +23,9 @@ __all__ = ["AdapterOptions", "Inputs", "Outputs", "PayloadError", "PayloadTooLar
 Protocol = Literal["auto", "kserve-v1", "open-inference-v2", "tfserving", "mlflow", "json"]
 
 PROTOCOLS: tuple[str, ...] = get_args(Protocol)
+
+# Row widths whose positional names AdapterOptions keeps; payloads choose widths, so the memo is bounded.
+_POSITIONAL_MAX = 64
 
 
 class PayloadError(SidecarError, ValueError):
@@ -60,6 +63,7 @@ class AdapterOptions:
     predictions_pointer: str | None = None
     scores_pointer: str | None = None
     max_bytes: int = 1 << 20  # decompressed-size cap for gzip/deflate bodies
+    _positional: dict[int, tuple[str, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -75,6 +79,16 @@ class AdapterOptions:
         if position < len(self.feature_names):
             return self.feature_names[position]
         return f"f{position}"
+
+    def positional_names(self, count: int) -> tuple[str, ...]:
+        """The names of the first ``count`` positional inputs."""
+        # Every row of positional inputs asks the same question: answer each count once.
+        names = self._positional.get(count)
+        if names is None:
+            names = tuple(self.feature_name(i) for i in range(count))
+            if len(self._positional) < _POSITIONAL_MAX:
+                self._positional[count] = names
+        return names
 
 
 @dataclass(slots=True)

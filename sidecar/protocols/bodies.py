@@ -51,21 +51,41 @@ class Body:
     ``json()`` parses once and caches, so detection and the adapter share one parse.
     """
 
-    __slots__ = ("data", "media_type", "binary", "_json_part", "_parsed")
+    __slots__ = ("data", "binary", "_content_type", "_json_part", "_parsed")
 
     def __init__(self, headers: HeaderList, raw: bytes, max_bytes: int) -> None:
-        self.data = _decode(raw, header(headers, b"content-encoding"), max_bytes)
-        content_type = header(headers, b"content-type") or b""
-        self.media_type = content_type.split(b";", 1)[0].strip().lower().decode("latin-1")
-        length = header(headers, BINARY_HEADER)
+        # One pass over the headers for the three this needs: bodies are read twice per captured exchange.
+        encoding: bytes | None = None
+        content_type: bytes | None = None
+        length: bytes | None = None
+        for key, value in headers:
+            if key == b"content-type":
+                if content_type is None:
+                    content_type = value
+            elif key == b"content-encoding":
+                if encoding is None:
+                    encoding = value
+            elif key == BINARY_HEADER and length is None:
+                length = value
+        self.data = raw if encoding is None else _decode(raw, encoding, max_bytes)
+        self._content_type = content_type
         self.binary = length is not None  # the OIP binary-data extension is in use
-        self._json_part = _json_part(self.data, length)
+        self._json_part = self.data if length is None else _json_part(self.data, length)
         self._parsed: tuple[Any] | None = None
+
+    @property
+    def media_type(self) -> str:
+        """The lower-case ``Content-Type`` without parameters, e.g. ``text/csv``; empty when absent."""
+        # Only CSV detection asks, so a JSON body never pays for it.
+        content_type = self._content_type or b""
+        return content_type.split(b";", 1)[0].strip().lower().decode("latin-1")
 
     @property
     def empty(self) -> bool:
         """True when there is nothing to read (whitespace only counts as nothing)."""
-        return not self._json_part.strip()
+        data = self._json_part
+        # isspace() is False for b"" and checks the bytes strip() would remove, without copying.
+        return not data or data.isspace()
 
     @property
     def text(self) -> str:

@@ -90,7 +90,9 @@ SCORE_KEYS = (
 _ABSENT: Any = object()  # a missing member, distinct from a member that is null
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, and one or two
+# Outcomes are built per captured row. Nothing keeps or hashes them (``scores`` is a list anyway).
+@dataclass(slots=True)
 class Outcome:
     """One row's reading of the model output."""
 
@@ -113,7 +115,19 @@ def interpret(value: Any) -> Outcome:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    # Parsed JSON holds exact ints and floats: test those first, subclasses (numpy floats) after.
+    kind = type(value)
+    return kind is float or kind is int or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def _floats(values: list[Any]) -> list[float] | None:
+    """The values as floats when every one is a number, else None."""
+    vector: list[float] = []
+    for x in values:
+        if not _is_number(x):
+            return None
+        vector.append(float(x))
+    return vector
 
 
 def _number(p: float) -> Outcome:
@@ -123,11 +137,13 @@ def _number(p: float) -> Outcome:
 
 
 def _is_probability(vector: list[float]) -> bool:
-    return (
-        len(vector) >= 2
-        and all(math.isfinite(x) and x >= 0.0 for x in vector)
-        and abs(math.fsum(vector) - 1.0) <= SUM_TOLERANCE
-    )
+    if len(vector) < 2:
+        return False
+    for x in vector:
+        # Finite and non-negative; NaN fails the comparison.
+        if not 0.0 <= x < math.inf:
+            return False
+    return abs(math.fsum(vector) - 1.0) <= SUM_TOLERANCE
 
 
 def _argmax(vector: list[float]) -> int | None:
@@ -144,8 +160,8 @@ def _list(values: list[Any]) -> Outcome:
         return Outcome()
     if len(values) == 1:
         return interpret(values[0])
-    if all(_is_number(x) for x in values):
-        vector = [float(x) for x in values]
+    vector = _floats(values)
+    if vector is not None:
         if _is_probability(vector):
             top = _argmax(vector)
             return Outcome(top, None if top is None else vector[top], vector)
@@ -168,26 +184,38 @@ def _label_score(item: Any) -> tuple[Any, float] | None:
     """``(label, score)`` for a ``{label, score}`` object, else None."""
     if not isinstance(item, dict):
         return None
-    members = _lower(item)
-    label = _first(members, LABEL_KEYS)
-    score = _first(members, SCORE_KEYS)
+    label, _, score = _known(item)
     if label is _ABSENT or score is _ABSENT or not _is_number(score):
         return None
     return label, float(score)
 
 
-def _lower(obj: dict[str, Any]) -> dict[str, Any]:
-    members: dict[str, Any] = {}
+# Each known key, lower-case, as (list, rank): 0 labels, 1 vocabularies, 2 scores; rank is its place in its list.
+_KNOWN: dict[str, tuple[int, int]] = {
+    key: (kind, rank) for kind, keys in enumerate((LABEL_KEYS, VOCAB_KEYS, SCORE_KEYS)) for rank, key in enumerate(keys)
+}
+
+
+_PAST = max(map(len, (LABEL_KEYS, VOCAB_KEYS, SCORE_KEYS)))  # a rank after every known key's
+
+
+def _known(obj: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """The label, vocabulary and scores members of an object, each ``_ABSENT`` when missing.
+
+    Keys match case-insensitively; of several keys in one list, the earliest in
+    the list wins, and of keys equal but for case, the first in the object.
+    One pass over the object's keys, which are few, rather than one lookup per known key.
+    """
+    found: list[Any] = [_ABSENT, _ABSENT, _ABSENT]
+    ranks = [_PAST] * 3
     for key, value in obj.items():
-        members.setdefault(key.lower(), value)
-    return members
-
-
-def _first(members: dict[str, Any], keys: tuple[str, ...]) -> Any:
-    for key in keys:
-        if key in members:
-            return members[key]
-    return _ABSENT
+        known = _KNOWN.get(key) if key.islower() else _KNOWN.get(key.lower())
+        if known is not None:
+            kind, rank = known
+            if rank < ranks[kind]:
+                ranks[kind] = rank
+                found[kind] = value
+    return found[0], found[1], found[2]
 
 
 def _unwrap(value: Any) -> Any:
@@ -199,10 +227,7 @@ def _is_label(value: Any) -> bool:
 
 
 def _object(obj: dict[str, Any]) -> Outcome:
-    members = _lower(obj)
-    label = _first(members, LABEL_KEYS)
-    vocab = _first(members, VOCAB_KEYS)
-    score = _first(members, SCORE_KEYS)
+    label, vocab, score = _known(obj)
     if label is _ABSENT and vocab is _ABSENT and score is _ABSENT:
         return _unknown(obj)
     if score is _ABSENT:

@@ -37,19 +37,37 @@ _TF = re.compile(r"/v1/models/[^/:]+(?:/versions/(?P<version>[0-9]+)|/labels/[^/
 _MLFLOW = re.compile(r"(?:^|/)invocations")
 
 
-def _route(path: str) -> tuple[str | None, re.Match[str] | None]:
+# Paths already matched: (protocol, version) by path. A model server answers on a handful of
+# paths, and each exchange asks twice (detection, then the version), so the regular
+# expressions run once per path rather than twice per exchange. Clients choose paths, so the
+# memo is bounded: when full it starts over.
+_ROUTES: dict[str, tuple[str | None, str | None]] = {}
+_ROUTES_MAX = 1024
+
+
+def _route(path: str) -> tuple[str | None, str | None]:
+    """The protocol a path names and the model version in it, each None when it names none."""
+    known = _ROUTES.get(path)
+    if known is None:
+        known = _match(path)
+        if len(_ROUTES) >= _ROUTES_MAX:
+            _ROUTES.clear()
+        _ROUTES[path] = known
+    return known
+
+
+def _match(path: str) -> tuple[str | None, str | None]:
     path = path.split("?", 1)[0].rstrip("/")
     for name, pattern in (("open-inference-v2", _OIP), ("tfserving", _TF), ("mlflow", _MLFLOW)):
         match = pattern.search(path)
         if match is not None and match.end() == len(path):
-            return name, match
+            return name, match.groupdict().get("version")
     return None, None
 
 
 def path_version(path: str) -> str | None:
     """The model version a path names (``.../versions/3/infer``, ``.../versions/3:predict``), or None."""
-    _, match = _route(path)
-    return None if match is None else match.groupdict().get("version")
+    return _route(path)[1]
 
 
 def detect_request(path: str, request: Body) -> str | None:

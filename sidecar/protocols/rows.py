@@ -38,6 +38,9 @@ def features_of(instance: Any, options: AdapterOptions) -> dict[str, Any]:
     if isinstance(instance, dict):
         return {key: unwrap_b64(value) for key, value in instance.items()}
     if isinstance(instance, list):
+        # Only a dict can be a {"b64": ...} value: most rows are plain numbers and need no unwrapping.
+        if dict not in map(type, instance):
+            return dict(zip(options.positional_names(len(instance)), instance, strict=True))
         return {options.feature_name(i): unwrap_b64(value) for i, value in enumerate(instance)}
     return {options.feature_name(0): instance}
 

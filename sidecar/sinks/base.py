@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections import deque
@@ -21,7 +22,9 @@ __all__ = ["LogBatch", "Sink", "LogMetrics"]
 logger = logging.getLogger("sidecar.sinks")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though no one changes a batch once built (every sink shares it): a frozen
+# dataclass sets each field through object.__setattr__, and one batch is built per exchange.
+@dataclass(slots=True)
 class LogBatch:
     """The log lines of one captured exchange: one JSON object per row, without newlines.
 
@@ -42,7 +45,8 @@ class LogBatch:
         if not records:
             raise ValueError("a LogBatch needs at least one record")
         first = records[0]
-        return cls(first.request_id, first.timestamp, tuple(orjson.dumps(r.to_log()) for r in records))
+        dumps = orjson.dumps
+        return cls(first.request_id, first.timestamp, tuple([dumps(r.to_log()) for r in records]))
 
 
 class Sink(ABC):
@@ -70,6 +74,8 @@ class Sink(ABC):
         self._queue: deque[LogBatch] = deque()
         self._queued = 0  # rows in _queue
         self._ready = asyncio.Event()
+        # Set when the queue is half full or closing: a lingering worker (_gather) must write now.
+        self._urgent = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._healthy = True
@@ -87,6 +93,8 @@ class Sink(ABC):
         self._queue.append(batch)
         self._queued += rows
         self._ready.set()
+        if self._queued * 2 >= self._capacity:
+            self._urgent.set()
 
     async def start(self) -> None:
         """Start the background delivery task."""
@@ -101,6 +109,7 @@ class Sink(ABC):
         loop = asyncio.get_running_loop()
         self._closing = True
         self._ready.set()
+        self._urgent.set()
         task = self._task
         if task is not None:
             await asyncio.wait([task], timeout=max(0.0, deadline - loop.time()))
@@ -134,6 +143,15 @@ class Sink(ABC):
             self._ready.clear()
             await self._ready.wait()
         return True
+
+    async def _gather(self, seconds: float) -> None:
+        """Let batches gather for up to ``seconds``, unless the queue is half full or the sink is closing."""
+        if self._closing or self._queued * 2 >= self._capacity:
+            return
+        self._urgent.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._urgent.wait()
 
     def _take(self) -> LogBatch:
         batch = self._queue.popleft()

@@ -1,9 +1,13 @@
 """JSON-lines sinks whose writes block: standard output and a size-rotated file.
 
 Writes run in a thread of the sink's own, so the event loop never waits on
-a disk or a pipe. A write already running at the shutdown deadline is
-counted ``dropped`` even if the thread finishes it later: a blocked disk
-cannot be interrupted, and shutdown does not wait for it.
+a disk or a pipe. Once a batch arrives, the worker lets more gather for up
+to 50 ms (less when the queue is half full or the sink is closing), then
+writes them all at once: under load, one thread hop and one write per 50 ms
+rather than per exchange, for lines that reach the file up to 50 ms later.
+A write already running at the shutdown deadline is counted ``dropped``
+even if the thread finishes it later: a blocked disk cannot be interrupted,
+and shutdown does not wait for it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ from sidecar.exceptions import SidecarError
 from sidecar.sinks.base import Sink
 
 __all__ = ["StdoutSink", "FileSink"]
+
+# How long the first batch of a write waits for others. Each write costs a hop to the
+# sink's thread and back, and the thread's GIL hand-offs slow the event loop.
+_GATHER_SECONDS = 0.05
 
 
 class _ThreadedSink(Sink):
@@ -44,6 +52,7 @@ class _ThreadedSink(Sink):
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while await self._next():
+            await self._gather(_GATHER_SECONDS)
             # Everything queued goes in one write: fewer thread hops and syscalls under load.
             lines: list[bytes] = []
             while self._queue:

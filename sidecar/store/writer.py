@@ -133,10 +133,11 @@ class PredictionStore:
         self._task.add_done_callback(self._writer_done)
 
     def add(self, records: Sequence[PredictionRecord]) -> None:
-        """Buffer one exchange's records for writing; a monitor subscriber.
+        """Buffer the records of one or more exchanges for writing; a monitor subscriber.
 
-        O(rows), never blocks, never raises. The exchange is dropped whole, and
-        counted, when the buffer cannot take all its rows or the store is closing.
+        O(rows), never blocks, never raises. An exchange (its rows are
+        consecutive, from row 0) is dropped whole, and counted, when the buffer
+        cannot take all its rows or the store is closing.
         """
         count = len(records)
         if self._closing:
@@ -144,11 +145,23 @@ class PredictionStore:
             return
         pending = self._pending
         if len(pending) + count > self._buffer_rows:
-            self._dropped["buffer_full"] += count
-            return
-        pending.extend(records)
+            self._add_what_fits(records)
+        else:
+            pending.extend(records)
         if len(pending) >= self._batch_rows:
             self._wake.set()
+
+    def _add_what_fits(self, records: Sequence[PredictionRecord]) -> None:
+        # The buffer is nearly full: take the exchanges one by one, as if each came alone.
+        pending = self._pending
+        start = 0
+        for end in range(1, len(records) + 1):
+            if end == len(records) or records[end].row == 0:
+                if len(pending) + end - start > self._buffer_rows:
+                    self._dropped["buffer_full"] += end - start
+                else:
+                    pending.extend(records[start:end])
+                start = end
 
     async def flush(self) -> None:
         """Write what is buffered now. Failures are counted (``failed``), never raised."""
