@@ -34,6 +34,7 @@ Subscriber = Callable[[Sequence[PredictionRecord]], None]
 # Exchanges handled before the worker yields the loop: long enough to batch,
 # short enough that a burst never holds the proxy's event loop for long.
 _BATCH = 64
+_GATHER_SECONDS = 0.01
 
 
 class MonitorMetrics(Collector):
@@ -101,7 +102,14 @@ class Monitor:
         """Process exchanges until cancelled."""
         queue = self.capture.queue
         while True:
-            self.process(await queue.get(_BATCH))
+            exchanges = await queue.get(_BATCH)
+            self.process(exchanges)
+            if len(exchanges) < _BATCH:
+                # Traffic is not keeping the worker busy: let the next batch
+                # gather for a moment. A wake-up, and every subscriber's call,
+                # has a fixed cost, which is then paid per batch, not per
+                # exchange; records reach the monitors at most this much later.
+                await asyncio.sleep(_GATHER_SECONDS)
 
     async def drain(self, deadline: float) -> None:
         """Process what is queued until ``deadline`` (``loop.time()``), then close the sinks by it."""

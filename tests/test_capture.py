@@ -239,6 +239,8 @@ async def test_dead_and_slow_http_sinks_never_delay_serving() -> None:
                 await _load(sidecar, 200, 8)
                 latencies = await _load(sidecar, 1600, 8)
                 sink = sidecar.sinks[0]
+                # The worker lets batches gather for a moment: wait until it has taken every exchange.
+                await _wait_for(lambda c=sidecar.capture: c.metrics.captured == 1800)
                 await _wait_for(lambda s=sink: s.dropped > 0 or s.failed > 0)
                 results[name] = (_p99(latencies), sink.dropped, sink.failed)
                 metrics = await scrape(sidecar.admin_port)
