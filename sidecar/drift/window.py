@@ -72,6 +72,7 @@ _NEVER = np.iinfo(np.int64).min  # the slice number of a row never written
 # Rows of the per-slice sums array, one value per channel each.
 _NULLS, _NULL_WEIGHT, _NULL_WEIGHT2, _SUMS, _SQUARES = range(5)
 _GRID_EDGES = 32
+_NAMED_CAP = 1024
 
 
 @dataclass(frozen=True)
@@ -147,11 +148,12 @@ class Window:
         seen = self._distinct.seen
         self._numeric_seen = tuple(seen[j] for j in numeric)
         self._categorical_index = np.array(categorical, dtype=np.intp)
-        self._categorical = tuple(
+        self._categorical: tuple[tuple[set[Any], dict[str, int], int, dict[tuple[type, Any], str]], ...] = tuple(
             (
                 seen[j],
                 {category: self.channels[j].offset + i for i, category in enumerate(self.channels[j].dist.categories)},
                 self.channels[j].offset + len(self.channels[j].dist.categories),  # the unseen bucket
+                {},  # category names of non-string values met so far: see _named
             )
             for j in categorical
         )
@@ -291,7 +293,7 @@ class Window:
         n = len(w)
         ids = np.empty((len(self._categorical), n), dtype=np.intp)  # one row per channel, one column per record
         columns = zip(*rows, strict=True)
-        for j, ((seen, index, unseen), values) in enumerate(zip(self._categorical, columns, strict=True)):
+        for j, ((seen, index, unseen, named), values) in enumerate(zip(self._categorical, columns, strict=True)):
             keys: Sequence[Any] = values
             try:
                 # The common case, in one C-level pass: every value a known category.
@@ -299,13 +301,14 @@ class Window:
                 ids[j] = np.fromiter(map(index.get, values), dtype=np.intp, count=n)
             except TypeError:  # a null, an unseen string, a non-string, an unhashable value
                 keys = list(values)
+                found = [-1] * n  # -1: a null
                 for i, v in enumerate(values):
                     if v is None:
-                        ids[j, i] = -1  # a null
                         continue
                     if type(v) is not str:
-                        v = keys[i] = _category(v)
-                    ids[j, i] = index.get(v, unseen)
+                        v = keys[i] = _named(named, v)
+                    found[i] = index.get(v, unseen)
+                ids[j] = found
             if len(seen) < CAP:
                 distinct = set(keys)
                 distinct.discard(None)
@@ -384,6 +387,26 @@ def _float(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError, OverflowError):  # not a number: no bin, like a null
         return math.nan
+
+
+def _named(named: dict[tuple[type, Any], str], value: Any) -> str:
+    """The category name of a non-string value, remembered: numbers coded as categories recur on every record.
+
+    Keyed by type as well as value, since 1, 1.0 and True are one key to a
+    dict but "1", "1" and "true" as categories. Unhashable values and NaN
+    (never equal to itself) are named afresh each time, and the memory stops
+    growing at _NAMED_CAP names.
+    """
+    key = (type(value), value)
+    try:
+        return named[key]
+    except KeyError:
+        name = _category(value)
+        if len(named) < _NAMED_CAP and value == value:
+            named[key] = name
+        return name
+    except TypeError:  # unhashable: a list or an object
+        return _category(value)
 
 
 def _category(value: Any) -> str:

@@ -218,3 +218,14 @@ def test_a_block_keeps_the_moments_and_the_distinct_cap() -> None:
     assert totals.sums[0] == pytest.approx(float((weights * d).sum()))
     assert totals.squares[0] == pytest.approx(float((weights * d * d).sum()))
     assert totals.distinct == ((128, False), (1, True))  # a continuous feature fills the per-slice cap at once
+
+
+def test_remembered_category_names_keep_1_1_0_and_true_apart_across_blocks() -> None:
+    w = window()
+    values: list[Any] = [1, True, 1.0, 2.0**64, math.nan, [1], "1", False]
+    for _ in range(3):  # the names remembered in the first block serve the later ones
+        w.add_block([(None,)] * len(values), [(v,) for v in values], [1.0] * len(values))
+    colour = w.totals(0.0).counts[w.channels[1].bins].tolist()
+    counts, nulls = _recount(values * 3, [1.0] * 24, COLOUR)
+    assert colour == counts == [0.0, 9.0, 15.0]  # 1, 1.0 and "1" are category "1"; the rest unseen
+    assert nulls == 0.0
