@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from sidecar.metrics import PREFIX
+from sidecar.metrics import PREFIX, counter_by
 from sidecar.records import Exchange, Headers
 from sidecar.sampling import Sampler
 
@@ -49,15 +49,14 @@ class CaptureMetrics(Collector):
         )
         captures.add_metric((self.model, self.strategy), self.captured)
         yield captures
-        dropped = CounterMetricFamily(
-            PREFIX + "capture_dropped_total",
+        yield counter_by(
+            "capture_dropped_total",
             "Exchanges the sampler kept but capture lost: queue_full, too_large (body over the capture limit), "
             "parse_error (the payload adapter could not read it), error (a fault in the sampler).",
-            labels=("model", "reason"),
+            self.model,
+            "reason",
+            self.dropped,
         )
-        for reason, n in self.dropped.items():
-            dropped.add_metric((self.model, reason), n)
-        yield dropped
 
 
 class Handoff:

@@ -19,7 +19,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from sidecar.labels import DELAY_BUCKETS, LabelMonitor
-from sidecar.metrics import PREFIX
+from sidecar.metrics import PREFIX, counter_by
 from sidecar.performance import METRICS, Task
 
 __all__ = ["LabelMetrics"]
@@ -77,14 +77,13 @@ class LabelMetrics(Collector):
                 baseline.add_metric((model, name), value)
         yield baseline
 
-        outcomes = CounterMetricFamily(
-            PREFIX + "labels_total",
+        yield counter_by(
+            "labels_total",
             "Label items posted to /api/v1/labels, by outcome: joined, unmatched, duplicate, invalid.",
-            labels=("model", "outcome"),
+            model,
+            "outcome",
+            labels.outcomes,
         )
-        for outcome, n in labels.outcomes.items():
-            outcomes.add_metric((model, outcome), n)
-        yield outcomes
 
         delay = HistogramMetricFamily(
             PREFIX + "label_delay_seconds",
@@ -123,22 +122,20 @@ class LabelMetrics(Collector):
         )
         rows.add_metric((model,), counts.rows)
         yield rows
-        evicted = CounterMetricFamily(
-            PREFIX + "prediction_store_evicted_total",
+        yield counter_by(
+            "prediction_store_evicted_total",
             "Stored predictions evicted: past SIDECAR_LABEL_TTL_SECONDS (ttl) or SIDECAR_STORE_MAX_ROWS (max_rows).",
-            labels=("model", "reason"),
+            model,
+            "reason",
+            counts.evicted,
         )
-        for reason, n in counts.evicted.items():
-            evicted.add_metric((model, reason), n)
-        yield evicted
-        dropped = CounterMetricFamily(
-            PREFIX + "prediction_store_dropped_total",
+        yield counter_by(
+            "prediction_store_dropped_total",
             "Predictions not stored: the write buffer was full (buffer_full) or the sidecar was stopping.",
-            labels=("model", "reason"),
+            model,
+            "reason",
+            counts.dropped,
         )
-        for reason, n in counts.dropped.items():
-            dropped.add_metric((model, reason), n)
-        yield dropped
         failures = CounterMetricFamily(
             PREFIX + "prediction_store_failures_total",
             "Prediction rows (prediction) and label items (label) that SQLite refused.",

@@ -15,7 +15,7 @@ never interleaves with an update.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from math import fsum
 
 import numpy as np
@@ -24,6 +24,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 __all__ = [
+    "counter_by",
     "LATENCY_BUCKETS",
     "SIZE_BUCKETS",
     "PROXY_ERROR_REASONS",
@@ -34,6 +35,15 @@ __all__ = [
 ]
 
 PREFIX = "mlsidecar_"
+
+
+def counter_by(name: str, documentation: str, model: str, label: str, counts: Mapping[str, float]) -> Metric:
+    """A counter family labelled ``(model, label)``: one sample per entry of ``counts``, in its order."""
+    family = CounterMetricFamily(PREFIX + name, documentation, labels=("model", label))
+    for value, n in counts.items():
+        family.add_metric((model, value), n)
+    return family
+
 
 # Seconds. Model servers answer in 1 ms (a linear model) to several seconds (a
 # large generative one), so the buckets span four decades.
@@ -225,14 +235,13 @@ class ProxyMetrics(Collector):
         yield duration
         yield upstream
 
-        errors = CounterMetricFamily(
-            PREFIX + "proxy_errors_total",
+        yield counter_by(
+            "proxy_errors_total",
             "Requests the upstream could not answer: connect (502), timeout (504), protocol (502).",
-            labels=("model", "reason"),
+            model,
+            "reason",
+            self.errors,
         )
-        for reason, n in self.errors.items():
-            errors.add_metric((model, reason), n)
-        yield errors
 
         yield GaugeMetricFamily(PREFIX + "requests_in_flight", "Requests being proxied now.", value=self.in_flight)
         for name, hist, what in (
