@@ -44,8 +44,7 @@ def wired(tmp_path: Path, **env: str) -> tuple[Alerting, ProxyMetrics, Flags]:
 def serve(metrics: ProxyMetrics, status: int, n: int, seconds: float = 0.004) -> None:
     route = metrics.routes["primary"]
     for _ in range(n):
-        route.count(status)
-        route.duration.observe(seconds)
+        metrics.record(route, status, seconds, None, 0, 0)
 
 
 def test_histogram_quantile_interpolates_like_prometheus() -> None:
