@@ -264,6 +264,10 @@ class ProxyApp:
                 self._young.discard(exchange)
                 self._old.discard(exchange)
             metrics.in_flight -= 1
+            if status != CLIENT_CLOSED_REQUEST and _client_gone(receive):
+                # The client left before the watcher started (or between its
+                # sweeps) and the answer went nowhere: count what the client got.
+                status = CLIENT_CLOSED_REQUEST
             duration = perf_counter() - start
             if self._capture_limit >= 0:
                 # Every outcome feeds trigger sampling, 502/504 bursts included.
@@ -311,6 +315,20 @@ class ProxyApp:
         self._old, self._young = self._young, set()
         if self._old:
             self._sweep = self.client.loop.call_later(WATCH_AFTER_SECONDS, self._on_sweep)
+
+
+def _client_gone(receive: Receive) -> bool:
+    """Whether the client's connection dropped before its response was complete.
+
+    A disconnect is only watched for after WATCH_AFTER_SECONDS, so one before
+    that goes unseen by the proxy: the server drops what is sent to a closed
+    connection without a word. uvicorn's request cycle (``receive`` is its
+    bound method, in both HTTP implementations) records it in
+    ``disconnected``, which it sets only while the response is incomplete, so
+    a client that closes after a complete answer is not counted. Under
+    another ASGI server the attribute is absent and this says False.
+    """
+    return getattr(getattr(receive, "__self__", None), "disconnected", False) is True
 
 
 async def _send_error(send: Send, status: int, error: str, request_id: bytes) -> None:

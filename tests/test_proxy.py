@@ -200,6 +200,26 @@ async def test_client_disconnect_cancels_upstream_call(upstream: Upstream, sidec
     assert (await raw_request(sidecar.proxy_port, "GET", "/status/200")).status == 200
 
 
+async def test_client_gone_before_the_disconnect_watcher_counts_499(upstream: Upstream, sidecar: Sidecar) -> None:
+    # The upstream answers in 20 ms, before any disconnect watcher starts
+    # (WATCH_AFTER_SECONDS): the answer goes to a closed connection.
+    reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.proxy_port)
+    writer.write(b"GET /slow?delay=0.02 HTTP/1.1\r\nhost: x\r\n\r\n")
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    for _ in range(500):
+        if sidecar.metrics.in_flight == 0 and any(s.path == "/slow" for s in upstream.seen):
+            break
+        await asyncio.sleep(0.01)
+    # Then one complete exchange on a connection the client closes right after
+    # its answer (connection: close): that one is a 200, not a 499.
+    assert (await raw_request(sidecar.proxy_port, "GET", "/status/200")).status == 200
+    metrics = await scrape(sidecar.admin_port)
+    assert metrics['mlsidecar_requests_total{code="499",model="model",variant="primary"}'] == 1
+    assert metrics['mlsidecar_requests_total{code="200",model="model",variant="primary"}'] == 1
+
+
 async def test_keep_alive_reuses_upstream_connections(upstream: Upstream, sidecar: Sidecar) -> None:
     async with aiohttp.ClientSession() as session:
         for _ in range(20):
