@@ -81,6 +81,15 @@ def _http_implementation() -> str:
     return "httptools"
 
 
+def _proxy_protocol() -> str | type[asyncio.Protocol]:
+    # The proxy port's: httptools writing each small response in one send() (sidecar.coalesce).
+    try:
+        from sidecar.coalesce import CoalescingProtocol
+    except ImportError:  # pragma: no cover - no httptools: the h11 fallback
+        return "h11"
+    return CoalescingProtocol
+
+
 class Sidecar:
     """The running sidecar: upstream client, both apps and their servers.
 
@@ -142,9 +151,7 @@ class Sidecar:
         ):
             self.registry.register(collector)
         self._background: list[asyncio.Task[None]] = []
-        http = _http_implementation()
         common = {
-            "http": http,
             "ws": "none",
             "lifespan": "off",
             "log_config": None,
@@ -168,6 +175,7 @@ class Sidecar:
                 timeout_keep_alive=_KEEP_ALIVE_SECONDS,
                 # Typed int, but uvicorn hands it to asyncio.wait_for, which takes float seconds.
                 timeout_graceful_shutdown=settings.shutdown_timeout_seconds,  # type: ignore[arg-type]
+                http=_proxy_protocol(),
                 **common,  # type: ignore[arg-type]
             )
         )
@@ -184,6 +192,7 @@ class Sidecar:
                     labels_max_bytes=settings.labels_max_bytes,
                 ),
                 server_header=False,
+                http=_http_implementation(),
                 **common,  # type: ignore[arg-type]
             )
         )
