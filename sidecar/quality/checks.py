@@ -3,8 +3,10 @@
 A :class:`Checker` is built once per profile into flat tuples, so a clean value
 costs one dictionary lookup and one comparison (a range, or membership in the
 allowed categories); only a value that fails it takes the slow path that
-works out which check it violates. Pure Python, no numpy, nothing allocated
-for a clean record beyond one empty list.
+works out which check it violates. :meth:`Checker.check` does this for one
+record in pure Python; :meth:`Checker.check_batch` does it for a batch,
+first proving most values clean column by column (:mod:`.screen`), and
+gives the same answer.
 
 How a live value is read, per the feature's kind:
 
@@ -20,10 +22,11 @@ How a live value is read, per the feature's kind:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
 
+from sidecar.quality.screen import Screen
 from sidecar.reference import Kind, ReferenceProfile, category_key
 
 __all__ = [
@@ -66,6 +69,15 @@ ALL: Final = "__all__"
 Violation = tuple[str, str, Check, Any]
 
 _ABSENT: Final = object()
+# JSON types that comparing with a float, or looking up in a set, only raises TypeError for.
+_INCOMPARABLE: Final = frozenset({str, type(None), list, dict})
+_UNHASHABLE: Final = frozenset({list, dict})
+# float() of short strings, remembered: at most _PARSED_MAX of at most _PARSED_CHARS characters.
+_PARSED_CHARS: Final = 64
+_PARSED_MAX: Final = 1024
+_parsed: dict[str, float | None] = {}
+# Fewest records for which check_batch costs less than check on each (measured under callgrind).
+SCREEN_MIN: Final = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +122,15 @@ class Checker:
         #  ("__unexpected__", "colour", "unexpected", "red")]
     """
 
-    __slots__ = ("expectations", "_numeric", "_categorical", "_untyped", "_names", "_check_unexpected")
+    __slots__ = (
+        "expectations",
+        "_numeric",
+        "_categorical",
+        "_untyped",
+        "_names",
+        "_check_unexpected",
+        "_screen",
+    )
 
     def __init__(self, expectations: Iterable[Expectation], *, check_unexpected: bool) -> None:
         self.expectations = expectations = tuple(expectations)
@@ -125,6 +145,15 @@ class Checker:
         self._untyped = tuple(e for e in expectations if e.kind is None)
         self._names = frozenset(e.name for e in expectations)
         self._check_unexpected = check_unexpected
+        # Positions in the screen follow the order check() reports in: numeric, categorical, untyped.
+        self._screen = Screen(
+            [e.name for *_, e in self._numeric]
+            + [e.name for *_, e in self._categorical]
+            + [e.name for e in self._untyped],
+            [(floor, high) for _, floor, high, _ in self._numeric],
+            [allowed for _, allowed, _ in self._categorical],
+            check_unexpected=check_unexpected,
+        )
 
     def check(self, features: Mapping[str, Any]) -> list[Violation]:
         """The violations in ``features``, in the order of the expectations, unexpected names last."""
@@ -160,6 +189,73 @@ class Checker:
             names = self._names
             found.extend((UNEXPECTED, key, "unexpected", value) for key, value in features.items() if key not in names)
         return found
+
+    def check_batch(self, batch: Sequence[Mapping[str, Any]]) -> list[tuple[int, list[Violation]]]:
+        """``(index, check(features))`` for each record of ``batch`` that has a violation, in order.
+
+        The same answer as calling :meth:`check` on every record, for less:
+        the :class:`~.screen.Screen` proves most values clean in C-level loops,
+        and only the values it flags go through the per-value checks. Its
+        fixed cost (a few numpy calls) pays off from about :data:`SCREEN_MIN`
+        records; below that, call :meth:`check` per record.
+        """
+        check = self.check
+        out: list[tuple[int, list[Violation]]] = []
+        names = self._screen.names
+        one = self._check_one
+        for i, positions in self._screen.flags(batch):
+            features = batch[i]
+            if positions is None:
+                found = check(features)
+            else:
+                found = []
+                for position in positions:
+                    if position == len(names):
+                        known = self._names
+                        found.extend(
+                            (UNEXPECTED, key, "unexpected", value)
+                            for key, value in features.items()
+                            if key not in known
+                        )
+                    else:
+                        one(position, features[names[position]], found)
+            if found:
+                out.append((i, found))
+        return out
+
+    def _check_one(self, position: int, value: Any, found: list[Violation]) -> None:
+        """check()'s logic for the feature at ``position`` of the screen and a value that is present."""
+        numeric = len(self._numeric)
+        # The screen flags mostly malformed values: the JSON types that check()'s fast test would
+        # raise TypeError on go straight to the slow path, which gives the same answer without
+        # the cost of an exception.
+        if position < numeric:
+            _, floor, high, e = self._numeric[position]
+            if type(value) not in _INCOMPARABLE:
+                try:
+                    if floor <= value <= high:
+                        return
+                except TypeError:
+                    pass
+            _numeric(e, value, found)
+            return
+        position -= numeric
+        if position < len(self._categorical):
+            _, allowed, e = self._categorical[position]
+            if allowed is None:
+                if type(value) is str:
+                    return
+            elif type(value) not in _UNHASHABLE:
+                try:
+                    if value in allowed:
+                        return
+                except TypeError:
+                    pass
+            _categorical(e, value, found)
+            return
+        e = self._untyped[position - len(self._categorical)]
+        if _is_null(value):
+            _untyped(e, value, found)
 
 
 def _numeric(e: Expectation, value: Any, found: list[Violation]) -> None:
@@ -219,12 +315,27 @@ def _is_null(value: Any) -> bool:
 
 def _as_number(value: Any) -> float | None:
     """A non-int, non-float live value as a number, or None when it is not one (null included)."""
-    if isinstance(value, bool | str):
+    if type(value) is str and len(value) <= _PARSED_CHARS:
+        # A malformed client sends the same few strings over and over, and float() of one that
+        # is not a number costs an exception: remember the answers, a bounded number of them.
         try:
-            return float(value)
-        except ValueError:
-            return None
+            return _parsed[value]
+        except KeyError:
+            pass
+        if len(_parsed) >= _PARSED_MAX:
+            _parsed.clear()
+        _parsed[value] = number = _parse(value)
+        return number
+    if isinstance(value, bool | str):
+        return _parse(value)
     return None
+
+
+def _parse(value: bool | str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
 
 
 def _as_category(value: Any) -> str | None:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from types import MappingProxyType
 from typing import Any, Final
 
-from sidecar.quality.checks import ALL, VOLUME_CHECKS, Check, Checker, label_pairs
+from sidecar.quality.checks import ALL, SCREEN_MIN, VOLUME_CHECKS, Check, Checker, Violation, label_pairs
 from sidecar.quality.rules import QualityRules
 from sidecar.quality.snapshot import (
     MAX_ID_CHARS,
@@ -38,8 +38,9 @@ class QualityMonitor:
     """Check every record against the reference profile and the rules; track volume and freshness.
 
     ``observe`` is a monitor-worker subscriber: O(expected features) per
-    record, pure Python. ``clock`` gives Unix seconds (the records' timestamps
-    are Unix seconds too, which freshness compares with); tests pass a fake.
+    record, a full batch screened column by column (:meth:`Checker.check_batch`).
+    ``clock`` gives Unix seconds (the records' timestamps are Unix seconds too,
+    which freshness compares with); tests pass a fake.
     The monitor holds no lock: the worker and the evaluator share the event loop.
 
     With ``profile=None`` (the sidecar is still learning its reference) only
@@ -109,30 +110,59 @@ class QualityMonitor:
             return
         volume = self._volume
         volume.advance(self._clock())
-        check = self._checker.check
-        counts = self._counts
-        examples = self._examples if self._examples.maxlen else None
         latest = -math.inf if self._last_request is None else self._last_request
-        bad = violations = 0
         weight = 0.0
-        for record in records:
-            weight += record.weight
-            if record.timestamp > latest:
-                latest = record.timestamp
-            found = check(record.features)
-            if not found:
-                continue
-            bad += 1
-            violations += len(found)
-            for label, name, check_name, value in found:
-                counts[label, check_name] += 1
-                if examples is not None:
-                    # Cut now what traffic controls the length of, so the list stays small in memory.
-                    request_id = record.request_id[: MAX_ID_CHARS + 1]
-                    examples.append((record.timestamp, request_id, name[: MAX_NAME_CHARS + 1], check_name, keep(value)))
+        flagged: list[tuple[int, list[Violation]]]
+        if len(records) < SCREEN_MIN:
+            # A few records (a quiet moment): one by one, since the screen's fixed cost would outweigh it.
+            check = self._checker.check
+            flagged = []
+            for i, record in enumerate(records):
+                weight += record.weight
+                if record.timestamp > latest:
+                    latest = record.timestamp
+                found = check(record.features)
+                if found:
+                    flagged.append((i, found))
+        else:
+            for record in records:
+                weight += record.weight
+                if record.timestamp > latest:
+                    latest = record.timestamp
+            flagged = self._checker.check_batch([record.features for record in records])
+        violations = 0
+        if flagged:
+            violations = self._count(records, flagged)
         self._last_request = latest
         self._records_total += len(records)
-        volume.add(records=len(records), bad_records=bad, violations=violations, weight=weight)
+        volume.add(records=len(records), bad_records=len(flagged), violations=violations, weight=weight)
+
+    def _count(self, records: Sequence[PredictionRecord], flagged: list[tuple[int, list[Violation]]]) -> int:
+        """Count the violations of the flagged records and keep examples of them; returns how many there were."""
+        counts = self._counts
+        violations = 0
+        for _, found in flagged:
+            violations += len(found)
+            for label, _, check_name, _ in found:
+                counts[label, check_name] += 1
+        examples = self._examples
+        if examples.maxlen:
+            # The bounded list would push out at once all but the batch's last maxlen examples:
+            # those are not built at all.
+            skip = violations - examples.maxlen
+            for i, found in flagged:
+                if skip > 0:
+                    if skip >= len(found):
+                        skip -= len(found)
+                        continue
+                    found = found[skip:]
+                    skip = 0
+                record = records[i]
+                # Cut now what traffic controls the length of, so the list stays small in memory.
+                request_id = record.request_id[: MAX_ID_CHARS + 1]
+                for _, name, check_name, value in found:
+                    examples.append((record.timestamp, request_id, name[: MAX_NAME_CHARS + 1], check_name, keep(value)))
+        return violations
 
     def observe_label_time(self, timestamp: float) -> None:
         """A label arrived (or was stamped) at ``timestamp``, Unix seconds: the labels issue's hook."""
