@@ -23,6 +23,7 @@ from typing import BinaryIO, Literal
 
 from sidecar.exceptions import SidecarError
 from sidecar.sinks.base import Sink
+from sidecar.threads import lower_priority
 
 __all__ = ["StdoutSink", "FileSink"]
 
@@ -40,7 +41,9 @@ class _ThreadedSink(Sink):
 
     def __init__(self, *, queue_size: int) -> None:
         super().__init__(queue_size=queue_size)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"log-sink-{self.name}")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"log-sink-{self.name}", initializer=lower_priority
+        )
 
     @abstractmethod
     def _write_blocking(self, lines: list[bytes]) -> tuple[int, OSError | None]:

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from sidecar.records import PredictionRecord
 from sidecar.store.sqlite import Database
 from sidecar.store.values import OUTCOMES, Coverage, LabelItem, Labelled, Outcome, StoreCounts, StoreError
+from sidecar.threads import lower_priority
 
 __all__ = [
     "FILENAME",
@@ -102,7 +103,9 @@ class PredictionStore:
         self._wake = asyncio.Event()
         # A thread of its own: sqlite3 blocks, and a slow disk must not starve
         # the loop's default executor. One thread also means one connection, no locks.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prediction-store")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="prediction-store", initializer=lower_priority
+        )
         self._db: Database | None = None  # the writer thread's alone
         self._task: asyncio.Task[None] | None = None
         self._closing = False
