@@ -174,11 +174,7 @@ class ProxyApp:
                 exchange.request_size = len(first)
                 if capture_limit >= 0:
                     exchange.request_body = first if len(first) <= capture_limit else None
-                # _watch_later(), inlined for the same reason.
-                exchange.receive = receive
-                self._young.add(exchange)
-                if self._sweep is None:
-                    self._sweep = loop.call_later(WATCH_AFTER_SECONDS, self._on_sweep)
+                self._watch_later(exchange, receive, loop)
             sent_at = perf_counter()
             try:
                 async with client.forward(scope["method"], target, lines, count, body, declared_length) as response:
@@ -300,13 +296,13 @@ class ProxyApp:
             if not message.get("more_body", False):
                 break
         exchange.request_body = b"".join(kept) if kept is not None else None
-        self._watch_later(exchange, receive)
+        self._watch_later(exchange, receive, self.client.loop)
 
-    def _watch_later(self, exchange: _Exchange, receive: Receive) -> None:
+    def _watch_later(self, exchange: _Exchange, receive: Receive, loop: asyncio.AbstractEventLoop) -> None:
         exchange.receive = receive
         self._young.add(exchange)
         if self._sweep is None:
-            self._sweep = self.client.loop.call_later(WATCH_AFTER_SECONDS, self._on_sweep)
+            self._sweep = loop.call_later(WATCH_AFTER_SECONDS, self._on_sweep)
 
     def _on_sweep(self) -> None:
         self._sweep = None

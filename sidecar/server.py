@@ -83,10 +83,11 @@ def _http_implementation() -> str:
 
 def _proxy_protocol() -> str | type[asyncio.Protocol]:
     # The proxy port's: httptools writing each small response in one send() (sidecar.coalesce).
-    try:
-        from sidecar.coalesce import CoalescingProtocol
-    except ImportError:  # pragma: no cover - no httptools: the h11 fallback
-        return "h11"
+    http = _http_implementation()
+    if http != "httptools":  # pragma: no cover - uvicorn[standard] brings httptools
+        return http
+    from sidecar.coalesce import CoalescingProtocol  # imports httptools
+
     return CoalescingProtocol
 
 
