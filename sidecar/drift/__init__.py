@@ -16,7 +16,8 @@ Nothing here imports a web framework: records in, plain values out.
 Usage::
 
     tracker = DriftTracker(profile, window_seconds=3600, slice_seconds=60, min_samples=200)
-    tracker.update(records)
+    tracker.update(records)                      # live traffic, record by record
+    tracker.update_columns(rows, {"age": ages})  # or a table, column by column
     snapshot = evaluate(tracker)
     snapshot.feature("age").verdict  # "drift"
 """
@@ -28,12 +29,13 @@ from sidecar.drift.evaluate import Collected, collect, compute, evaluate
 from sidecar.drift.ks import ks_binned
 from sidecar.drift.psi import EPSILON, PSI_DRIFT, PSI_MODERATE, psi, psi_verdict
 from sidecar.drift.snapshot import DriftResult, DriftSnapshot, Method, MethodResult, WindowStats
-from sidecar.drift.tracker import DriftTracker, Source
+from sidecar.drift.tracker import ColumnValues, DriftTracker, Source
 from sidecar.drift.verdicts import ALPHA, Verdict, pvalue_verdict
 
 __all__ = [
     "ALPHA",
     "Collected",
+    "ColumnValues",
     "EPSILON",
     "PSI_DRIFT",
     "PSI_MODERATE",

@@ -65,7 +65,7 @@ import numpy.typing as npt
 from sidecar.drift.distinct import CAP, SliceDistinct, count_distinct
 from sidecar.reference import Distribution, category_key
 
-__all__ = ["Channel", "Window", "WindowTotals"]
+__all__ = ["Channel", "Window", "WindowTotals", "as_number"]
 
 Floats = npt.NDArray[np.float64]
 _NEVER = np.iinfo(np.int64).min  # the slice number of a row never written
@@ -73,6 +73,11 @@ _NEVER = np.iinfo(np.int64).min  # the slice number of a row never written
 _NULLS, _NULL_WEIGHT, _NULL_WEIGHT2, _SUMS, _SQUARES = range(5)
 _GRID_EDGES = 32
 _NAMED_CAP = 1024
+# Rows counted at once. A block's temporaries (a float per value, ~240 KiB
+# for 15 channels) then stay in a core's cache and under glibc's mmap
+# threshold: a 100,000-row table counted whole took 2.5x as long, and 4096-row
+# chunks 1.3x, mostly in page faults of freshly mapped temporaries.
+_CHUNK = 2048
 
 
 @dataclass(frozen=True)
@@ -133,17 +138,18 @@ class Window:
         self.feed_order = self.numeric_names + self.categorical_names
         self._numeric_index = np.array(numeric, dtype=np.intp)
         self._numeric_edges = tuple(np.asarray(self.channels[j].dist.edges, dtype=np.float64) for j in numeric)
-        self._numeric_offsets = np.array([self.channels[j].offset for j in numeric], dtype=np.intp)
-        self._numeric_shifts = np.array([self.channels[j].shift for j in numeric], dtype=np.float64)
+        # Columns, to broadcast along the rows of a channel-major block.
+        self._numeric_offsets = np.array([[self.channels[j].offset] for j in numeric], dtype=np.intp)
+        self._numeric_shifts = np.array([[self.channels[j].shift] for j in numeric], dtype=np.float64)
         # Every numeric channel's edges in one edge rank × channels grid, padded
         # with +inf (no value is above it), to bin a block with one comparison
         # per rank. Past _GRID_EDGES ranks a searchsorted per channel is cheaper.
         widest = max((len(edges) for edges in self._numeric_edges), default=0)
         self._grid: Floats | None = None
         if widest <= _GRID_EDGES:
-            self._grid = np.full((widest, len(numeric)), np.inf)
+            self._grid = np.full((widest, len(numeric), 1), np.inf)
             for j, edges in enumerate(self._numeric_edges):
-                self._grid[: len(edges), j] = edges
+                self._grid[: len(edges), j, 0] = edges
         self._distinct = SliceDistinct([c.dist.kind == "numeric" for c in self.channels])
         seen = self._distinct.seen
         self._numeric_seen = tuple(seen[j] for j in numeric)
@@ -226,73 +232,113 @@ class Window:
         with no channels may be an empty sequence. This is the hot path: a
         fixed number of numpy calls per block, whatever its size.
         """
-        n = len(weights)
-        if not n:
-            return
         w = np.asarray(weights, dtype=np.float64)
+        k = len(self.numeric_names)
+        for i in range(0, len(w), _CHUNK):
+            cut = slice(i, i + _CHUNK)
+            n = len(w[cut])
+            # Channel-major (one row per channel): numpy reduces along a row
+            # many times faster than down a column.
+            x = _float_matrix(numeric[cut], n, k).T.copy() if k else None
+            self._count(x, zip(*categorical[cut], strict=True), w[cut], keys_only=False)
+
+    def add_columns(
+        self, numeric: Sequence[Floats], categorical: Sequence[Sequence[str | None]], weights: Floats
+    ) -> None:
+        """Count a table given column by column, as a batch job reads a data file.
+
+        ``numeric`` holds one float array per numeric channel (in the order
+        of :attr:`numeric_names`), NaN for a null; ``categorical`` one
+        sequence of category keys per categorical channel, None for a null.
+        What :meth:`add_block` reads from each value (a number's float, a
+        category's name) is already done, so only the counting is left. It
+        goes in chunks of :data:`_CHUNK` rows: numpy's passes over a chunk
+        stay in the CPU cache, where over a whole 100,000-row table each pass
+        would go to memory, and that halves the time.
+        """
+        n = len(weights)
+        if len(numeric) != len(self.numeric_names) or len(categorical) != len(self.categorical_names):
+            raise ValueError(
+                f"add_columns needs {len(self.numeric_names)} numeric and {len(self.categorical_names)}"
+                f" categorical columns, not {len(numeric)} and {len(categorical)}"
+            )
+        if any(len(column) != n for column in chain(numeric, categorical)):
+            raise ValueError(f"add_columns needs every column {n} rows long, as the weights are")
+        for i in range(0, n, _CHUNK):
+            cut = slice(i, i + _CHUNK)
+            x = np.stack([column[cut] for column in numeric]) if numeric else None
+            self._count(x, [column[cut] for column in categorical], weights[cut], keys_only=True)
+
+    def _count(self, x: Floats | None, columns: Iterable[Sequence[Any]], w: Floats, *, keys_only: bool) -> None:
+        """Count a block: ``x`` has a row of numbers per numeric channel, ``columns`` a sequence per categorical one."""
+        n = len(w)
         w2 = w * w
         self._rows += (n, w.sum(), w2.sum())
+        # Each value's flat bin, channel after channel; a null's is the dump
+        # cell past the last bin, which is counted and then thrown away.
         bins: list[npt.NDArray[np.intp]] = []
-        bin_weights: list[Floats] = []
-        if self.numeric_names:
-            self._add_numeric(_float_matrix(numeric, n, len(self.numeric_names)), w, w2, bins, bin_weights)
+        if x is not None:
+            bins.append(self._add_numeric(x, w, w2))
         if self._categorical:
-            self._add_categorical(categorical, w, w2, bins, bin_weights)
-        # One bincount for every bin of every channel; a null's entry has weight 0.
-        self._counts += np.bincount(
-            np.concatenate(bins), weights=np.concatenate(bin_weights), minlength=len(self._counts)
-        )
+            bins.append(self._add_categorical(columns, w, w2, keys_only=keys_only))
+        flat = np.concatenate(bins) if len(bins) > 1 else bins[0]
+        dump = len(self._counts)
+        first = w[0]
+        if (w == first).all():
+            # One weight for the whole block, as random sampling and batch jobs
+            # give: an integer count times the weight, 7x faster than weighing
+            # every value.
+            self._counts += first * np.bincount(flat, minlength=dump + 1)[:dump]
+        else:
+            self._counts += np.bincount(flat, weights=np.tile(w, len(flat) // n), minlength=dump + 1)[:dump]
 
-    def _add_numeric(
-        self, x: Floats, w: Floats, w2: Floats, bins: list[npt.NDArray[np.intp]], bin_weights: list[Floats]
-    ) -> None:
+    def _add_numeric(self, x: Floats, w: Floats, w2: Floats) -> npt.NDArray[np.intp]:
+        """Sum a block's numeric values (``x``: one row per channel) and return their flat bins."""
         null = np.isnan(x)
         if self._grid is not None:
             # bisect_left's bin is the number of edges below the value: for
-            # each edge rank, one comparison over every channel at once (numpy
-            # reduces a short innermost axis slowly, so no 3-D count). NaN
-            # compares False everywhere and lands in bin 0, with weight 0.
-            found = np.zeros(x.shape, dtype=np.intp)
+            # each edge rank, one comparison over every channel at once, added
+            # up in bytes (a quarter of the time of adding intp). NaN compares
+            # False everywhere; its bin is replaced by the dump below.
+            found = np.zeros(x.shape, dtype=np.uint8)
             for edges in self._grid:
                 found += x > edges
+            bins = found + self._numeric_offsets
         else:
-            found = np.empty(x.shape, dtype=np.intp)
+            bins = np.empty(x.shape, dtype=np.intp)
             for j, edges in enumerate(self._numeric_edges):
-                found[:, j] = np.searchsorted(edges, x[:, j], side="left")
-        found += self._numeric_offsets
-        bins.append(found.ravel())
-        bin_weights.append(np.where(null, 0.0, w[:, None]).ravel())
+                bins[j] = np.searchsorted(edges, x[j], side="left") + self._numeric_offsets[j, 0]
         channels = self._numeric_index
         sums = self._sums
-        if null.any():
-            sums[_NULLS, channels] += np.count_nonzero(null, axis=0)
-            sums[_NULL_WEIGHT, channels] += w @ null
-            sums[_NULL_WEIGHT2, channels] += w2 @ null
+        nulls = bool(null.any())
+        if nulls:
+            bins[null] = len(self._counts)
+            sums[_NULLS, channels] += np.count_nonzero(null, axis=1)
+            sums[_NULL_WEIGHT, channels] += null @ w
+            sums[_NULL_WEIGHT2, channels] += null @ w2
         # Huge values overflow to inf, and inf − inf makes NaN, as in plain
         # Python floats; a statistic of such a channel is then inf or NaN, not a crash.
         with np.errstate(over="ignore", invalid="ignore"):
-            d = np.where(null, 0.0, x - self._numeric_shifts)
-            sums[_SUMS, channels] += w @ d
-            sums[_SQUARES, channels] += w @ (d * d)
-        # fmin/fmax skip NaN, so an all-null column leaves the bound as it was.
-        self._min[channels] = np.fmin(self._min[channels], np.fmin.reduce(x, axis=0, initial=np.inf))
-        self._max[channels] = np.fmax(self._max[channels], np.fmax.reduce(x, axis=0, initial=-np.inf))
+            d = x - self._numeric_shifts
+            if nulls:
+                d[null] = 0.0
+            sums[_SUMS, channels] += d @ w
+            sums[_SQUARES, channels] += (d * d) @ w
+        # fmin/fmax skip NaN, so an all-null channel leaves the bound as it was.
+        self._min[channels] = np.fmin(self._min[channels], np.fmin.reduce(x, axis=1, initial=np.inf))
+        self._max[channels] = np.fmax(self._max[channels], np.fmax.reduce(x, axis=1, initial=-np.inf))
         for j, seen in enumerate(self._numeric_seen):
             if len(seen) < CAP:
-                column = x[:, j]
-                _remember(seen, np.unique(column[~null[:, j]]).tolist())
+                _remember_numbers(seen, x[j][~null[j]] if nulls else x[j])
+        return bins.ravel()
 
     def _add_categorical(
-        self,
-        rows: Sequence[Sequence[Any]],
-        w: Floats,
-        w2: Floats,
-        bins: list[npt.NDArray[np.intp]],
-        bin_weights: list[Floats],
-    ) -> None:
+        self, columns: Iterable[Sequence[Any]], w: Floats, w2: Floats, *, keys_only: bool
+    ) -> npt.NDArray[np.intp]:
+        """Sum a block's categorical values (one sequence per channel) and return their flat bins."""
         n = len(w)
+        dump = len(self._counts)
         ids = np.empty((len(self._categorical), n), dtype=np.intp)  # one row per channel, one column per record
-        columns = zip(*rows, strict=True)
         for j, ((seen, index, unseen, named), values) in enumerate(zip(self._categorical, columns, strict=True)):
             keys: Sequence[Any] = values
             try:
@@ -300,8 +346,14 @@ class Window:
                 # A miss gives None, which fromiter refuses: then the second look.
                 ids[j] = np.fromiter(map(index.get, values), dtype=np.intp, count=n)
             except TypeError:  # a null, an unseen string, a non-string, an unhashable value
+                if keys_only:
+                    # Strings and None only: no value needs naming, so one comprehension does it.
+                    ids[j] = [dump if v is None else index.get(v, unseen) for v in values]
+                    if len(seen) < CAP:
+                        _remember(seen, set(values) - {None})
+                    continue
                 keys = list(values)
-                found = [-1] * n  # -1: a null
+                found = [dump] * n  # the dump: a null
                 for i, v in enumerate(values):
                     if v is None:
                         continue
@@ -313,17 +365,13 @@ class Window:
                 distinct = set(keys)
                 distinct.discard(None)
                 _remember(seen, distinct)
-        null = ids < 0
+        null = ids == dump
         if null.any():
             channels, sums = self._categorical_index, self._sums
             sums[_NULLS, channels] += np.count_nonzero(null, axis=1)
             sums[_NULL_WEIGHT, channels] += null @ w
             sums[_NULL_WEIGHT2, channels] += null @ w2
-            ids[null] = 0
-            bin_weights.append(np.where(null, 0.0, w).ravel())
-        else:
-            bin_weights.append(np.tile(w, len(self._categorical)))
-        bins.append(ids.ravel())
+        return ids.ravel()
 
     def observations(self) -> Iterator[tuple[Channel, str, float]]:
         """Weighted observations per bin since start, monotonic: ``(channel, bin label, total)``."""
@@ -377,10 +425,11 @@ def _float_matrix(rows: Sequence[Sequence[Any]], n: int, k: int) -> Floats:
         return np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=n * k).reshape(n, k)
     except (TypeError, ValueError, OverflowError):
         # Some value is not a number: value by value.
-        return np.array([[_float(v) for v in row] for row in rows], dtype=np.float64).reshape(n, k)
+        return np.array([[as_number(v) for v in row] for row in rows], dtype=np.float64).reshape(n, k)
 
 
-def _float(value: Any) -> float:
+def as_number(value: Any) -> float:
+    """A value as a numeric channel reads it: its float(), or NaN (a null) for None and what is not a number."""
     if value is None:
         return math.nan
     try:
@@ -414,6 +463,20 @@ def _category(value: Any) -> str:
         return category_key(value)  # 1 and 1.0 are one category, as in Distribution.bin_of
     except TypeError:  # what JSON cannot name (an integer beyond 64 bits) is no category
         return repr(value)
+
+
+def _remember_numbers(seen: set[Any], values: Floats) -> None:
+    """Add a column's non-null numbers to a slice's distinct set.
+
+    A large block (a batch job's) is sampled first: when its first values
+    alone fill the set, the rest cannot change the count (:data:`CAP`, "at
+    least"), and sorting the whole column for np.unique is skipped.
+    """
+    if values.size > 4 * CAP:
+        _remember(seen, np.unique(values[: 4 * CAP]).tolist())
+        if len(seen) >= CAP:
+            return
+    _remember(seen, np.unique(values).tolist())
 
 
 def _remember(seen: set[Any], values: Iterable[Any]) -> None:

@@ -9,6 +9,7 @@ def test_all_exports_exist_and_are_listed() -> None:
     assert sidecar.drift.__all__ == [
         "ALPHA",
         "Collected",
+        "ColumnValues",
         "EPSILON",
         "PSI_DRIFT",
         "PSI_MODERATE",

@@ -208,3 +208,60 @@ def test_records_are_counted_in_blocks_in_the_slice_they_arrived_in() -> None:
     snapshot = evaluate(tracker)  # reading flushes what is buffered
     assert {f.name: f.weight for f in snapshot.features}["income"] == 5.0
     assert sum(total for source, name, _, total in tracker.bin_observations() if name == "income") == 15
+
+
+def test_a_table_given_by_columns_gets_the_verdicts_its_records_get() -> None:
+    """update_columns (a batch job's table) against update (the same rows as records): the same snapshot."""
+    rng = np.random.default_rng(12)
+    reference = reference_profile(rng)
+    rows = traffic(rng, 3000, income_shift=6.0, country_shares=[0.1, 0.2, 0.3, 0.4])
+    by_records = DriftTracker(reference, clock=FakeClock())
+    by_records.update(rows)
+    by_columns = DriftTracker(reference, clock=FakeClock())
+    columns = {name: [r.features[name] for r in rows] for name in ("age", "country", "device")}
+    by_columns.update_columns(3000, {"income": np.array([r.features["income"] for r in rows]), **columns})
+    expected, snapshot = evaluate(by_records), evaluate(by_columns)
+    assert [f.name for f in snapshot.features if f.verdict == "drift"] == ["income", "country"]
+    for mine, theirs in zip(snapshot.features, expected.features, strict=True):
+        assert (mine.name, mine.verdict, mine.stats) == (theirs.name, theirs.verdict, theirs.stats)
+        assert mine.current == pytest.approx(theirs.current, rel=1e-9)
+        for method, same in zip(mine.methods, theirs.methods, strict=True):
+            assert method.verdict == same.verdict
+            assert [method.score, method.pvalue] == [
+                None if v is None else pytest.approx(v, rel=1e-9) for v in (same.score, same.pvalue)
+            ]
+    assert (snapshot.drifted_share, snapshot.verdict) == (expected.drifted_share, expected.verdict)
+
+
+def test_a_column_is_read_as_its_channel_reads_values_and_a_missing_one_is_null() -> None:
+    rng = np.random.default_rng(13)
+    outputs = {"prediction": categorical(["1", "0"], [0.5, 0.5], 1000)}
+    tracker = DriftTracker(
+        reference_profile(rng, outputs=outputs, target=numeric(rng.normal(0, 1, 1000))), clock=FakeClock()
+    )
+    tracker.update_columns(
+        4,
+        {"income": ["41.5", "x", None, "60"], "country": ["FR", None, "XX", "DE"]},  # numeric text is read as a number
+        outputs={"prediction": np.array([1.0, 0.0, np.nan, 1.0])},  # numbers in a categorical channel: named
+        labels=np.array([0.5, 1.5, np.nan, 0.1]),
+    )
+    features = tracker.features
+    assert features is not None and tracker.outputs is not None and tracker.labels is not None
+    totals = features.totals(tracker.clock())
+    order = [c.name for c in features.channels]
+    assert totals.nulls[order.index("income")] == 2.0
+    assert totals.nulls[order.index("country")] == 1.0
+    assert totals.nulls[order.index("age")] == totals.nulls[order.index("device")] == 4.0  # no column: all null
+    assert totals.maximum[order.index("income")] == 60.0
+    prediction = tracker.outputs.totals(tracker.clock()).counts.tolist()
+    assert prediction == [2.0, 1.0, 0.0]  # "1", "0", unseen
+    assert tracker.labels.totals(tracker.clock()).rows == 4
+
+
+def test_records_still_buffered_are_counted_before_a_table() -> None:
+    rng = np.random.default_rng(14)
+    tracker = DriftTracker(reference_profile(rng), clock=FakeClock())
+    tracker.update(traffic(rng, 10, income_shift=0.0, country_shares=SHARES))
+    tracker.update_columns(5, {"income": np.full(5, 50.0)})
+    assert tracker.features is not None
+    assert tracker.features.totals(tracker.clock()).rows == 15

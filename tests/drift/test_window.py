@@ -229,3 +229,40 @@ def test_remembered_category_names_keep_1_1_0_and_true_apart_across_blocks() -> 
     counts, nulls = _recount(values * 3, [1.0] * 24, COLOUR)
     assert colour == counts == [0.0, 9.0, 15.0]  # 1, 1.0 and "1" are category "1"; the rest unseen
     assert nulls == 0.0
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_columns_count_what_the_same_rows_count_as_a_block(weighted: bool) -> None:
+    """A table given column by column, over several chunks, with nulls and unseen categories: as its rows would."""
+    rng = np.random.default_rng(11)
+    n = 5000  # two full chunks and a part
+    ages = rng.normal(38.0, 10.0, n)
+    ages[rng.random(n) < 0.1] = np.nan
+    colours: list[str | None] = rng.choice(np.array(["red", "1", "blue"]), n).tolist()
+    for i in rng.choice(n, 300, replace=False).tolist():
+        colours[i] = None
+    weights = rng.choice([1.0, 2.5], n) if weighted else np.full(n, 2.0)
+    by_rows, by_columns = window(), window()
+    by_rows.add_block([(a,) for a in ages.tolist()], [(c,) for c in colours], weights.tolist())
+    by_columns.add_columns([ages], [colours], weights)
+    rows, columns = by_rows.totals(0.0), by_columns.totals(0.0)
+    assert columns.counts.tolist() == pytest.approx(rows.counts.tolist(), rel=1e-12)
+    assert columns.counts.sum() + (columns.null_weight.sum()) == pytest.approx(2 * float(weights.sum()))
+    for field in ("rows", "weight", "weight2", "distinct"):
+        assert getattr(columns, field) == getattr(rows, field), field
+    for field in ("nulls", "null_weight", "null_weight2", "minimum", "maximum"):
+        assert getattr(columns, field).tolist() == getattr(rows, field).tolist(), field
+    assert columns.sums.tolist() == pytest.approx(rows.sums.tolist(), rel=1e-12)
+    assert columns.squares.tolist() == pytest.approx(rows.squares.tolist(), rel=1e-12)
+    expected, _ = _recount(ages.tolist(), weights.tolist(), AGE)
+    assert columns.counts[by_columns.channels[0].bins].tolist() == pytest.approx(expected, rel=1e-12)
+    assert columns.nulls.tolist() == [float(np.isnan(ages).sum()), 300.0]
+
+
+def test_columns_that_do_not_fit_the_channels_are_refused() -> None:
+    w = window()
+    with pytest.raises(ValueError, match="1 numeric and 1 categorical columns, not 2 and 1"):
+        w.add_columns([np.zeros(2), np.zeros(2)], [["red", "red"]], np.ones(2))
+    with pytest.raises(ValueError, match="every column 2 rows long"):
+        w.add_columns([np.zeros(3)], [["red", "red"]], np.ones(2))
+    assert w.totals(0.0).rows == 0
