@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from sidecar.profiling.readers import Column
+from sidecar.profiling.readers import Column, row_keys
 from sidecar.reference import category_key
 
 __all__ = ["PAIR_CAP", "Baseline"]
@@ -69,7 +69,7 @@ class Baseline:
                 self._number_pairs.update(dict(zip(map(tuple, pairs.tolist()), counts.tolist(), strict=True)))
                 self._check_cap()
             return
-        chunk = Counter(zip(_row_keys(target), _row_keys(prediction), strict=True))
+        chunk = Counter(zip(row_keys(target), row_keys(prediction), strict=True))
         for (truth_key, guess_key), count in chunk.items():
             if truth_key is None or guess_key is None:
                 continue
@@ -132,16 +132,3 @@ def _precision_recall(pairs: Counter[tuple[str, str]], positive: str | None) -> 
         recall += r
         f1 += 2 * p * r / (p + r) if p + r else 0.0
     return {"precision": precision / len(labels), "recall": recall / len(labels), "f1": f1 / len(labels)}
-
-
-def _row_keys(column: Column) -> list[str | None]:
-    """The category key of every row (None for a null), naming numbers as live traffic would."""
-    numbers = column.numbers
-    finite = np.isfinite(numbers)
-    names = {value: category_key(value) for value in np.unique(numbers[finite]).tolist()}
-    keys: list[str | None] = [
-        names[value] if ok else None for value, ok in zip(numbers.tolist(), finite.tolist(), strict=True)
-    ]
-    if column.keys is not None:
-        keys = [key if key is not None else number for key, number in zip(column.keys, keys, strict=True)]
-    return keys

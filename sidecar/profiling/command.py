@@ -1,9 +1,11 @@
-"""``ml-sidecar profile build`` and ``ml-sidecar profile show``.
+"""``ml-sidecar profile build``, ``profile show`` and ``profile check``.
 
-Exit status: 0 on success; 1 when DATA (or the profile to show) is missing,
-unreadable or malformed, or the output cannot be written; 2 for options that
-cannot be used (argparse's own errors included). A failed build leaves no
-output file behind, not even a partial one.
+Exit status: 0 on success; 1 when DATA (or the profile to show or check
+against) is missing, unreadable or malformed, or the output cannot be
+written; 2 for options that cannot be used (argparse's own errors included);
+3 from ``check`` when the data has drifted as a whole, so that a pipeline can
+stop on it. A failed build leaves no output file behind, not even a partial
+one.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_profile_commands", "cmd_build", "cmd_show"]
+__all__ = ["add_profile_commands", "cmd_build", "cmd_check", "cmd_show"]
 
 EXIT_DATA = 1
 EXIT_USAGE = 2
+EXIT_DRIFT = 3
 
 
 def _names(text: str) -> list[str]:
@@ -56,6 +59,26 @@ def add_profile_commands(commands: argparse._SubParsersAction[Any]) -> None:
     show = actions.add_parser("show", help="print a reference profile as a readable summary")
     show.add_argument("profile", metavar="PROFILE", type=Path)
     show.set_defaults(func=cmd_show)
+    check = actions.add_parser(
+        "check",
+        help="judge a data file's drift against a reference profile, as the sidecar judges live traffic",
+        description=(
+            "Count a data file (CSV, JSON Lines, Parquet) into the sidecar's drift windows and print PSI, KS and"
+            " chi-square per feature against the profile. Exit status 3 when the dataset has drifted."
+        ),
+    )
+    check.add_argument("profile", metavar="PROFILE", type=Path, help="the reference profile (JSON)")
+    check.add_argument("data", metavar="DATA", type=Path, help="a .csv, .jsonl/.ndjson or .parquet file")
+    check.add_argument("--format", choices=("csv", "jsonl", "parquet"), help="override the extension's format")
+    for role in ("prediction", "confidence", "target"):
+        check.add_argument(f"--{role}", metavar="COL", help=f"the {role} column (default: the profile's)")
+    check.add_argument("--min-samples", type=int, default=200, help="fewest values for a verdict (default 200)")
+    check.add_argument(
+        "--drift-share", type=float, default=0.5, help="share of drifted features for dataset drift (default 0.5)"
+    )
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
+    check.set_defaults(func=cmd_check)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -129,6 +152,53 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    import orjson
+
+    from sidecar.profiling.check import CheckOptions, check_data, check_json, render_check
+    from sidecar.profiling.errors import DataError, OptionError
+    from sidecar.profiling.progress import Progress
+    from sidecar.reference import ProfileError, load_profile
+
+    command = "ml-sidecar profile check"
+    try:
+        profile = load_profile(args.profile)
+    except ProfileError as exc:
+        return _fail(str(exc), EXIT_DATA, command)
+    options = CheckOptions(
+        format=args.format,
+        prediction=args.prediction,
+        confidence=args.confidence,
+        target=args.target,
+        min_samples=args.min_samples,
+        drift_share=args.drift_share,
+    )
+    progress = Progress(sys.stderr, label=args.data.name, enabled=args.progress or sys.stderr.isatty())
+    try:
+        with _gc_paused():
+            result = check_data(profile, args.data, options, progress=progress)
+    except OptionError as exc:
+        progress.close()
+        for problem in exc.problems:
+            _fail(problem, EXIT_USAGE, command)
+        return EXIT_USAGE
+    except DataError as exc:
+        progress.close()
+        return _fail(str(exc), EXIT_DATA, command)
+    except OSError as exc:
+        progress.close()
+        return _fail(f"{args.data}: cannot read: {exc.strerror or exc}", EXIT_DATA, command)
+    except KeyboardInterrupt:
+        progress.close()
+        return _fail("interrupted", 130, command)
+    progress.close()
+    if args.json:
+        sys.stdout.write(orjson.dumps(check_json(result), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(render_check(result))
+    return EXIT_DRIFT if result.snapshot.verdict == "drift" else 0
+
+
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
     # Parsing makes millions of short-lived lists and dicts, none in a cycle, and
@@ -144,6 +214,6 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _fail(message: str, code: int) -> int:
-    print(f"ml-sidecar profile build: error: {message}", file=sys.stderr)
+def _fail(message: str, code: int, command: str = "ml-sidecar profile build") -> int:
+    print(f"{command}: error: {message}", file=sys.stderr)
     return code

@@ -38,8 +38,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sidecar.profiling.errors import DataError, OptionError
+from sidecar.reference import category_key
 
-__all__ = ["Chunk", "Column", "Format", "Reader", "CELLS_PER_CHUNK", "detect_format", "open_data"]
+__all__ = ["Chunk", "Column", "Format", "Reader", "CELLS_PER_CHUNK", "detect_format", "open_data", "row_keys"]
 
 Format = Literal["csv", "jsonl", "parquet"]
 FORMATS: tuple[str, ...] = get_args(Format)
@@ -66,6 +67,19 @@ class Column:
 
     numbers: NDArray[np.float64]
     keys: list[str | None] | None = None  # None when no row of the chunk has a key
+
+
+def row_keys(column: Column) -> list[str | None]:
+    """The category key of every row (None for a null), naming numbers as live traffic would."""
+    numbers = column.numbers
+    finite = np.isfinite(numbers)
+    names = {value: category_key(value) for value in np.unique(numbers[finite]).tolist()}
+    keys: list[str | None] = [
+        names[value] if ok else None for value, ok in zip(numbers.tolist(), finite.tolist(), strict=True)
+    ]
+    if column.keys is not None:
+        keys = [key if key is not None else number for key, number in zip(column.keys, keys, strict=True)]
+    return keys
 
 
 @dataclass(frozen=True)

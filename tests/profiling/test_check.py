@@ -1,0 +1,126 @@
+"""``ml-sidecar profile check``: a data file judged against a profile with the live drift statistics."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from sidecar.cli import main
+from sidecar.drift import DriftTracker, evaluate
+from sidecar.profiling.check import CheckOptions, check_data
+from sidecar.reference import load_profile
+from tests.profiling.data import write_csv, write_jsonl
+from tests.records import make_record
+
+ROWS = 4_000
+COUNTRIES = ["US", "DE", "FR", "UK"]
+
+
+def table(seed: int, *, age_shift: float = 0.0, countries: tuple[float, ...] = (0.4, 0.3, 0.2, 0.1)) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    label = rng.integers(0, 2, ROWS)
+    return {
+        "age": rng.normal(40.0 + age_shift, 10.0, ROWS).round(2).tolist(),
+        "income": rng.lognormal(10.0, 0.5, ROWS).round(2).tolist(),
+        "country": rng.choice(COUNTRIES, ROWS, p=list(countries)).tolist(),
+        "device": rng.choice(["ios", "android"], ROWS).tolist(),
+        "pred": np.where(rng.random(ROWS) < 0.8, label, 1 - label).tolist(),
+        "label": label.tolist(),
+    }
+
+
+@pytest.fixture
+def reference(tmp_path: Path) -> Path:
+    data = write_csv(tmp_path / "train.csv", table(1))
+    output = tmp_path / "reference.json"
+    assert main(["profile", "build", str(data), "-o", str(output), "--prediction", "pred", "--target", "label"]) == 0
+    return output
+
+
+def test_unshifted_data_passes_and_shifted_data_is_flagged_exactly_where_it_moved(
+    reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    same = write_csv(tmp_path / "same.csv", table(2))
+    assert main(["profile", "check", str(reference), str(same)]) == 0
+    out = capsys.readouterr().out
+    assert "dataset: no_drift (0 of 4 features drifted by PSI" in out
+    shifted = write_csv(tmp_path / "shifted.csv", table(3, age_shift=5.0, countries=(0.1, 0.2, 0.3, 0.4)))
+    assert main(["profile", "check", str(reference), str(shifted), "--drift-share", "0.25"]) == 3
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    assert [name for name, line in lines.items() if line.endswith(" drift")] == ["age", "country"]
+    assert lines["income"].endswith("no_drift") and lines["device"].endswith("no_drift")
+
+
+def test_the_verdicts_are_those_of_the_same_rows_sent_as_live_records(reference: Path, tmp_path: Path) -> None:
+    data = table(4, age_shift=3.0)
+    profile = load_profile(reference)
+    result = check_data(profile, write_jsonl(tmp_path / "today.jsonl", data), CheckOptions())
+    live = DriftTracker(profile, window_seconds=60, slice_seconds=60, clock=lambda: 0.0)
+    names = ["age", "income", "country", "device"]
+    rows = zip(*(data[name] for name in names), data["pred"], strict=True)
+    live.update([make_record(features=dict(zip(names, row[:4], strict=True)), prediction=row[4]) for row in rows])
+    live.update_labels([(label, 1.0) for label in data["label"]])
+    expected = evaluate(live)
+    for mine, theirs in [
+        *zip(result.snapshot.features, expected.features, strict=True),
+        *zip(result.snapshot.outputs, expected.outputs, strict=True),
+        (result.snapshot.label, expected.label),
+    ]:
+        assert mine is not None and theirs is not None
+        assert (mine.name, mine.verdict, mine.stats.count) == (theirs.name, theirs.verdict, theirs.stats.count)
+        assert mine.current == pytest.approx(theirs.current, rel=1e-12)
+        assert mine.methods[0].score == pytest.approx(theirs.methods[0].score, rel=1e-12)
+
+
+def test_psi_matches_an_independent_computation_from_the_file(reference: Path, tmp_path: Path) -> None:
+    data = table(5, age_shift=4.0)
+    result = check_data(load_profile(reference), write_csv(tmp_path / "today.csv", data), CheckOptions())
+    dist = load_profile(reference).features["age"]
+    counts = np.bincount(np.searchsorted(dist.edges, data["age"], side="left"), minlength=len(dist.edges) + 1)
+    current = np.maximum(counts / counts.sum(), 1e-4)
+    ref = np.maximum(np.array(dist.ratios), 1e-4)
+    expected = float(((current - ref) * np.log(current / ref)).sum())
+    assert result.snapshot.feature("age").methods[0].score == pytest.approx(expected, rel=1e-9)
+
+
+def test_json_report_roles_and_missing_columns(
+    reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = table(6)
+    data["prediction_v2"] = data.pop("pred")
+    del data["device"]
+    path = write_csv(tmp_path / "today.csv", data)
+    assert main(["profile", "check", str(reference), str(path), "--json", "--prediction", "prediction_v2"]) == 0
+    report = orjson.loads(capsys.readouterr().out)
+    assert report["rows"] == ROWS
+    assert report["columns"] == {"prediction": "prediction_v2", "target": "label"}
+    assert report["missing"] == ["device"]
+    device = next(f for f in report["drift"]["features"] if f["name"] == "device")
+    assert device["verdict"] == "insufficient_data" and device["stats"]["null_share"] == 1.0
+    prediction = report["drift"]["outputs"][0]
+    assert prediction["name"] == "prediction" and prediction["verdict"] == "no_drift"
+    assert not math.isnan(report["drift"]["drifted_share"])
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["{reference}", "{missing}"], 1, "no such file"),
+        (["{data}", "{data}"], 1, "is not valid JSON"),
+        (["{reference}", "{data}", "--min-samples", "0"], 2, "--min-samples must be at least 1"),
+        (["{reference}", "{data}", "--drift-share", "1"], 2, "--drift-share must be in [0, 1)"),
+    ],
+)
+def test_errors_name_the_problem_and_exit_1_or_2(
+    reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], code: int, message: str
+) -> None:
+    data = write_csv(tmp_path / "today.csv", table(7))
+    paths = {"reference": reference, "data": data, "missing": tmp_path / "missing.csv"}
+    assert main(["profile", "check", *(arg.format(**paths) for arg in args)]) == code
+    error = capsys.readouterr().err
+    assert error.startswith("ml-sidecar profile check: error: ") and message in error
