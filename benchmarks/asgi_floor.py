@@ -13,7 +13,8 @@ the same wrk load and CPU accounting as ``proxy_overhead``:
 - ``asgi+aiohttp``: the same app forwarding each request through one shared
   aiohttp ``ClientSession`` (the sidecar's session options) and answering the
   upstream's body, with no header rewriting, metrics or streaming logic: the
-  floor of any proxy built on uvicorn and aiohttp.
+  floor of any proxy built on uvicorn and aiohttp. ``proxy_overhead`` measures
+  this same app, as its ``naive`` target, next to the sidecar.
 
 Usage::
 
@@ -30,7 +31,6 @@ import asyncio
 import contextlib
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -48,9 +48,8 @@ from benchmarks.proxy_overhead import (
     _free_port,
     _measure,
     _nginx,
-    _stop,
+    _serve_process,
     _tail,
-    _wait_for_port,
     _write_wrk_script,
 )
 
@@ -141,16 +140,12 @@ def _serve(app_name: str, port: int, upstream_port: int) -> None:
 def _asgi(tmp: Path, app_name: str, port: int, upstream_port: int) -> Iterator[int]:
     log = tmp / f"{app_name}.log"
     cmd = [sys.executable, "-m", "benchmarks.asgi_floor", "--serve", app_name, str(port), str(upstream_port)]
-    with log.open("wb") as out:
-        process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-    try:
-        _wait_for_port(port, process, log)
-        yield process.pid
-    except Exception:
-        print(_tail(log), file=sys.stderr)
-        raise
-    finally:
-        _stop(process)
+    with _serve_process(cmd, port, log) as pid:
+        try:
+            yield pid
+        except Exception:
+            print(_tail(log), file=sys.stderr)
+            raise
 
 
 def run(duration: float, warmup: float) -> list[RunResult]:

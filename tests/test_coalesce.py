@@ -9,15 +9,16 @@ themselves are read back by a real client socket.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import pytest
 
-from sidecar.coalesce import HeadHoldingTransport
+from sidecar.coalesce import CoalescingProtocol, HeadHoldingTransport
 from sidecar.server import Sidecar
 from tests.http import raw_request
-from tests.servers import Upstream
+from tests.servers import Upstream, read_body, run_server
 
 pytestmark = pytest.mark.anyio
 
@@ -159,3 +160,112 @@ async def test_head_and_no_content_answers_arrive_whole(upstream: Upstream, side
     no_content = await raw_request(sidecar.proxy_port, "GET", "/status/204")
     assert no_content.status == 204
     assert no_content.body == b""
+
+
+# --- the protocol as a whole: what leaves is what uvicorn's own protocol sends ------------------------
+
+
+# Each path answers with a head that takes another branch of uvicorn's send().
+_HEADS: dict[str, tuple[int, list[tuple[bytes, bytes]], list[bytes]]] = {
+    "/length": (200, [(b"content-type", b"application/json"), (b"content-length", b"2")], [b"{}"]),
+    "/mixed-case": (201, [(b"Content-Length", b"2"), (b"X-Thing", b"a\tb")], [b"ok"]),
+    "/chunked": (200, [(b"transfer-encoding", b"Chunked")], [b"ab", b"cd"]),
+    "/no-length": (200, [(b"x-a", b"1")], [b"ab", b"cd"]),
+    "/close": (200, [(b"content-length", b"2"), (b"connection", b"keep-alive, Close")], [b"ok"]),
+    "/no-content": (204, [(b"x-a", b"1")], [b""]),
+    "/not-modified": (304, [], [b""]),
+    "/bad-value": (200, [(b"content-length", b"2"), (b"x-a", b"1\x01")], [b"ok"]),
+    "/bad-name": (200, [(b"x a", b"1"), (b"content-length", b"2")], [b"ok"]),
+    "/bad-length": (200, [(b"content-length", b"3")], [b"ok"]),
+}
+
+
+async def _heads_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    await read_body(receive)
+    status, headers, chunks = _HEADS[scope["path"]]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    for i, chunk in enumerate(chunks):
+        await send({"type": "http.response.body", "body": chunk, "more_body": i < len(chunks) - 1})
+
+
+async def _exchange(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    data = await asyncio.wait_for(reader.read(), timeout=5)
+    writer.close()
+    return data
+
+
+async def test_heads_leave_byte_for_byte_as_from_uvicorn() -> None:
+    config: dict[str, Any] = {"server_header": False, "date_header": False, "headers": [("x-default", "1")]}
+    requests = [
+        f"{method} {path} HTTP/{version}\r\nhost: x\r\n{connection}\r\n".encode()
+        for path in _HEADS
+        for method in ("GET", "HEAD")
+        for version, connection in (("1.1", "connection: close\r\n"), ("1.0", ""))
+    ]
+    # Pipelined: the second request waits for the first response, then runs.
+    requests.append(
+        b"GET /chunked HTTP/1.1\r\nhost: x\r\n\r\nGET /length HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    async with (
+        run_server(_heads_app, http="httptools", **config) as plain,
+        run_server(_heads_app, http=CoalescingProtocol, **config) as ours,
+    ):
+        for request in requests:
+            assert await _exchange(ours, request) == await _exchange(plain, request), request
+        # An invalid head is refused in both: the connection closes with nothing sent.
+        assert await _exchange(ours, b"GET /bad-value HTTP/1.1\r\nhost: x\r\n\r\n") == b""
+
+
+# --- the keep-alive timeout: the same moment as under uvicorn's own protocol --------------------------
+
+_KEEP_ALIVE = 0.4
+
+
+async def _sleepy_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    await read_body(receive)
+    # /sleep/SECONDS answers after that long.
+    await asyncio.sleep(float(scope["path"].rsplit("/", 1)[1]))
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def _ask(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seconds: float) -> None:
+    writer.write(f"GET /sleep/{seconds} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert await reader.readexactly(2) == b"ok"
+
+
+async def _seconds_until_closed(reader: asyncio.StreamReader) -> float:
+    started = time.monotonic()
+    assert await asyncio.wait_for(reader.read(), timeout=5) == b""
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("http", ["httptools", CoalescingProtocol])
+async def test_an_idle_connection_closes_at_the_keep_alive_timeout(http: Any) -> None:
+    async with run_server(_sleepy_app, http=http, timeout_keep_alive=_KEEP_ALIVE) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await _ask(reader, writer, 0)
+        assert _KEEP_ALIVE - 0.1 <= await _seconds_until_closed(reader) < _KEEP_ALIVE + 0.5
+        writer.close()
+
+
+@pytest.mark.parametrize("http", ["httptools", CoalescingProtocol])
+async def test_the_keep_alive_timeout_counts_from_the_last_response(http: Any) -> None:
+    async with run_server(_sleepy_app, http=http, timeout_keep_alive=_KEEP_ALIVE) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        # Requests at shorter intervals than the timeout, for longer than it in all: the connection stays open.
+        for _ in range(4):
+            await _ask(reader, writer, 0)
+            await asyncio.sleep(_KEEP_ALIVE / 2)
+        # A request still running when the timeout would have passed: no timeout while busy.
+        await _ask(reader, writer, _KEEP_ALIVE * 1.5)
+        assert _KEEP_ALIVE - 0.1 <= await _seconds_until_closed(reader) < _KEEP_ALIVE + 0.5
+        writer.close()
