@@ -14,7 +14,7 @@ from sidecar.cli import main
 from sidecar.drift import DriftTracker, evaluate
 from sidecar.profiling.check import CheckOptions, check_data
 from sidecar.reference import load_profile
-from tests.profiling.data import write_csv, write_jsonl
+from tests.profiling.data import WRITERS, write_csv, write_jsonl
 from tests.records import make_record
 
 ROWS = 4_000
@@ -75,6 +75,22 @@ def test_the_verdicts_are_those_of_the_same_rows_sent_as_live_records(reference:
         assert (mine.name, mine.verdict, mine.stats.count) == (theirs.name, theirs.verdict, theirs.stats.count)
         assert mine.current == pytest.approx(theirs.current, rel=1e-12)
         assert mine.methods[0].score == pytest.approx(theirs.methods[0].score, rel=1e-12)
+
+
+def test_every_format_gives_the_same_report(reference: Path, tmp_path: Path) -> None:
+    data = table(8, age_shift=4.0, countries=(0.25, 0.25, 0.25, 0.25))
+    profile = load_profile(reference)
+    reports = {
+        fmt: check_data(profile, write(tmp_path / f"today.{fmt}", data), CheckOptions()).snapshot
+        for fmt, write in WRITERS.items()
+    }
+    csv = reports.pop("csv")
+    for snapshot in reports.values():
+        assert [(f.name, f.verdict, f.current) for f in snapshot.features] == [
+            (f.name, f.verdict, f.current) for f in csv.features
+        ]
+        assert snapshot.label is not None and csv.label is not None
+        assert snapshot.label.current == csv.label.current
 
 
 def test_psi_matches_an_independent_computation_from_the_file(reference: Path, tmp_path: Path) -> None:
