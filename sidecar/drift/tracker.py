@@ -39,8 +39,9 @@ _OUTPUTS = ("prediction", "confidence")  # the profile's outputs that records ca
 # than 256 for 20 features), few enough to stay small.
 BLOCK = 1024
 _PROBABILITY = attrgetter("probability")
-# A column for DriftTracker.update_columns: floats for a numeric channel, keys for a categorical one.
-ColumnValues = npt.NDArray[np.float64] | Sequence[str | None]
+# A column for DriftTracker.update_columns: numbers (NaN a null) or category keys (None a null).
+ColumnValues = npt.NDArray[Any] | Sequence[str | None]
+_NUMBERS = "biuf"  # numpy dtype kinds read as numbers: bool, int, unsigned, float
 
 
 class DriftTracker:
@@ -156,10 +157,12 @@ class DriftTracker:
     ) -> None:
         """Count a table given column by column, every row with weight 1: a batch job's data, not live traffic.
 
-        A numeric channel's column is a float array of ``rows`` values, NaN
-        for a null; a categorical channel's is a sequence of ``rows`` category
-        keys, None for a null (see :meth:`Window.add_columns`). A channel
-        without a column counts every row as a null. The outputs and labels
+        A column holds ``rows`` values: numbers (a numpy array, NaN for a
+        null) or category keys (strings, None for a null), read as its
+        channel reads values: a numeric channel takes keys as live traffic's
+        text, a categorical one names numbers as live traffic's (see
+        :meth:`Window.add_columns`). A channel without a column counts every
+        row as a null. The outputs and labels
         windows count only when ``outputs`` or ``labels`` is given. Records
         still buffered are counted first, so the order of arrival holds.
         """
@@ -215,18 +218,22 @@ def _as_numbers(column: ColumnValues | None, rows: int) -> npt.NDArray[np.float6
     """A numeric channel's column as floats; given keys, each is read as a live value would be."""
     if column is None:
         return np.full(rows, np.nan)
-    if isinstance(column, np.ndarray):
+    if isinstance(column, np.ndarray) and column.dtype.kind in _NUMBERS:
         return column.astype(np.float64, copy=False)
-    return np.fromiter(map(as_number, column), dtype=np.float64, count=len(column))
+    values = column.tolist() if isinstance(column, np.ndarray) else column
+    return np.fromiter(map(as_number, values), dtype=np.float64, count=len(values))
 
 
 def _as_keys(column: ColumnValues | None, rows: int) -> Sequence[str | None]:
     """A categorical channel's column as keys; given numbers, each finite one is named as live traffic names it."""
     if column is None:
         return [None] * rows
-    if isinstance(column, np.ndarray):
-        return [category_key(v) if math.isfinite(v) else None for v in column.tolist()]
-    return column
+    if not isinstance(column, np.ndarray):
+        return column
+    if column.dtype.kind in _NUMBERS:
+        return [category_key(v) if math.isfinite(v) else None for v in column.astype(np.float64).tolist()]
+    keys: list[str | None] = column.tolist()  # numpy strings as Python ones
+    return keys
 
 
 def _names(window: Window | None) -> tuple[tuple[str, ...], tuple[str, ...]]:

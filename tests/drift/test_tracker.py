@@ -265,3 +265,15 @@ def test_records_still_buffered_are_counted_before_a_table() -> None:
     tracker.update_columns(5, {"income": np.full(5, 50.0)})
     assert tracker.features is not None
     assert tracker.features.totals(tracker.clock()).rows == 15
+
+
+def test_numpy_columns_of_any_kind_are_read_like_lists() -> None:
+    rng = np.random.default_rng(15)
+    by_arrays, by_lists = (DriftTracker(reference_profile(rng), clock=FakeClock()) for _ in range(2))
+    incomes, countries = ["41.5", "x", "60"], ["FR", "DE", "XX"]
+    by_arrays.update_columns(3, {"income": np.array(incomes), "country": np.array(countries), "age": np.arange(3)})
+    by_lists.update_columns(3, {"income": incomes, "country": countries, "age": np.array([0.0, 1.0, 2.0])})
+    assert by_arrays.features is not None and by_lists.features is not None
+    arrays, lists = by_arrays.features.totals(0.0), by_lists.features.totals(0.0)
+    assert arrays.counts.tolist() == lists.counts.tolist()
+    assert arrays.nulls.tolist() == lists.nulls.tolist()
