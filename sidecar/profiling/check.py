@@ -82,7 +82,8 @@ class CheckResult:
     rows: int
     seconds: float
     columns: Mapping[str, str]  # the data column read for each output and the target
-    missing: tuple[str, ...]  # profile features and role columns absent from the data
+    missing: tuple[str, ...]  # profile features absent from the data: counted as nulls
+    unchecked: tuple[str, ...]  # outputs and the target whose column is absent: not judged
 
 
 def check_data(
@@ -126,9 +127,10 @@ def check_data(
     if rows == 0:
         raise DataError(f"{path}: no data rows")
     snapshot = evaluate(tracker)
-    wanted = [*profile.features, *roles.values()]
-    missing = tuple(name for name in wanted if name not in seen)
-    return CheckResult(path, profile, snapshot, rows, time.perf_counter() - started, roles, missing)
+    missing = tuple(name for name in profile.features if name not in seen)
+    unchecked = tuple(role for role, name in roles.items() if name not in seen)
+    seconds = time.perf_counter() - started
+    return CheckResult(path, profile, snapshot, rows, seconds, roles, missing, unchecked)
 
 
 def _role_columns(profile: ReferenceProfile, options: CheckOptions) -> dict[str, str]:
@@ -174,7 +176,10 @@ def render_check(result: CheckResult) -> str:
     if snapshot.label is not None:
         lines.append(_line("target", snapshot.label))
     if result.missing:
-        lines.append(f"not in the data (counted as nulls): {', '.join(result.missing)}")
+        lines.append(f"features not in the data (counted as nulls): {', '.join(result.missing)}")
+    if result.unchecked:
+        columns = ", ".join(f"{role} ({result.columns[role]})" for role in result.unchecked)
+        lines.append(f"not judged, their columns are not in the data: {columns}")
     lines.append(_dataset(snapshot))
     return "\n".join(lines)
 
@@ -211,5 +216,6 @@ def check_json(result: CheckResult) -> dict[str, Any]:
         "rows": result.rows,
         "columns": dict(result.columns),
         "missing": list(result.missing),
+        "unchecked": list(result.unchecked),
         "drift": result.snapshot,
     }

@@ -109,13 +109,14 @@ def test_json_report_roles_and_missing_columns(
 ) -> None:
     data = table(6)
     data["prediction_v2"] = data.pop("pred")
-    del data["device"]
+    del data["device"], data["label"]
     path = write_csv(tmp_path / "today.csv", data)
     assert main(["profile", "check", str(reference), str(path), "--json", "--prediction", "prediction_v2"]) == 0
     report = orjson.loads(capsys.readouterr().out)
     assert report["rows"] == ROWS
     assert report["columns"] == {"prediction": "prediction_v2", "target": "label"}
-    assert report["missing"] == ["device"]
+    assert (report["missing"], report["unchecked"]) == (["device"], ["target"])
+    assert report["drift"]["label"] is not None and report["drift"]["label"]["verdict"] == "insufficient_data"
     device = next(f for f in report["drift"]["features"] if f["name"] == "device")
     assert device["verdict"] == "insufficient_data" and device["stats"]["null_share"] == 1.0
     prediction = report["drift"]["outputs"][0]
