@@ -1,4 +1,4 @@
-"""The ``ml-sidecar`` command line: ``serve``, ``check-config`` and ``profile build|show``."""
+"""The ``ml-sidecar`` command line: ``serve``, ``check-config`` and ``profile build|show|check``."""
 
 from __future__ import annotations
 

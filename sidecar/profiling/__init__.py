@@ -1,4 +1,4 @@
-"""Reference profiles from training data: ``ml-sidecar profile build`` and ``profile show``.
+"""Reference profiles from training data: ``ml-sidecar profile build``, ``profile show`` and ``profile check``.
 
 The modules, one concept each:
 
@@ -8,6 +8,7 @@ The modules, one concept each:
 - :mod:`~sidecar.profiling.counts`: bounded value and category counts;
 - :mod:`~sidecar.profiling.baseline`: baseline metrics from target and prediction;
 - :mod:`~sidecar.profiling.builder`: the streaming build and the atomic write;
+- :mod:`~sidecar.profiling.check`: a data file judged against a profile with the drift windows;
 - :mod:`~sidecar.profiling.show`, :mod:`~sidecar.profiling.progress`, :mod:`~sidecar.profiling.command`.
 
 Usage::

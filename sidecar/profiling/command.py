@@ -31,7 +31,7 @@ def _names(text: str) -> list[str]:
 
 def add_profile_commands(commands: argparse._SubParsersAction[Any]) -> None:
     """Add the ``profile`` command group to the top-level subcommands."""
-    group = commands.add_parser("profile", help="build or show a reference profile")
+    group = commands.add_parser("profile", help="build or show a reference profile, or check data against one")
     actions = group.add_subparsers(dest="profile_command", required=True, metavar="COMMAND")
     build = actions.add_parser(
         "build",
