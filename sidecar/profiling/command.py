@@ -14,15 +14,22 @@ import argparse
 import contextlib
 import gc
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from sidecar.profiling.progress import Progress
 
 __all__ = ["add_profile_commands", "cmd_build", "cmd_check", "cmd_show"]
 
 EXIT_DATA = 1
 EXIT_USAGE = 2
 EXIT_DRIFT = 3
+_BUILD = "ml-sidecar profile build"
+_CHECK = "ml-sidecar profile check"
+T = TypeVar("T")
 
 
 def _names(text: str) -> list[str]:
@@ -83,8 +90,6 @@ def add_profile_commands(commands: argparse._SubParsersAction[Any]) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from sidecar.profiling.builder import BuildOptions, build_profile, write_profile
-    from sidecar.profiling.errors import DataError, OptionError
-    from sidecar.profiling.progress import Progress
 
     output: Path = args.output
     options = BuildOptions(
@@ -102,25 +107,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     )
     if not output.parent.is_dir():
         return _fail(f"--output {output}: directory {output.parent} does not exist", EXIT_USAGE)
-    progress = Progress(sys.stderr, label=args.data.name, enabled=args.progress or sys.stderr.isatty())
-    try:
-        with _gc_paused():
-            result = build_profile(args.data, options, progress=progress)
-    except OptionError as exc:
-        progress.close()
-        for problem in exc.problems:
-            _fail(problem, EXIT_USAGE)
-        return EXIT_USAGE
-    except DataError as exc:
-        progress.close()
-        return _fail(str(exc), EXIT_DATA)
-    except OSError as exc:  # a disk error in the middle of the file
-        progress.close()
-        return _fail(f"{args.data}: cannot read: {exc.strerror or exc}", EXIT_DATA)
-    except KeyboardInterrupt:
-        progress.close()
-        return _fail("interrupted; nothing written", 130)
-    progress.close()
+    progress = _progress(args)
+    build = partial(build_profile, args.data, options, progress=progress)
+    result, code = _read(build, args.data, progress, _BUILD)
+    if result is None:
+        return code
     try:
         write_profile(result.profile, output)
     except OSError as exc:
@@ -156,15 +147,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     import orjson
 
     from sidecar.profiling.check import CheckOptions, check_data, check_json, render_check
-    from sidecar.profiling.errors import DataError, OptionError
-    from sidecar.profiling.progress import Progress
     from sidecar.reference import ProfileError, load_profile
 
-    command = "ml-sidecar profile check"
     try:
         profile = load_profile(args.profile)
     except ProfileError as exc:
-        return _fail(str(exc), EXIT_DATA, command)
+        return _fail(str(exc), EXIT_DATA, _CHECK)
     options = CheckOptions(
         format=args.format,
         prediction=args.prediction,
@@ -173,30 +161,52 @@ def cmd_check(args: argparse.Namespace) -> int:
         min_samples=args.min_samples,
         drift_share=args.drift_share,
     )
-    progress = Progress(sys.stderr, label=args.data.name, enabled=args.progress or sys.stderr.isatty())
-    try:
-        with _gc_paused():
-            result = check_data(profile, args.data, options, progress=progress)
-    except OptionError as exc:
-        progress.close()
-        for problem in exc.problems:
-            _fail(problem, EXIT_USAGE, command)
-        return EXIT_USAGE
-    except DataError as exc:
-        progress.close()
-        return _fail(str(exc), EXIT_DATA, command)
-    except OSError as exc:
-        progress.close()
-        return _fail(f"{args.data}: cannot read: {exc.strerror or exc}", EXIT_DATA, command)
-    except KeyboardInterrupt:
-        progress.close()
-        return _fail("interrupted", 130, command)
-    progress.close()
+    progress = _progress(args)
+    check = partial(check_data, profile, args.data, options, progress=progress)
+    result, code = _read(check, args.data, progress, _CHECK)
+    if result is None:
+        return code
     if args.json:
         sys.stdout.write(orjson.dumps(check_json(result), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         print(render_check(result))
     return EXIT_DRIFT if result.snapshot.verdict == "drift" else 0
+
+
+def _progress(args: argparse.Namespace) -> Progress:
+    from sidecar.profiling.progress import Progress
+
+    return Progress(sys.stderr, label=args.data.name, enabled=args.progress or sys.stderr.isatty())
+
+
+def _read(work: Callable[[], T], data: Path, progress: Progress, command: str) -> tuple[T | None, int]:
+    """Run ``work``, which reads DATA, with the collector paused: ``(result, 0)``, or ``(None, exit status)``.
+
+    A failure is reported as the commands report it: every option problem
+    (exit 2), unreadable or malformed data (exit 1), an interrupt (130). The
+    progress line is wiped either way, before anything else is printed.
+    """
+    from sidecar.profiling.errors import DataError, OptionError
+
+    try:
+        with _gc_paused():
+            result = work()
+    except OptionError as exc:
+        progress.close()
+        for problem in exc.problems:
+            _fail(problem, EXIT_USAGE, command)
+        return None, EXIT_USAGE
+    except DataError as exc:
+        progress.close()
+        return None, _fail(str(exc), EXIT_DATA, command)
+    except OSError as exc:  # a disk error in the middle of the file
+        progress.close()
+        return None, _fail(f"{data}: cannot read: {exc.strerror or exc}", EXIT_DATA, command)
+    except KeyboardInterrupt:
+        progress.close()
+        return None, _fail("interrupted; nothing written" if command == _BUILD else "interrupted", 130, command)
+    progress.close()
+    return result, 0
 
 
 @contextlib.contextmanager
@@ -214,6 +224,6 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _fail(message: str, code: int, command: str = "ml-sidecar profile build") -> int:
+def _fail(message: str, code: int, command: str = _BUILD) -> int:
     print(f"{command}: error: {message}", file=sys.stderr)
     return code
