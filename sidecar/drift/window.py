@@ -351,18 +351,16 @@ class Window:
                 if keys_only:
                     # Strings and None only: no value needs naming, so one comprehension does it.
                     ids[j] = [dump if v is None else index.get(v, unseen) for v in values]
-                    if len(seen) < CAP:
-                        _remember(seen, set(values) - {None})
-                    continue
-                keys = list(values)
-                found = [dump] * n  # the dump: a null
-                for i, v in enumerate(values):
-                    if v is None:
-                        continue
-                    if type(v) is not str:
-                        v = keys[i] = _named(named, v)
-                    found[i] = index.get(v, unseen)
-                ids[j] = found
+                else:
+                    keys = list(values)
+                    found = [dump] * n  # the dump: a null
+                    for i, v in enumerate(values):
+                        if v is None:
+                            continue
+                        if type(v) is not str:
+                            v = keys[i] = _named(named, v)
+                        found[i] = index.get(v, unseen)
+                    ids[j] = found
             if len(seen) < CAP:
                 distinct = set(keys)
                 distinct.discard(None)
