@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from sidecar.drift import ColumnValues, DriftTracker, evaluate
+from sidecar.drift import DriftTracker, evaluate
 from sidecar.drift.ks import kstwo_sf
 from sidecar.records import PredictionRecord
 from sidecar.reference import Distribution, ReferenceProfile, Stats
@@ -160,10 +160,7 @@ def bench_columns(columns: Mapping[str, Column], profile: ReferenceProfile, repe
     for _ in range(repeat):
         tracker = DriftTracker(profile, clock=FakeClock())
         start = time.process_time()
-        table: dict[str, ColumnValues] = {}
-        for name, values in columns.items():
-            table[name] = values.astype(np.float64) if values.dtype.kind == "f" else values.tolist()
-        tracker.update_columns(rows, table)
+        tracker.update_columns(rows, columns)  # numpy strings become Python strings in there, timed
         figures.append((time.process_time() - start) / rows * 1e6)
     return figures
 
