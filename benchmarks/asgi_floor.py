@@ -88,7 +88,7 @@ def _forwarder(upstream: str) -> Any:
         if scope["type"] != "http":
             return
         if session is None:
-            # The sidecar's own session options (sidecar/upstream.py), created on the loop that uses it.
+            # The sidecar's own session options (sidecar/upstream/client.py), created on the loop that uses it.
             session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=256, limit_per_host=0),
                 cookie_jar=aiohttp.DummyCookieJar(),

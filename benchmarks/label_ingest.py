@@ -45,7 +45,7 @@ from sidecar.config import Settings
 from sidecar.records import PredictionRecord
 from sidecar.server import Sidecar
 from sidecar.store import LabelItem, PredictionStore
-from sidecar.upstream import UpstreamClient
+from sidecar.upstream.client import UpstreamClient
 
 __all__ = ["main"]
 

@@ -29,7 +29,7 @@ from demo.traffic import PREDICT_PATH, LabelFeedback, TrafficGenerator
 from sidecar.config import Settings
 from sidecar.exceptions import SidecarError
 from sidecar.server import Sidecar
-from sidecar.upstream import UpstreamClient
+from sidecar.upstream.client import UpstreamClient
 
 T = TypeVar("T")
 

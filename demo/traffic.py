@@ -4,7 +4,7 @@ Rows come from the training distribution, except that income drifts down by
 ``drift_sd_per_minute`` standard deviations a minute (up to ``MAX_DRIFT_SD``),
 so the sidecar's drift monitors have something to find. Requests go out at a
 steady, bounded rate with a bounded number in flight, through
-:class:`~sidecar.upstream.UpstreamClient`, the project's one HTTP client.
+:class:`~sidecar.upstream.client.UpstreamClient`, the project's one HTTP client.
 
 :class:`LabelFeedback` plays the business that learns, later, whether each
 applicant defaulted: for a share of the rows it draws the outcome from the
@@ -25,7 +25,7 @@ import orjson
 
 from demo.model_server import MODEL_NAME, FloatArray, default_probability, sample_features
 from sidecar.exceptions import UpstreamError
-from sidecar.upstream import UpstreamClient
+from sidecar.upstream.client import UpstreamClient
 
 __all__ = ["PREDICT_PATH", "LabelFeedback", "TrafficGenerator", "TrafficStats", "instance"]
 

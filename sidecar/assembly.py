@@ -11,28 +11,29 @@ import logging
 from dataclasses import dataclass
 from typing import cast
 
-from sidecar.alerting import AlertEngine, AlertMetrics, AlertRulesError, Notifier, alertmanager_url, default_rules
+from sidecar.alerting import AlertEngine, AlertMetrics, AlertRulesError, default_rules
 from sidecar.alerting import load_rules as load_alert_rules
-from sidecar.alerts import AlertRunner
-from sidecar.alertsignals import SignalSource
-from sidecar.capture import Capture
+from sidecar.alerting.notify import Notifier, alertmanager_url
+from sidecar.alerting.runner import AlertRunner
+from sidecar.alerting.source import SignalSource
+from sidecar.capture.handoff import Capture
+from sidecar.capture.privacy import Anonymizer, PiiMode
+from sidecar.capture.worker import Monitor
 from sidecar.config import Settings
-from sidecar.evaluator import DataMonitors, DriftSettings, ReferenceStatus
-from sidecar.flags import Flags
-from sidecar.labels import LabelMonitor
-from sidecar.learning import ReferenceLearner
-from sidecar.metrics import ProxyMetrics
-from sidecar.monitor import Monitor
+from sidecar.labels.monitor import LabelMonitor
+from sidecar.labels.retraining import Retrainer, RetrainPolicy, model_trained_at, split_webhook_url
+from sidecar.monitoring.evaluator import DataMonitors, DriftSettings, ReferenceStatus
+from sidecar.monitoring.learning import ReferenceLearner
 from sidecar.performance import METRICS, PerformanceConfig, Task
-from sidecar.privacy import Anonymizer, PiiMode
 from sidecar.protocols import AdapterOptions
 from sidecar.quality import QualityMonitor, QualityRulesError, load_rules
 from sidecar.reference import ProfileError, ReferenceProfile, load_profile
-from sidecar.retraining import Retrainer, RetrainPolicy, model_trained_at, split_webhook_url
 from sidecar.sampling import build_sampler
+from sidecar.serving.flags import Flags
+from sidecar.serving.metrics import ProxyMetrics
 from sidecar.sinks import Sink, build_sinks
 from sidecar.store import PredictionStore
-from sidecar.upstream import UpstreamClient
+from sidecar.upstream.client import UpstreamClient
 
 __all__ = ["Alerting", "Components", "build_alerting", "build_components", "load_reference"]
 

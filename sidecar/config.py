@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast, get_args
 from urllib.parse import urlsplit
 
+from sidecar.capture.privacy import PII_MODES, check_pii, parse_fields
 from sidecar.durations import parse_duration
 from sidecar.exceptions import ConfigError
 from sidecar.performance import METRICS, TASKS, PerformanceConfig
-from sidecar.privacy import PII_MODES, check_pii, parse_fields
 from sidecar.protocols import PROTOCOLS, parse_pointer
 from sidecar.records import parse_rfc3339
 from sidecar.sampling import STRATEGIES, parse_source

@@ -15,18 +15,19 @@ from types import TracebackType
 
 import uvicorn
 
-from sidecar.admin import create_admin_app
+from sidecar.admin.app import create_admin_app
+from sidecar.admin.health import Readiness
 from sidecar.assembly import build_alerting, build_components
 from sidecar.config import Settings
 from sidecar.exceptions import SidecarError
-from sidecar.exposition import DataMetrics
-from sidecar.flags import FlagMetrics, Flags
-from sidecar.health import Readiness
-from sidecar.labelmetrics import LabelMetrics
-from sidecar.metrics import ProxyMetrics, create_registry
-from sidecar.proxy import ProxyApp
+from sidecar.labels.metrics import LabelMetrics
+from sidecar.monitoring.metrics import DataMetrics
+from sidecar.prometheus import create_registry
+from sidecar.serving.flags import FlagMetrics, Flags
+from sidecar.serving.metrics import ProxyMetrics
+from sidecar.serving.proxy import ProxyApp
 from sidecar.sinks import LogMetrics
-from sidecar.upstream import UpstreamClient
+from sidecar.upstream.client import UpstreamClient
 
 __all__ = ["Sidecar", "FALLBACK", "PRIMARY"]
 
@@ -82,11 +83,11 @@ def _http_implementation() -> str:
 
 
 def _proxy_protocol() -> str | type[asyncio.Protocol]:
-    # The proxy port's: httptools writing each small response in one send() (sidecar.coalesce).
+    # The proxy port's: httptools writing each small response in one send() (sidecar.serving.coalesce).
     http = _http_implementation()
     if http != "httptools":  # pragma: no cover - uvicorn[standard] brings httptools
         return http
-    from sidecar.coalesce import CoalescingProtocol  # imports httptools
+    from sidecar.serving.coalesce import CoalescingProtocol  # imports httptools
 
     return CoalescingProtocol
 

@@ -21,7 +21,7 @@ import uvicorn
 
 from sidecar.config import Settings
 from sidecar.server import Sidecar
-from sidecar.upstream import UpstreamClient
+from sidecar.upstream.client import UpstreamClient
 
 Scope = dict[str, Any]
 

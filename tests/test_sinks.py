@@ -20,8 +20,8 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+from sidecar.capture.privacy import Anonymizer, PiiMode
 from sidecar.exceptions import SidecarError
-from sidecar.privacy import Anonymizer, PiiMode
 from sidecar.records import PredictionRecord, rfc3339
 from sidecar.sinks import (
     CE_TYPE,

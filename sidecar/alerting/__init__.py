@@ -8,11 +8,14 @@ The pieces, by concept:
   data never fires;
 - :mod:`.rules`: :class:`AlertRule`, the YAML rules file and the defaults;
 - :mod:`.engine`: :class:`AlertEngine`, the states, transitions and history;
-- :mod:`.exposition`: the ``mlsidecar_alert_*`` metrics;
+- :mod:`.metrics`: the ``mlsidecar_alert_*`` metrics;
 - :mod:`.notify`: :class:`Notifier`, delivery to Alertmanager and a webhook.
 
 Only :mod:`.notify` talks HTTP; everything else takes plain values and
-returns plain values, so it is tested without a server.
+returns plain values, so it is tested without a server. This package's
+facade leaves :mod:`.notify` out, so importing it loads no HTTP client; the
+wiring (:mod:`.runner`, :mod:`.source`, :mod:`sidecar.assembly`) imports
+those modules by their own names.
 
 Usage::
 
@@ -26,8 +29,7 @@ from __future__ import annotations
 from sidecar.alerting.conditions import Condition, ConditionError, parse
 from sidecar.alerting.engine import STATES, Alert, AlertEngine, Hook, State, Transition
 from sidecar.alerting.evaluation import MIN_HISTORY, Term, Truth
-from sidecar.alerting.exposition import AlertMetrics, NotifyMetrics
-from sidecar.alerting.notify import Notifier, alertmanager_url
+from sidecar.alerting.metrics import AlertMetrics, NotifyMetrics
 from sidecar.alerting.rules import (
     SEVERITIES,
     AlertRule,
@@ -51,7 +53,6 @@ __all__ = [
     "FEATURE_SIGNALS",
     "Hook",
     "MIN_HISTORY",
-    "Notifier",
     "NotifyMetrics",
     "SCALAR_SIGNALS",
     "SEVERITIES",
@@ -63,7 +64,6 @@ __all__ = [
     "Term",
     "Transition",
     "Truth",
-    "alertmanager_url",
     "default_rules",
     "load_rules",
     "parse",

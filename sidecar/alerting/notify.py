@@ -4,7 +4,7 @@
 blocks. It puts firing and resolved transitions on a bounded queue (pending
 ones concern nobody outside); when the queue is full the transition is
 dropped and counted, as the capture queue does. :meth:`Notifier.run`, a
-background task, delivers them with :func:`~sidecar.delivery.post_with_retries`.
+background task, delivers them with :func:`~sidecar.upstream.delivery.post_with_retries`.
 
 - **Alertmanager** (``POST {base}/api/v2/alerts``): a JSON list of alerts with
   the labels ``alertname``, ``severity``, ``model`` and the rule's own, the
@@ -19,7 +19,7 @@ background task, delivers them with :func:`~sidecar.delivery.post_with_retries`.
   context, runbook, labels, started_at, timestamp}``, times in RFC 3339 UTC.
 
 Outcomes are counted in ``mlsidecar_alert_notifications_total{target,outcome}``
-(:class:`~sidecar.alerting.exposition.NotifyMetrics`), one per alert per target.
+(:class:`~sidecar.alerting.metrics.NotifyMetrics`), one per alert per target.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from urllib.parse import urlsplit
 import orjson
 
 from sidecar.alerting.engine import Alert, Transition
-from sidecar.alerting.exposition import NotifyMetrics, Target
-from sidecar.delivery import post_with_retries
+from sidecar.alerting.metrics import NotifyMetrics, Target
 from sidecar.records import rfc3339
-from sidecar.upstream import UpstreamClient
+from sidecar.upstream.client import UpstreamClient
+from sidecar.upstream.delivery import post_with_retries
 
 __all__ = [
     "ALERTS_PATH",

@@ -214,7 +214,7 @@ def _gc_paused() -> Iterator[None]:
     # Parsing makes millions of short-lived lists and dicts, none in a cycle, and
     # the collector's passes over them cost 5 % (CSV) to 25 % (JSON Lines) of a
     # build. Paused here, in the one-shot command, not in build_profile, which a
-    # serving process also calls (sidecar.learning).
+    # serving process also calls (sidecar.monitoring.learning).
     was_enabled = gc.isenabled()
     gc.disable()
     try:

@@ -14,7 +14,7 @@ import orjson
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from sidecar.metrics import PREFIX
+from sidecar.prometheus import PREFIX
 from sidecar.records import PredictionRecord
 
 __all__ = ["LogBatch", "Sink", "LogMetrics"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urlsplit
 
-from sidecar.delivery import post_with_retries
 from sidecar.records import rfc3339
 from sidecar.sinks.base import LogBatch, Sink
-from sidecar.upstream import UpstreamClient
+from sidecar.upstream.client import UpstreamClient
+from sidecar.upstream.delivery import post_with_retries
 
 __all__ = ["CE_TYPE", "HttpSink"]
 

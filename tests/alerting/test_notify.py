@@ -20,7 +20,7 @@ from sidecar.alerting.engine import AlertEngine
 from sidecar.alerting.notify import Notifier, alertmanager_url
 from sidecar.alerting.rules import AlertRule
 from sidecar.alerting.signals import Signals
-from sidecar.upstream import UpstreamClient
+from sidecar.upstream.client import UpstreamClient
 from tests.servers import client_for, read_body, run_server
 
 pytestmark = pytest.mark.anyio

@@ -1,0 +1,1 @@
+"""The admin port: its app (metrics, health, JSON API) and the upstream readiness probe."""

@@ -1,0 +1,223 @@
+"""The monitor worker: captured exchanges in, weighted prediction records out.
+
+It runs as one background task. For each exchange it parses the payload
+with the protocol adapter, takes the sampling decision if the strategy
+needs the payload for it, builds one :class:`PredictionRecord` per row,
+anonymises PII, writes the prediction log to the sinks, and hands the records
+to every subscriber: the in-process API through which drift, quality and
+label monitoring receive the traffic. Subscribers get the records of all the
+exchanges taken from the queue in one go (up to 64) in a single call. A
+fault in any of these is counted and logged and never stops the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Sequence
+
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from sidecar.capture.handoff import Capture
+from sidecar.capture.privacy import Anonymizer
+from sidecar.prometheus import PREFIX
+from sidecar.protocols import AdapterOptions, PayloadError, PayloadTooLarge, parse_exchange
+from sidecar.records import Exchange, PredictionRecord
+from sidecar.sinks import LogBatch, Sink
+
+__all__ = ["Monitor", "Subscriber"]
+
+logger = logging.getLogger("sidecar.capture.worker")
+
+Subscriber = Callable[[Sequence[PredictionRecord]], None]
+# Exchanges handled before the worker yields the loop: long enough to batch,
+# short enough that a burst never holds the proxy's event loop for long.
+_BATCH = 64
+_GATHER_SECONDS = 0.01
+
+
+class MonitorMetrics(Collector):
+    def __init__(self) -> None:
+        # process: an exchange could not be turned into records (a bug, never
+        # a bad payload: those are parse_error drops); subscriber: a monitor
+        # raised on records that were still logged.
+        self.errors = {"process": 0, "subscriber": 0}
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            PREFIX + "monitor_errors_total",
+            "Faults inside monitoring, by stage; serving is never affected.",
+            labels=("stage",),
+        )
+        for stage, n in self.errors.items():
+            family.add_metric((stage,), n)
+        yield family
+
+
+class Monitor:
+    """Consume :attr:`Capture.queue` and fan records out to sinks and subscribers.
+
+    Usage::
+
+        monitor = Monitor(capture, options, anonymizer, sinks, model_name="iris", model_version=None)
+        monitor.subscribe(drift.update)   # Callable[[Sequence[PredictionRecord]], None]
+        task = asyncio.create_task(monitor.run())
+        ...
+        await monitor.drain(deadline)     # at shutdown
+    """
+
+    def __init__(
+        self,
+        capture: Capture,
+        options: AdapterOptions,
+        anonymizer: Anonymizer,
+        sinks: Sequence[Sink],
+        *,
+        model_name: str,
+        model_version: str | None,
+        version_header: bytes,
+    ) -> None:
+        self.capture = capture
+        self.options = options
+        self.anonymizer = anonymizer
+        self.sinks = list(sinks)
+        self.model_name = model_name
+        self.model_version = model_version
+        self.version_header = version_header
+        self.metrics = MonitorMetrics()
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Receive the records of every captured exchange, PII already removed.
+
+        Each call carries the records of one or more exchanges, in capture
+        order; the rows of one exchange are consecutive, starting at row 0.
+        Called on the event loop: a subscriber must be quick (O(rows)) and
+        leave heavy work to its own background task.
+        """
+        self._subscribers.append(subscriber)
+
+    async def run(self) -> None:
+        """Process exchanges until cancelled."""
+        queue = self.capture.queue
+        while True:
+            exchanges = await queue.get(_BATCH)
+            self.process(exchanges)
+            if len(exchanges) < _BATCH:
+                # Traffic is not keeping the worker busy: let the next batch
+                # gather for a moment. A wake-up, and every subscriber's call,
+                # has a fixed cost, which is then paid per batch, not per
+                # exchange; records reach the monitors at most this much later.
+                await asyncio.sleep(_GATHER_SECONDS)
+
+    async def drain(self, deadline: float) -> None:
+        """Process what is queued until ``deadline`` (``loop.time()``), then close the sinks by it."""
+        loop = asyncio.get_running_loop()
+        queue = self.capture.queue
+        while not queue.empty() and loop.time() < deadline:
+            self.process(queue.get_nowait(_BATCH))
+            await asyncio.sleep(0)
+        # What could not be processed in time is lost to monitoring: count it.
+        self.capture.metrics.dropped["queue_full"] += queue.qsize()
+        await asyncio.gather(*(sink.close(deadline) for sink in self.sinks))
+
+    def process(self, exchanges: Sequence[Exchange]) -> None:
+        """Log each exchange's records to the sinks, then hand them all to each subscriber in one call.
+
+        Subscribers get the records of every exchange the worker took from the
+        queue at once (up to 64), in queue order, rather than one call per
+        exchange: each call's fixed cost, and each columnar update's, is then
+        paid per batch. The sinks still get one :class:`LogBatch` per exchange.
+        """
+        records: list[PredictionRecord] = []
+        sinks = self.sinks
+        for exchange in exchanges:
+            # Fail open: one exchange that trips a bug must not stop the worker or lose the others.
+            try:
+                rows = self._records(exchange)
+                if not rows:
+                    continue
+                batch = LogBatch.from_records(rows)
+                for sink in sinks:
+                    sink.offer(batch)
+            except Exception:
+                self.metrics.errors["process"] += 1
+                logger.exception("monitor: could not process capture %s; continuing", exchange.request_id)
+                continue
+            records += rows
+        if not records:
+            return
+        for subscriber in self._subscribers:
+            try:
+                subscriber(records)
+            except Exception:
+                self.metrics.errors["subscriber"] += 1
+                logger.exception("monitor subscriber %r failed; continuing", subscriber)
+
+    def _records(self, exchange: Exchange) -> list[PredictionRecord]:
+        capture = self.capture
+        try:
+            parsed = parse_exchange(exchange, self.options)
+        except PayloadTooLarge:
+            # A gzip body that decodes past the capture limit.
+            capture.metrics.dropped["too_large"] += 1
+            return []
+        except PayloadError as exc:
+            capture.metrics.dropped["parse_error"] += 1
+            logger.debug("capture %s: payload not readable: %s", exchange.request_id, exc)
+            return []
+        rows = parsed.rows
+        if self.anonymizer.fields:
+            anonymize = self.anonymizer.apply
+            for row in rows:
+                # First thing after parsing: even the sampler's strata table must not hold raw PII.
+                row.features = anonymize(row.features)
+        probability = exchange.probability
+        if probability is None:
+            confidences = [r.confidence for r in rows if r.confidence is not None]
+            keep, probability = capture.sampler.decide(
+                exchange.request_headers,
+                rows[0].features if rows else None,
+                min(confidences) if confidences else None,
+            )
+            if not keep:
+                return []
+        capture.metrics.captured += 1
+        request_id = exchange.request_id
+        if exchange.request_id_generated and parsed.request_id:
+            # The payload's own id (OIP "id") is the one the caller knows, and labels will quote it.
+            request_id = parsed.request_id
+        version = parsed.model_version or self._header_version(exchange) or self.model_version
+        latency_ms = exchange.latency_seconds * 1000.0
+        # Positional, in the field order of PredictionRecord: keywords cost twice as much, once per row.
+        timestamp, model, variant, status, strategy = (
+            exchange.timestamp,
+            self.model_name,
+            exchange.variant,
+            exchange.status_code,
+            exchange.strategy,
+        )
+        return [
+            PredictionRecord(
+                timestamp,
+                request_id,
+                i,
+                model,
+                version,
+                variant,
+                row.features,
+                row.prediction,
+                row.confidence,
+                row.scores,
+                latency_ms,
+                status,
+                strategy,
+                probability,
+            )
+            for i, row in enumerate(rows)
+        ]
+
+    def _header_version(self, exchange: Exchange) -> str | None:
+        value = exchange.header(self.version_header, response=True)
+        return value.decode("latin-1") if value else None

@@ -1,0 +1,1 @@
+"""Delayed labels: the join and live performance, the labels API body, their metrics, retraining."""

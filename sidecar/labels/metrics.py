@@ -1,0 +1,146 @@
+"""The labels, performance, store and staleness metrics, read at scrape time.
+
+Values come from the :class:`~sidecar.labels.monitor.LabelMonitor`'s latest snapshot
+and counters, and from the store's counters: a scrape computes nothing.
+
+A metric with too few labels is **absent** from ``mlsidecar_model_performance``,
+never a number: ``mlsidecar_model_performance_samples`` says how many labels
+there are, so a dashboard can tell "no evidence" from "bad model".
+``estimated_accuracy`` is over every captured prediction of the window, the
+one to compare with the realised ``accuracy``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from sidecar.labels.monitor import DELAY_BUCKETS, LabelMonitor
+from sidecar.performance import METRICS, Task
+from sidecar.prometheus import PREFIX, counter_by
+
+__all__ = ["LabelMetrics"]
+
+
+class LabelMetrics(Collector):
+    """Collector over one model's :class:`LabelMonitor`; ``trained_at`` (Unix seconds) gives the model age."""
+
+    def __init__(self, labels: LabelMonitor, baseline: dict[str, float], trained_at: float | None) -> None:
+        self.labels = labels
+        self.baseline = baseline
+        self.trained_at = trained_at
+
+    def collect(self) -> Iterable[Metric]:
+        labels = self.labels
+        model = labels.model
+        snapshot = labels.snapshot
+        task: Task = labels.config.task
+
+        performance = GaugeMetricFamily(
+            PREFIX + "model_performance",
+            "Model performance from joined labels over the performance window, weighted by 1/p; absent with "
+            "too few labels. estimated_accuracy is the mean confidence of every prediction (CBPE-style).",
+            labels=("model", "variant", "metric"),
+        )
+        samples = GaugeMetricFamily(
+            PREFIX + "model_performance_samples",
+            "Labelled samples behind each performance metric (predictions, for estimated_accuracy).",
+            labels=("model", "variant", "metric"),
+        )
+        for variant_snapshot in snapshot.performance:
+            if variant_snapshot.model != model:
+                continue
+            variant = variant_snapshot.variant
+            for metric in variant_snapshot.metrics:
+                if metric.name == "estimated_accuracy":
+                    continue  # the one over every prediction, below, not just the labelled
+                samples.add_metric((model, variant, metric.name), metric.samples)
+                if metric.value is not None:
+                    performance.add_metric((model, variant, metric.name), metric.value)
+        for variant, estimate in snapshot.estimated.items():
+            samples.add_metric((model, variant, estimate.name), estimate.samples)
+            if estimate.value is not None:
+                performance.add_metric((model, variant, estimate.name), estimate.value)
+        yield performance
+        yield samples
+
+        baseline = GaugeMetricFamily(
+            PREFIX + "model_performance_baseline",
+            "Baseline performance from the reference profile or SIDECAR_BASELINE_<METRIC>.",
+            labels=("model", "metric"),
+        )
+        for name, value in sorted(self.baseline.items()):
+            if name in METRICS[task]:
+                baseline.add_metric((model, name), value)
+        yield baseline
+
+        yield counter_by(
+            "labels_total",
+            "Label items posted to /api/v1/labels, by outcome: joined, unmatched, duplicate, invalid.",
+            model,
+            "outcome",
+            labels.outcomes,
+        )
+
+        delay = HistogramMetricFamily(
+            PREFIX + "label_delay_seconds",
+            "Seconds from a prediction to the arrival of its label.",
+            labels=("model",),
+        )
+        cumulative = list(itertools.accumulate(labels.delays))
+        bounds = [f"{bound:g}" for bound in DELAY_BUCKETS] + ["+Inf"]
+        delay.add_metric((model,), list(zip(bounds, cumulative, strict=True)), labels.delay_sum)
+        yield delay
+
+        coverage = GaugeMetricFamily(
+            PREFIX + "label_coverage",
+            "Share of the stored predictions of the performance window that have a label.",
+            labels=("model",),
+        )
+        if snapshot.coverage is not None and snapshot.coverage.predictions:
+            coverage.add_metric((model,), snapshot.coverage.labelled / snapshot.coverage.predictions)
+        yield coverage
+
+        age = GaugeMetricFamily(
+            PREFIX + "model_age_seconds",
+            "Seconds since the model was trained (SIDECAR_MODEL_TRAINED_AT, else the profile's created_at).",
+            labels=("model",),
+        )
+        if self.trained_at is not None:
+            age.add_metric((model,), max(0.0, snapshot.taken_at - self.trained_at))
+        yield age
+
+        yield from self._store(model)
+
+    def _store(self, model: str) -> Iterable[Metric]:
+        counts = self.labels.store.counts()
+        rows = GaugeMetricFamily(
+            PREFIX + "prediction_store_rows", "Predictions held in the prediction store.", labels=("model",)
+        )
+        rows.add_metric((model,), counts.rows)
+        yield rows
+        yield counter_by(
+            "prediction_store_evicted_total",
+            "Stored predictions evicted: past SIDECAR_LABEL_TTL_SECONDS (ttl) or SIDECAR_STORE_MAX_ROWS (max_rows).",
+            model,
+            "reason",
+            counts.evicted,
+        )
+        yield counter_by(
+            "prediction_store_dropped_total",
+            "Predictions not stored: the write buffer was full (buffer_full) or the sidecar was stopping.",
+            model,
+            "reason",
+            counts.dropped,
+        )
+        failures = CounterMetricFamily(
+            PREFIX + "prediction_store_failures_total",
+            "Prediction rows (prediction) and label items (label) that SQLite refused.",
+            labels=("model", "kind"),
+        )
+        failures.add_metric((model, "prediction"), counts.failed)
+        failures.add_metric((model, "label"), counts.label_failures)
+        yield failures

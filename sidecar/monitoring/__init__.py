@@ -1,0 +1,1 @@
+"""Data monitoring: the evaluator over drift and quality, the learned reference, their metrics."""

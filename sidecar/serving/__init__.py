@@ -1,0 +1,1 @@
+"""The request path: the proxy app, header rewriting, coalesced writes, runtime flags, request metrics."""

@@ -1,0 +1,343 @@
+"""The proxy app: a pure-ASGI reverse proxy in front of the model server.
+
+This file is the whole request path. Per request it does only O(1) work:
+rewrite headers, forward the request, stream the response back byte for
+byte, time it and count it. It imports settings, metrics and the upstream
+client, nothing that computes statistics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from time import perf_counter, time
+from typing import Any
+
+import orjson
+
+from sidecar.capture.handoff import Capture
+from sidecar.exceptions import UpstreamError
+from sidecar.serving.flags import Flags
+from sidecar.serving.headers import client_headers, upstream_headers
+from sidecar.serving.metrics import ProxyMetrics, RouteMetrics
+from sidecar.upstream.client import Body, UpstreamClient
+
+__all__ = ["ProxyApp", "CLIENT_CLOSED_REQUEST", "WATCH_AFTER_SECONDS"]
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Any  # Callable[[], Awaitable[Message]]; kept loose to accept any ASGI server's callable
+Send = Any
+
+# nginx's code for "the client closed the connection before the response".
+CLIENT_CLOSED_REQUEST = 499
+# Bodies up to this size are read whole and sent in one ASGI message: one
+# write instead of two for the typical small prediction response.
+_WHOLE_BODY_LIMIT = 64 * 1024
+# A request still running after this long gets a task watching for its client
+# to disconnect. Starting one for every request cost about a tenth of the
+# proxy's CPU; most predictions finish well within this, and for them there is
+# nothing left to cancel. A disconnect is therefore noticed within twice this.
+WATCH_AFTER_SECONDS = 0.05
+
+
+class _ClientDisconnected(Exception):
+    pass
+
+
+class _Exchange:
+    """Per-request state shared with the disconnect watcher."""
+
+    __slots__ = ("task", "finished", "disconnected", "request_size", "request_body", "capture_limit", "receive")
+
+    def __init__(self, task: asyncio.Task[Any] | None, capture_limit: int) -> None:
+        self.task = task
+        # Set once the request body has been read: from then on, receive()
+        # only says whether the client went away.
+        self.receive: Receive | None = None
+        self.finished = False
+        self.disconnected = False
+        self.request_size = 0
+        # The request body kept for capture; None once it outgrew the limit.
+        self.request_body: bytes | None = b""
+        # -1 when capture is off: nothing is buffered at all.
+        self.capture_limit = capture_limit
+
+    def watch(self) -> None:
+        """Cancel the request's task if the client goes away before the response is done.
+
+        The ASGI server answers a pending ``receive()`` with ``http.disconnect``
+        when the connection drops, and also once the response is complete; the
+        ``finished`` flag tells the two apart.
+        """
+        task, receive = self.task, self.receive
+        if task is None or receive is None or self.finished:
+            return
+        # The task's own loop rather than ensure_future(): on Python 3.11 every
+        # implicit get_running_loop() is a getpid() system call.
+        watcher = task.get_loop().create_task(receive())
+        watcher.add_done_callback(self._on_message)
+
+    def _on_message(self, watcher: asyncio.Future[Message]) -> None:
+        if self.finished or watcher.cancelled() or self.task is None:
+            return
+        self.disconnected = True
+        self.task.cancel()
+
+
+class ProxyApp:
+    """Forward every HTTP request to the upstream and stream the answer back.
+
+    Usage::
+
+        app = ProxyApp(client, metrics, capture, variant="primary")
+        uvicorn.Config(app, ws="none", lifespan="off", server_header=False, date_header=False)
+
+    With ``fallback`` (a client, its variant and the :class:`Flags`), a set
+    ``use_fallback_model`` sends each new request there instead: one
+    attribute read per request, and requests already in flight finish where
+    they started.
+    """
+
+    def __init__(
+        self,
+        client: UpstreamClient,
+        metrics: ProxyMetrics,
+        capture: Capture,
+        *,
+        variant: str,
+        fallback: tuple[UpstreamClient, str, Flags] | None = None,
+    ) -> None:
+        self.client = client
+        self.metrics = metrics
+        self.capture = capture
+        self.variant = variant
+        self.route: RouteMetrics = metrics.routes[variant]
+        self._primary = (client, self.route, variant)
+        self._fallback = self._primary if fallback is None else (fallback[0], metrics.routes[fallback[1]], fallback[1])
+        self._flags = None if fallback is None else fallback[2]
+        self._capture_limit = capture.max_bytes if capture.enabled else -1
+        # Requests waiting for a disconnect watcher, in two generations: at
+        # each sweep the older one gets watchers (they have run for at least
+        # WATCH_AFTER_SECONDS) and the younger one becomes the older.
+        self._young: set[_Exchange] = set()
+        self._old: set[_Exchange] = set()
+        self._sweep: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            # The proxy server runs with lifespan off and websockets disabled,
+            # so only HTTP reaches here; anything else is not ours to answer.
+            return
+        start = perf_counter()
+        metrics = self.metrics
+        metrics.in_flight += 1
+        wall_time = metrics.last_request_time = time()
+        capture_limit = self._capture_limit
+        probability: float | None = None
+        if capture_limit >= 0:
+            # Decided before the body is read: a request the sampler drops is
+            # never buffered, so rate 0.1 costs a tenth of rate 1, not most of it.
+            keep, probability = self.capture.admit(scope["headers"])
+            if not keep:
+                capture_limit = -1
+        loop = self._loop
+        if loop is None:
+            # The client's loop, known once it is open; kept, as reading it is a property call.
+            loop = self._loop = self.client.loop
+        # With the loop given, current_task() skips get_running_loop() and its getpid().
+        exchange = _Exchange(asyncio.current_task(loop), capture_limit)
+        status = CLIENT_CLOSED_REQUEST
+        response_size = 0
+        upstream_time: float | None = None
+        started = False
+        lines, count, request_id, client_sent_id, declared_length = upstream_headers(
+            scope["headers"], scope.get("client"), scope["scheme"]
+        )
+        flags = self._flags
+        client, route, variant = self._fallback if flags is not None and flags.use_fallback_model else self._primary
+        try:
+            target: bytes = scope["raw_path"]
+            if scope["query_string"]:
+                target += b"?" + scope["query_string"]
+            # The first body message is read here rather than in a method: a
+            # coroutine fewer per request, and most bodies fit in that message.
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientDisconnected
+            first: bytes = message.get("body", b"")
+            body: Body = first
+            if message.get("more_body", False):
+                body = self._stream_body(first, receive, exchange)
+            else:
+                exchange.request_size = len(first)
+                if capture_limit >= 0:
+                    exchange.request_body = first if len(first) <= capture_limit else None
+                self._watch_later(exchange, receive, loop)
+            sent_at = perf_counter()
+            try:
+                async with client.forward(scope["method"], target, lines, count, body, declared_length) as response:
+                    status = response.status
+                    started = True
+                    response_headers = client_headers(response.raw_headers, request_id)
+                    await send({"type": "http.response.start", "status": status, "headers": response_headers})
+                    # A small answer has usually arrived whole, with its headers.
+                    captured = response.read_nowait()
+                    if captured is None:
+                        length = response.content_length
+                        if length is not None and length <= _WHOLE_BODY_LIMIT:
+                            captured = await response.read()
+                    if captured is not None:
+                        upstream_time = perf_counter() - sent_at
+                        response_size = len(captured)
+                        exchange.finished = True
+                        await send({"type": "http.response.body", "body": captured})
+                    else:
+                        kept: list[bytes] | None = [] if capture_limit >= 0 else None
+                        async for chunk in response.iter_chunks():
+                            response_size += len(chunk)
+                            if kept is not None:
+                                # Keep references only while under the limit; past it, give up.
+                                if response_size <= capture_limit:
+                                    kept.append(chunk)
+                                else:
+                                    kept = None
+                            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        upstream_time = perf_counter() - sent_at
+                        exchange.finished = True
+                        await send({"type": "http.response.body", "body": b""})
+                        captured = b"".join(kept) if kept is not None else None
+                if capture_limit >= 0:
+                    # After the client has its answer: capture costs it no latency.
+                    self.capture.submit(
+                        request_id=request_id.decode("latin-1"),
+                        request_id_generated=not client_sent_id,
+                        timestamp=wall_time,
+                        method=scope["method"],
+                        path=scope["path"],
+                        request_headers=scope["headers"],
+                        request_body=exchange.request_body,
+                        status_code=status,
+                        response_headers=response_headers,
+                        response_body=captured if response_size <= capture_limit else None,
+                        latency_seconds=perf_counter() - start,
+                        variant=variant,
+                        probability=probability,
+                    )
+            except UpstreamError as exc:
+                if exchange.disconnected:
+                    # The client left mid-body; the upstream saw an aborted
+                    # request, which is the client's doing, not a proxy error.
+                    raise _ClientDisconnected from exc
+                metrics.errors[exc.reason] += 1
+                if started:
+                    # Headers are already out: all that is left is to cut the
+                    # connection, so the client sees a truncated response
+                    # rather than a complete-looking wrong one.
+                    raise
+                status = exc.status_code
+                exchange.finished = True
+                await _send_error(send, status, f"upstream {exc.reason} error: {exc}", request_id)
+        except asyncio.CancelledError:
+            if not exchange.disconnected:
+                if not started:
+                    # Cut by the shutdown timeout: say so, rather than the
+                    # server's bare 500, then let the cancellation proceed.
+                    reason = "sidecar shutting down: request cut at the shutdown timeout"
+                    await _send_error(send, 503, reason, request_id)
+                raise
+            # Our own watcher cancelled the upstream call because the client
+            # left; that is a normal end of the request, not a server error.
+            status = CLIENT_CLOSED_REQUEST
+            if exchange.task is not None:
+                exchange.task.uncancel()
+        except _ClientDisconnected:
+            status = CLIENT_CLOSED_REQUEST
+        finally:
+            exchange.finished = True
+            if exchange.receive is not None:
+                self._young.discard(exchange)
+                self._old.discard(exchange)
+            metrics.in_flight -= 1
+            if status != CLIENT_CLOSED_REQUEST and _client_gone(receive):
+                # The client left before the watcher started (or between its
+                # sweeps) and the answer went nowhere: count what the client got.
+                status = CLIENT_CLOSED_REQUEST
+            duration = perf_counter() - start
+            if self._capture_limit >= 0:
+                # Every outcome feeds trigger sampling, 502/504 bursts included.
+                self.capture.observe(status, duration)
+            metrics.record(route, status, duration, upstream_time, exchange.request_size, response_size)
+
+    async def _stream_body(self, first: bytes, receive: Receive, exchange: _Exchange) -> AsyncIterator[bytes]:
+        # Chunks go upstream as they come, so a 100 MB body is never held whole;
+        # the ASGI server pauses reading from the client while we are behind.
+        exchange.request_size = len(first)
+        limit = exchange.capture_limit
+        kept: list[bytes] | None = [first] if 0 <= len(first) <= limit else None
+        if first:
+            yield first
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                # Abort the upstream request: it must not see a truncated body as complete.
+                exchange.disconnected = True
+                raise _ClientDisconnected
+            chunk: bytes = message.get("body", b"")
+            exchange.request_size += len(chunk)
+            if kept is not None:
+                if exchange.request_size <= limit:
+                    kept.append(chunk)
+                else:
+                    kept = None
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                break
+        exchange.request_body = b"".join(kept) if kept is not None else None
+        self._watch_later(exchange, receive, self.client.loop)
+
+    def _watch_later(self, exchange: _Exchange, receive: Receive, loop: asyncio.AbstractEventLoop) -> None:
+        exchange.receive = receive
+        self._young.add(exchange)
+        if self._sweep is None:
+            self._sweep = loop.call_later(WATCH_AFTER_SECONDS, self._on_sweep)
+
+    def _on_sweep(self) -> None:
+        self._sweep = None
+        for exchange in self._old:
+            exchange.watch()
+        self._old, self._young = self._young, set()
+        if self._old:
+            self._sweep = self.client.loop.call_later(WATCH_AFTER_SECONDS, self._on_sweep)
+
+
+def _client_gone(receive: Receive) -> bool:
+    """Whether the client's connection dropped before its response was complete.
+
+    A disconnect is only watched for after WATCH_AFTER_SECONDS, so one before
+    that goes unseen by the proxy: the server drops what is sent to a closed
+    connection without a word. uvicorn's request cycle (``receive`` is its
+    bound method, in both HTTP implementations) records it in
+    ``disconnected``, which it sets only while the response is incomplete, so
+    a client that closes after a complete answer is not counted. Under
+    another ASGI server the attribute is absent and this says False.
+    """
+    return getattr(getattr(receive, "__self__", None), "disconnected", False) is True
+
+
+async def _send_error(send: Send, status: int, error: str, request_id: bytes) -> None:
+    body = orjson.dumps({"error": error, "request_id": request_id.decode("latin-1")})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
