@@ -8,8 +8,9 @@ RUN groupadd --system --gid 10001 sidecar \
  && useradd --system --uid 10001 --gid sidecar --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin sidecar
 
 WORKDIR /src
-# Only what the package needs: the runtime dependencies, no dev extras, no tests or demo.
-COPY pyproject.toml README.md ./
+# Only what the package needs: the runtime dependencies, no dev extras, no tests or demo
+# (`make test` installs the same wheel into a runtime-only venv and runs it).
+COPY pyproject.toml README.md LICENSE ./
 COPY sidecar ./sidecar
 RUN pip install --no-cache-dir --disable-pip-version-check . \
  && rm -rf /src/build /src/*.egg-info

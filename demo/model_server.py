@@ -246,7 +246,9 @@ class _Server(uvicorn.Server):
 @contextlib.asynccontextmanager
 async def serve(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
     """Run ``app`` under uvicorn while the block runs; yields its base URL (port 0: any free port)."""
-    server = _Server(uvicorn.Config(app, host=host, port=port, lifespan="off", log_config=None, access_log=False))
+    server = _Server(
+        uvicorn.Config(app, host=host, port=port, ws="none", lifespan="off", log_config=None, access_log=False)
+    )
     task = asyncio.create_task(server.serve(), name="model-server")
     try:
         while not server.started:

@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
+import re
+import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,9 +39,10 @@ class _Server(uvicorn.Server):
 @asynccontextmanager
 async def run_server(app: Any, **config: Any) -> AsyncIterator[int]:
     """Serve ``app`` on 127.0.0.1 with a free port; yield the port."""
-    server = _Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_config=None, access_log=False, **config)
-    )
+    # No WebSocket support: none of the test apps speak it, and older uvicorn
+    # releases import websockets' deprecated legacy module for it.
+    options = {"ws": "none", "lifespan": "off", "log_config": None, "access_log": False, **config}
+    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=0, **options))
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
@@ -213,3 +217,41 @@ async def client_for(port: int) -> AsyncIterator[UpstreamClient]:
         yield client
     finally:
         await client.close()
+
+
+# The line ``ml-sidecar serve`` logs once both ports listen.
+_LISTENING = re.compile(rb"proxying http://[^:]+:(\d+) -> .*admin on http://[^:]+:(\d+)")
+
+
+@asynccontextmanager
+async def serve_process(
+    upstream_url: str, env: Mapping[str, str] | None = None, command: Sequence[str] = (sys.executable, "-m", "sidecar")
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, int, int]]:
+    """``COMMAND serve`` as a real process on free ports; yield it with its proxy and admin ports."""
+    with tempfile.TemporaryDirectory(prefix="sidecar-state-") as state_dir:
+        variables = {
+            **os.environ,
+            "SIDECAR_UPSTREAM_URL": upstream_url,
+            "SIDECAR_LISTEN_HOST": "127.0.0.1",
+            "SIDECAR_LISTEN_PORT": "0",
+            "SIDECAR_ADMIN_HOST": "127.0.0.1",
+            "SIDECAR_ADMIN_PORT": "0",
+            "SIDECAR_STATE_DIR": state_dir,
+            **(env or {}),
+        }
+        process = await asyncio.create_subprocess_exec(
+            *command, "serve", env=variables, stderr=asyncio.subprocess.PIPE, cwd=state_dir
+        )
+        assert process.stderr is not None
+        try:
+            ports = None
+            while ports is None:
+                line = await asyncio.wait_for(process.stderr.readline(), timeout=30)
+                assert line, "ml-sidecar exited before listening"
+                if match := _LISTENING.search(line):
+                    ports = int(match.group(1)), int(match.group(2))
+            yield process, *ports
+        finally:
+            if process.returncode is None:
+                process.kill()
+            await process.wait()

@@ -36,7 +36,6 @@ class Readiness:
 
     def __init__(self, client: UpstreamClient, health_path: str, *, cache_seconds: float, timeout: float) -> None:
         self._client = client
-        self._url = client.url(health_path)
         self._health_path = health_path
         self._cache_seconds = cache_seconds
         self._timeout = timeout
@@ -59,7 +58,7 @@ class Readiness:
     async def _probe(self) -> ReadinessReport:
         where = f"upstream GET {self._health_path}"
         try:
-            async with self._client.request("GET", self._url, [], timeout=self._timeout) as response:
+            async with self._client.request("GET", self._health_path, [], timeout=self._timeout) as response:
                 await response.read()
                 status = response.status
         except UpstreamError as exc:

@@ -31,8 +31,6 @@ from collections.abc import AsyncIterable, Sequence
 from types import TracebackType
 from urllib.parse import unquote, urlsplit
 
-from yarl import URL
-
 from sidecar.exceptions import UpstreamProtocolError
 from sidecar.upstream.wire import Connection, Pool, UpstreamResponse
 
@@ -107,14 +105,10 @@ class UpstreamClient:
             raise RuntimeError("UpstreamClient.open() was not awaited")
         return self._pool.loop
 
-    def url(self, target: str) -> URL:
-        """The absolute URL for a raw path and query, with its percent-encoding kept byte for byte."""
-        return URL(self.base_url + target, encoded=True)
-
     def request(
         self,
         method: str,
-        target: str | URL,
+        target: str,
         headers: Sequence[tuple[str, str]],
         body: Body = None,
         *,
@@ -122,7 +116,8 @@ class UpstreamClient:
     ) -> _Request:
         """Send a request; ``async with`` it to get the response once its headers have arrived.
 
-        ``target`` is a raw path with query string, or a prepared :meth:`url`.
+        ``target`` is a raw path with query string, sent after the base URL's
+        path with its percent-encoding kept byte for byte.
         ``timeout``, when given, bounds the whole exchange instead of silence.
         The connection goes back to the pool when the block ends with the
         body read to the end; otherwise it is closed, since the rest of an
@@ -131,7 +126,7 @@ class UpstreamClient:
         pool = self._pool
         if pool is None:
             raise RuntimeError("UpstreamClient.open() was not awaited")
-        path = target.raw_path_qs if isinstance(target, URL) else self._prefix + target
+        path = self._prefix + target
         parts: list[str] = []
         given_length: str | None = None
         for name, value in headers:
