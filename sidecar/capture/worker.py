@@ -4,10 +4,21 @@ It runs as one background task. For each exchange it parses the payload
 with the protocol adapter, takes the sampling decision if the strategy
 needs the payload for it, builds one :class:`PredictionRecord` per row,
 anonymises PII, writes the prediction log to the sinks, and hands the records
-to every subscriber: the in-process API through which drift, quality and
-label monitoring receive the traffic. Subscribers get the records of all the
-exchanges taken from the queue in one go (up to 64) in a single call. A
-fault in any of these is counted and logged and never stops the worker.
+to every subscriber: the in-process API through which drift, quality,
+performance and the prediction store receive the traffic. Subscribers get the
+records of all the exchanges taken from the queue in one go (up to 64) in a
+single call. A fault in any of these is counted and logged and never stops
+the worker.
+
+What a non-2xx exchange feeds: the prediction log only. Its rows are
+written to the sinks, with the status code, the request's features and no
+prediction, because that is what debugging a failing request needs. The
+subscribers never see them: an error response carries no prediction, so it
+has nothing to score, join or store, and its request would bias the feature
+distributions (and a learned reference) toward the inputs that fail. The test
+is one comparison per exchange; ``mlsidecar_requests_total{code}`` counts
+those responses, and ``mlsidecar_captures_total`` still counts the exchanges,
+since each was kept and logged.
 """
 
 from __future__ import annotations
@@ -89,10 +100,12 @@ class Monitor:
         self._subscribers: list[Subscriber] = []
 
     def subscribe(self, subscriber: Subscriber) -> None:
-        """Receive the records of every captured exchange, PII already removed.
+        """Receive the records of every captured 2xx exchange, PII already removed.
 
         Each call carries the records of one or more exchanges, in capture
         order; the rows of one exchange are consecutive, starting at row 0.
+        Exchanges whose response was not 2xx go to the prediction log only
+        (see the module docstring).
         Called on the event loop: a subscriber must be quick (O(rows)) and
         leave heavy work to its own background task.
         """
@@ -123,12 +136,13 @@ class Monitor:
         await asyncio.gather(*(sink.close(deadline) for sink in self.sinks))
 
     def process(self, exchanges: Sequence[Exchange]) -> None:
-        """Log each exchange's records to the sinks, then hand them all to each subscriber in one call.
+        """Log each exchange's records to the sinks, then hand the 2xx ones to each subscriber in one call.
 
-        Subscribers get the records of every exchange the worker took from the
-        queue at once (up to 64), in queue order, rather than one call per
+        Subscribers get the records of every 2xx exchange the worker took from
+        the queue at once (up to 64), in queue order, rather than one call per
         exchange: each call's fixed cost, and each columnar update's, is then
-        paid per batch. The sinks still get one :class:`LogBatch` per exchange.
+        paid per batch. The sinks still get one :class:`LogBatch` per exchange,
+        whatever its status.
         """
         records: list[PredictionRecord] = []
         sinks = self.sinks
@@ -145,7 +159,8 @@ class Monitor:
                 self.metrics.errors["process"] += 1
                 logger.exception("monitor: could not process capture %s; continuing", exchange.request_id)
                 continue
-            records += rows
+            if 200 <= exchange.status_code < 300:
+                records += rows
         if not records:
             return
         for subscriber in self._subscribers:

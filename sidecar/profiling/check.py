@@ -13,7 +13,24 @@ Columns are matched by name: each profile feature by its own name, and the
 outputs and the target by the columns they were built from (the profile's
 ``source.roles``, which ``--prediction``, ``--confidence`` and ``--target``
 override). A feature the data lacks counts as all nulls and is reported as
-missing; columns the profile does not know are ignored.
+missing; columns the profile does not know are ignored. An output or target
+whose recorded column the data lacks is not judged, and is listed.
+
+A column named by an option is a promise, so a typo is an error
+(:class:`OptionError`, exit 2), as it is for ``profile build``: an option for
+a role the profile does not describe (``--target`` on a profile built without
+one), or naming a column that neither the data nor the profile has. The error
+names the option, the value, the data's columns and the closest match. It is
+raised before reading when the format has a header (CSV, Parquet), after the
+last row for JSON Lines, which learns its columns as it reads.
+
+The verdict, which is the exit status of ``profile check``: the data has
+drifted when the dataset has (more than ``drift_share`` of the judged features
+drifted by PSI), or when an output (``prediction``, ``confidence``) or the
+target drifted by PSI. A model whose inputs look the same but whose
+predictions or labels moved is the drift a gate exists to stop.
+``ignore_output_drift`` (``--ignore-output-drift``) judges the features alone;
+the outputs are still reported.
 
 Values are read as the builder read the reference: a numeric feature takes
 the cell's number (text that parses as one included), a categorical one the
@@ -23,14 +40,17 @@ Usage::
 
     result = check_data(load_profile(Path("reference.json")), Path("today.csv"), CheckOptions())
     result.snapshot.verdict          # "drift" when the share of drifted features exceeds drift_share
+    result.drifted_outputs           # ("prediction",): the outputs and target that drifted by PSI
+    result.drifted                   # either of them, unless ignore_output_drift: exit status 3
     print(render_check(result))
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +70,7 @@ __all__ = ["CheckOptions", "CheckResult", "check_data", "check_json", "render_ch
 # The whole file counts in one slice of a one-slice window: a table has no time.
 _WINDOW_SECONDS = 60.0
 _ROLES = ("prediction", "confidence", "target")
+_LISTED = 20  # data columns named in an unknown-column error
 
 
 @dataclass(frozen=True)
@@ -62,6 +83,13 @@ class CheckOptions:
     target: str | None = None
     min_samples: int = 200
     drift_share: float = 0.5
+    ignore_output_drift: bool = False
+
+    @property
+    def roles(self) -> dict[str, str]:
+        """Column name by role, for the roles given an option."""
+        given = {"prediction": self.prediction, "confidence": self.confidence, "target": self.target}
+        return {role: name for role, name in given.items() if name is not None}
 
     def problems(self) -> list[str]:
         out = []
@@ -84,13 +112,27 @@ class CheckResult:
     columns: Mapping[str, str]  # the data column read for each output and the target
     missing: tuple[str, ...]  # profile features absent from the data: counted as nulls
     unchecked: tuple[str, ...]  # outputs and the target whose column is absent: not judged
+    ignore_output_drift: bool = False
+
+    @property
+    def drifted_outputs(self) -> tuple[str, ...]:
+        """The outputs (``prediction``, ``confidence``) and the ``target`` whose PSI verdict is drift."""
+        snapshot = self.snapshot
+        judged = [*snapshot.outputs, *([snapshot.label] if snapshot.label is not None else [])]
+        # The snapshot names the target's channel "label", as the live tracker does; the report says "target".
+        return tuple("target" if r is snapshot.label else r.name for r in judged if r.verdict == "drift")
+
+    @property
+    def drifted(self) -> bool:
+        """The verdict ``profile check`` exits 3 on: the dataset drifted, or an output or the target did."""
+        return self.snapshot.verdict == "drift" or (not self.ignore_output_drift and bool(self.drifted_outputs))
 
 
 def check_data(
     profile: ReferenceProfile, path: Path, options: CheckOptions, *, progress: Progress | None = None
 ) -> CheckResult:
     """Read ``path`` once, in chunks, and judge it against ``profile``; raises DataError or OptionError."""
-    if problems := options.problems():
+    if problems := options.problems() + _undescribed_roles(profile, options):
         raise OptionError(problems)
     started = time.perf_counter()
     roles = _role_columns(profile, options)
@@ -108,6 +150,9 @@ def check_data(
     seen: set[str] = set()
     rows = 0
     with open_data(path, options.format) as reader:
+        header = reader.columns
+        if header is not None and (unknown := _unknown_columns(profile, options, header)):
+            raise OptionError(unknown)  # before reading, when the header tells
         for chunk in reader:
             columns = chunk.columns
             seen.update(columns)
@@ -124,27 +169,82 @@ def check_data(
             rows += chunk.rows
             if progress is not None:
                 progress.update(reader.fraction(), rows=rows)
+        read = reader.columns or ()  # JSON Lines knows its columns now, at the end
+    if header is None and (unknown := _unknown_columns(profile, options, read)):
+        raise OptionError(unknown)
     if rows == 0:
         raise DataError(f"{path}: no data rows")
     snapshot = evaluate(tracker)
     missing = tuple(name for name in profile.features if name not in seen)
     unchecked = tuple(role for role, name in roles.items() if name not in seen)
     seconds = time.perf_counter() - started
-    return CheckResult(path, profile, snapshot, rows, seconds, roles, missing, unchecked)
+    return CheckResult(path, profile, snapshot, rows, seconds, roles, missing, unchecked, options.ignore_output_drift)
+
+
+def _undescribed_roles(profile: ReferenceProfile, options: CheckOptions) -> list[str]:
+    """An option for an output or target the profile has no reference for: nothing to judge it against."""
+    described = _described(profile)
+    return [
+        f"--{role} {name!r}: the profile has no {role} {'' if role == 'target' else 'output '}to judge it against"
+        f" (it was built without --{role})"
+        for role, name in options.roles.items()
+        if role not in described
+    ]
+
+
+def _unknown_columns(profile: ReferenceProfile, options: CheckOptions, columns: Sequence[str]) -> list[str]:
+    """An option naming a column that neither the data nor the profile has: a typo, by every likelihood.
+
+    A column the profile knows (a feature, or the column an output or the
+    target was built from) but the data lacks is not an error: the output or
+    target is not judged and is listed, as when no option names it.
+    """
+    recorded = _recorded(profile)
+    known = {*columns, *profile.features, *recorded.values()}
+    out = []
+    for role, name in options.roles.items():
+        if name in known:
+            continue
+        problem = f"--{role} {name!r}: neither DATA nor the profile has such a column"
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        if close:
+            problem += f"; did you mean {close[0]!r}?"
+        out.append(f"{problem} (DATA's columns: {_listing(columns)})")
+    return out
+
+
+def _listing(columns: Sequence[str]) -> str:
+    # A wide file has hundreds of columns: enough of them to spot a near miss, not a screenful.
+    shown = ", ".join(repr(name) for name in columns[:_LISTED])
+    more = len(columns) - _LISTED
+    return f"{shown}, and {more} more" if more > 0 else shown or "none"
+
+
+def _recorded(profile: ReferenceProfile) -> dict[str, str]:
+    """The data column each output and the target was built from, as the profile recorded it."""
+    recorded = profile.source.get("roles")
+    if not isinstance(recorded, Mapping):
+        return {}
+    return {role: name for role, name in recorded.items() if isinstance(role, str) and isinstance(name, str)}
+
+
+def _described(profile: ReferenceProfile) -> set[str]:
+    """The roles the profile has a reference distribution for."""
+    described = {role for role in ("prediction", "confidence") if role in profile.outputs}
+    if profile.target is not None:
+        described.add("target")
+    return described
 
 
 def _role_columns(profile: ReferenceProfile, options: CheckOptions) -> dict[str, str]:
     """The data column for each output and the target the profile describes: the option, else the profile's."""
-    recorded = profile.source.get("roles")
-    recorded = recorded if isinstance(recorded, Mapping) else {}
-    described = {role for role in ("prediction", "confidence") if role in profile.outputs}
-    if profile.target is not None:
-        described.add("target")
-    chosen = {"prediction": options.prediction, "confidence": options.confidence, "target": options.target}
+    recorded = _recorded(profile)
+    described = _described(profile)
+    chosen = options.roles
     out: dict[str, str] = {}
     for role in _ROLES:
-        name = chosen[role] or recorded.get(role)
-        if role in described and isinstance(name, str):
+        name = chosen.get(role) or recorded.get(role)
+        if role in described and name is not None:
             out[role] = name
     return out
 
@@ -181,6 +281,8 @@ def render_check(result: CheckResult) -> str:
         columns = ", ".join(f"{role} ({result.columns[role]})" for role in result.unchecked)
         lines.append(f"not judged, their columns are not in the data: {columns}")
     lines.append(_dataset(snapshot))
+    if (outputs := _outputs(result)) is not None:
+        lines.append(outputs)
     return "\n".join(lines)
 
 
@@ -208,9 +310,28 @@ def _dataset(snapshot: DriftSnapshot) -> str:
     )
 
 
+def _outputs(result: CheckResult) -> str | None:
+    """The outputs' and target's part of the verdict, or None when the profile has neither."""
+    snapshot = result.snapshot
+    if not snapshot.outputs and snapshot.label is None:
+        return None
+    drifted = result.drifted_outputs
+    if not drifted:
+        return "outputs: no_drift (no output or target drifted by PSI)"
+    effect = "ignored, --ignore-output-drift" if result.ignore_output_drift else "the check fails on it"
+    return f"outputs: drift ({', '.join(drifted)} drifted by PSI; {effect})"
+
+
 def check_json(result: CheckResult) -> dict[str, Any]:
-    """The report as JSON: the snapshot in the shape of ``GET /api/v1/drift``'s ``drift``, and what was read."""
+    """The report as JSON: the snapshot in the shape of ``GET /api/v1/drift``'s ``drift``, and what was read.
+
+    ``verdict`` is the check's own, the one its exit status follows:
+    ``"drift"`` when :attr:`CheckResult.drifted`, else the dataset's verdict.
+    """
     return {
+        "verdict": "drift" if result.drifted else result.snapshot.verdict,
+        "drifted_outputs": list(result.drifted_outputs),
+        "ignore_output_drift": result.ignore_output_drift,
         "data": str(result.path),
         "reference": {"version": result.profile.version, "content_hash": result.profile.content_hash},
         "rows": result.rows,

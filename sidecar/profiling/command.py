@@ -3,9 +3,13 @@
 Exit status: 0 on success; 1 when DATA (or the profile to show or check
 against) is missing, unreadable or malformed, or the output cannot be
 written; 2 for options that cannot be used (argparse's own errors included);
-3 from ``check`` when the data has drifted as a whole, so that a pipeline can
-stop on it. A failed build leaves no output file behind, not even a partial
-one.
+3 from ``check`` when the data has drifted, so that a pipeline can stop on
+it: when more than ``--drift-share`` of the judged features drifted, or when
+a judged output (prediction, confidence) or the target drifted by PSI, unless
+``--ignore-output-drift``. For ``check``, an option naming a column that
+neither DATA nor the profile has, or an output or target the profile does not
+describe, is a bad option (2), as an unknown column is for ``build``. A
+failed build leaves no output file behind, not even a partial one.
 """
 
 from __future__ import annotations
@@ -71,7 +75,14 @@ def add_profile_commands(commands: argparse._SubParsersAction[Any]) -> None:
         help="judge a data file's drift against a reference profile, as the sidecar judges live traffic",
         description=(
             "Count a data file (CSV, JSON Lines, Parquet) into the sidecar's drift windows and print PSI, KS and"
-            " chi-square per feature against the profile. Exit status 3 when the dataset has drifted."
+            " chi-square per feature, output and target against the profile."
+        ),
+        epilog=(
+            "The data has drifted when more than --drift-share of the judged features drifted by PSI, or when the"
+            " prediction, the confidence or the target drifted by PSI (unless --ignore-output-drift)."
+            " Exit status: 0 no drift; 1 DATA or PROFILE missing, unreadable or malformed; 2 bad options, including"
+            " a --prediction/--confidence/--target column that neither DATA nor the profile has, or one the profile"
+            " has no reference for; 3 drift."
         ),
     )
     check.add_argument("profile", metavar="PROFILE", type=Path, help="the reference profile (JSON)")
@@ -82,6 +93,11 @@ def add_profile_commands(commands: argparse._SubParsersAction[Any]) -> None:
     check.add_argument("--min-samples", type=int, default=200, help="fewest values for a verdict (default 200)")
     check.add_argument(
         "--drift-share", type=float, default=0.5, help="share of drifted features for dataset drift (default 0.5)"
+    )
+    check.add_argument(
+        "--ignore-output-drift",
+        action="store_true",
+        help="judge the features alone: drift of the prediction, confidence or target is reported but exits 0",
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
@@ -160,6 +176,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         target=args.target,
         min_samples=args.min_samples,
         drift_share=args.drift_share,
+        ignore_output_drift=args.ignore_output_drift,
     )
     progress = _progress(args)
     check = partial(check_data, profile, args.data, options, progress=progress)
@@ -170,7 +187,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         sys.stdout.write(orjson.dumps(check_json(result), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         print(render_check(result))
-    return EXIT_DRIFT if result.snapshot.verdict == "drift" else 0
+    return EXIT_DRIFT if result.drifted else 0
 
 
 def _progress(args: argparse.Namespace) -> Progress:

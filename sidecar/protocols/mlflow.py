@@ -12,7 +12,12 @@ MLflow 1's bare ``{"columns", "data"}`` (pandas split) and bare list of records
 are read too. Responses are ``{"predictions": [...]}`` (MLflow 2) or a bare
 list (MLflow 1); a DataFrame output arrives as a list of objects, one per row.
 
-A split row longer or shorter than ``columns`` is paired as far as both go.
+A ``dataframe_split`` row must have one value per entry of ``columns``, as
+pandas requires when MLflow builds the DataFrame (a scalar row is a row of one
+value). A row longer or shorter than ``columns`` is a :class:`PayloadError`
+(the worker's ``parse_error``), never a record: which value belongs to which
+column is unknown, so pairing them would feed drift wrong features.
+
 CSV cells are typed as pandas would read the simple cases: an empty cell is
 None, an integer or decimal literal a number, anything else a string.
 """
@@ -81,7 +86,14 @@ def _split_rows(split: Any, options: AdapterOptions) -> list[dict[str, Any]]:
     if not isinstance(columns, list):
         raise PayloadError("'dataframe_split.columns' must be a list")
     names = [str(column) for column in columns]
-    return [dict(zip(names, row if isinstance(row, list) else [row], strict=False)) for row in split["data"]]
+    width = len(names)
+    rows = []
+    for i, row in enumerate(split["data"]):
+        cells = row if isinstance(row, list) else [row]
+        if len(cells) != width:
+            raise PayloadError(f"'dataframe_split.data' row {i} has length {len(cells)}, 'columns' has {width}")
+        rows.append(dict(zip(names, cells, strict=True)))
+    return rows
 
 
 def _csv_rows(text: str) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ import pytest
 from sidecar.cli import main
 from sidecar.drift import DriftTracker, evaluate
 from sidecar.profiling.check import CheckOptions, check_data
+from sidecar.profiling.errors import OptionError
 from sidecar.reference import load_profile
 from tests.profiling.data import WRITERS, write_csv, write_jsonl
 from tests.records import make_record
@@ -141,3 +142,108 @@ def test_errors_name_the_problem_and_exit_1_or_2(
     assert main(["profile", "check", *(arg.format(**paths) for arg in args)]) == code
     error = capsys.readouterr().err
     assert error.startswith("ml-sidecar profile check: error: ") and message in error
+
+
+def shifted_outputs(seed: int, shifted: tuple[str, ...]) -> dict[str, Any]:
+    """The features of the reference's distribution; the prediction and/or target 90 % positive, against 50 %."""
+    data = table(seed)
+    positive = (np.random.default_rng(seed).random(ROWS) < 0.9).astype(int).tolist()
+    for name in shifted:
+        data[name] = positive
+    return data
+
+
+@pytest.mark.parametrize(
+    ("shifted", "drifted"),
+    [(("pred", "label"), ["prediction", "target"]), (("pred",), ["prediction"]), (("label",), ["target"])],
+)
+def test_drift_of_the_prediction_or_the_target_alone_fails_the_check_unless_ignored(
+    reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], shifted: tuple[str, ...], drifted: list[str]
+) -> None:
+    path = str(write_csv(tmp_path / "today.csv", shifted_outputs(11, shifted)))
+    assert main(["profile", "check", str(reference), path]) == 3
+    out = capsys.readouterr().out
+    assert "dataset: no_drift (0 of 4 features drifted by PSI" in out  # the inputs did not move
+    assert f"outputs: drift ({', '.join(drifted)} drifted by PSI; the check fails on it)" in out
+    assert main(["profile", "check", str(reference), path, "--json"]) == 3
+    report = orjson.loads(capsys.readouterr().out)
+    assert (report["verdict"], report["drifted_outputs"], report["drift"]["verdict"]) == ("drift", drifted, "no_drift")
+    for name in drifted:
+        result = report["drift"]["label"] if name == "target" else report["drift"]["outputs"][0]
+        assert result["verdict"] == "drift" and result["methods"][0]["score"] > 0.2
+    assert main(["profile", "check", str(reference), path, "--ignore-output-drift"]) == 0
+    out = capsys.readouterr().out
+    assert f"outputs: drift ({', '.join(drifted)} drifted by PSI; ignored, --ignore-output-drift)" in out
+    assert main(["profile", "check", str(reference), path, "--ignore-output-drift", "--json"]) == 0
+    report = orjson.loads(capsys.readouterr().out)
+    assert (report["verdict"], report["drifted_outputs"], report["ignore_output_drift"]) == ("no_drift", drifted, True)
+
+
+def test_feature_drift_still_fails_when_output_drift_is_ignored(
+    reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_csv(tmp_path / "today.csv", table(12, age_shift=8.0, countries=(0.1, 0.2, 0.3, 0.4)))
+    assert main(["profile", "check", str(reference), str(path), "--drift-share", "0.25", "--ignore-output-drift"]) == 3
+    assert "outputs: no_drift (no output or target drifted by PSI)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--target", "lable"],
+            "--target 'lable': neither DATA nor the profile has such a column; did you mean 'label'?"
+            " (DATA's columns: 'age', 'income', 'country', 'device', 'pred', 'label')",
+        ),
+        (["--prediction", "prediction"], "--prediction 'prediction': neither DATA nor the profile has such a column"),
+        (["--confidence", "pred"], "--confidence 'pred': the profile has no confidence output to judge it against"),
+    ],
+)
+def test_a_mistyped_or_unusable_role_column_exits_2_naming_the_flag_and_the_columns(
+    reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str, args: list[str], message: str
+) -> None:
+    path = WRITERS[fmt](tmp_path / f"today.{fmt}", shifted_outputs(13, ("pred", "label")))
+    assert main(["profile", "check", str(reference), str(path), *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no report: the check did not run as asked
+    assert captured.err.startswith("ml-sidecar profile check: error: ") and message in captured.err
+
+
+def test_a_role_the_profile_lacks_exits_2_and_every_problem_is_reported_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_csv(tmp_path / "train.csv", table(14))
+    bare = tmp_path / "bare.json"
+    assert main(["profile", "build", str(data), "-o", str(bare), "--exclude", "pred,label"]) == 0
+    capsys.readouterr()
+    args = ["--target", "label", "--prediction", "pred", "--min-samples", "0"]
+    assert main(["profile", "check", str(bare), str(data), *args]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert errors == [
+        "ml-sidecar profile check: error: --min-samples must be at least 1, not 0",
+        "ml-sidecar profile check: error: --prediction 'pred': the profile has no prediction output to judge it"
+        " against (it was built without --prediction)",
+        "ml-sidecar profile check: error: --target 'label': the profile has no target to judge it against"
+        " (it was built without --target)",
+    ]
+
+
+def test_a_named_column_the_profile_knows_but_the_data_lacks_is_listed_not_an_error(
+    reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = table(15)
+    del data["label"]  # today's predictions, before their labels arrive
+    path = write_csv(tmp_path / "today.csv", data)
+    assert main(["profile", "check", str(reference), str(path), "--target", "label"]) == 0
+    out = capsys.readouterr().out
+    assert "not judged, their columns are not in the data: target (label)" in out
+
+
+def test_a_wide_file_lists_its_first_columns_only(reference: Path, tmp_path: Path) -> None:
+    data: dict[str, Any] = {f"c{i:02d}": [1, 2] for i in range(30)}
+    path = write_csv(tmp_path / "wide.csv", data)
+    with pytest.raises(OptionError) as raised:
+        check_data(load_profile(reference), path, CheckOptions(target="c99"))
+    [problem] = raised.value.problems
+    assert problem.endswith("'c18', 'c19', and 10 more)") and "'c20'" not in problem

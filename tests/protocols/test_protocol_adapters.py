@@ -95,10 +95,27 @@ def test_mlflow_split_without_columns_is_positional() -> None:
     assert parsed.rows[0].features == {"a": 1, "f1": 2}
 
 
-def test_mlflow_split_rows_pair_with_columns_as_far_as_both_go() -> None:
-    split = {"columns": ["a", "b"], "data": [[1], [1, 2, 3], 7]}
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([[1, 2], [1]], "row 1 has length 1, 'columns' has 2"),
+        ([[1, 2, 3]], "row 0 has length 3, 'columns' has 2"),
+        ([7], "row 0 has length 1, 'columns' has 2"),
+        ([[]], "row 0 has length 0, 'columns' has 2"),
+    ],
+)
+def test_mlflow_split_row_of_another_width_than_columns_is_a_payload_error(data: list[Any], message: str) -> None:
+    for document in ({"dataframe_split": {"columns": ["a", "b"], "data": data}}, {"columns": ["a", "b"], "data": data}):
+        with pytest.raises(PayloadError, match=message):
+            parse_exchange(_exchange(document, {"predictions": [0] * len(data)}), MLFLOW)
+
+
+def test_mlflow_split_rows_of_the_width_of_columns_are_records() -> None:
+    split = {"columns": ["a", "b"], "data": [[1, None], [3, "x"]]}
     rows = parse_exchange(_exchange({"dataframe_split": split}), MLFLOW).rows
-    assert [row.features for row in rows] == [{"a": 1}, {"a": 1, "b": 2}, {"a": 7}]
+    assert [row.features for row in rows] == [{"a": 1, "b": None}, {"a": 3, "b": "x"}]
+    single = parse_exchange(_exchange({"dataframe_split": {"columns": ["a"], "data": [7, [8]]}}), MLFLOW).rows
+    assert [row.features for row in single] == [{"a": 7}, {"a": 8}]
 
 
 def test_mlflow_1_shapes() -> None:
