@@ -44,7 +44,7 @@ class CaptureMetrics(Collector):
     def collect(self) -> Iterable[Metric]:
         captures = CounterMetricFamily(
             PREFIX + "captures_total",
-            "Exchanges kept by the sampler and handed to the monitors.",
+            "Exchanges kept by the sampler: logged, and handed to the monitors when the response was 2xx.",
             labels=("model", "strategy"),
         )
         captures.add_metric((self.model, self.strategy), self.captured)
