@@ -8,18 +8,23 @@ machine does not inflate them:
   features (15 numeric with 10 bins, 5 categorical with 9 categories and the
   unseen bucket) plus the ``prediction`` and ``confidence`` outputs, weights
   1/p with p = 0.5, and the slice rotating every 50 batches, so rotation is
-  in the figure. Target: at most 20 µs per record (for scale: whylogs'
-  ``track(row)`` takes about 296 µs for 20 columns on the machine the target
-  was set on).
+  in the figure. For scale: whylogs' ``track(row)`` took about 296 µs for 20
+  columns on another machine.
 - **update_columns**: the same rows as a table of 20 columns, counted by
   :meth:`DriftTracker.update_columns` (the path of ``ml-sidecar profile
-  check``), in µs per row; no target, for information.
+  check``), in µs per row.
 - **evaluate**: :func:`evaluate` on 50 features × 10 bins (40 numeric, 10
   categorical) after traffic in every one of the window's 60 slices, so the
-  ring sums and the distinct-value sets are full. Target: at most 50 ms.
-  Each drifted numeric feature's KS p-value costs O(N) for N the combined
-  sample size (:mod:`sidecar.drift.ks`); here N is 7,500. The last figure is
+  ring sums and the distinct-value sets are full. Each drifted numeric
+  feature's KS p-value costs O(N) for N the combined sample size
+  (:mod:`sidecar.drift.ks`); here N is 7,500. The last figure is
   that cost at N = 100,000, a busy model with a large reference.
+
+No figure here has a target: there is no baseline in this run to state one
+as a ratio to (docs/architecture.md, "Performance targets"). The absolute
+aims it once printed (20 µs per record, 50 ms per evaluation) were set on
+another machine and are retired. Drift's speed target is
+``benchmarks.drift_vs_evidently``'s ratio to Evidently, measured in one run.
 
 Usage::
 
@@ -46,8 +51,6 @@ from sidecar.reference import Distribution, ReferenceProfile, Stats
 
 __all__ = ["FakeClock", "make_columns", "make_profile", "make_records", "main"]
 
-MAX_UPDATE_US = 20.0
-MAX_EVALUATE_MS = 50.0
 BATCH = 64  # the monitor worker's batch
 CATEGORIES = tuple("abcdefghi")
 Column = npt.NDArray[np.float64] | npt.NDArray[np.str_]
@@ -206,11 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     by_columns = bench_columns(current, profile, args.repeat)
     evaluation = bench_evaluate(rng, max(args.repeat, 10))
     tail = bench_ks_tail(max(args.repeat, 10))
-    ok = {True: "met", False: "MISSED"}
-    print(
-        f"update, 20 features + 2 outputs: best {min(update):.2f} us/record, median {statistics.median(update):.2f}"
-        f"  (target <= {MAX_UPDATE_US:g} us: {ok[min(update) <= MAX_UPDATE_US]})"
-    )
+    print(f"update, 20 features + 2 outputs: best {min(update):.2f} us/record, median {statistics.median(update):.2f}")
     print(
         f"update_columns, 20 features (a table): best {min(by_columns):.2f} us/row,"
         f" median {statistics.median(by_columns):.2f}"
@@ -218,11 +217,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"evaluate, 50 features x 10 bins, full window: best {min(evaluation):.2f} ms,"
         f" median {statistics.median(evaluation):.2f}"
-        f"  (target <= {MAX_EVALUATE_MS:g} ms: {ok[min(evaluation) <= MAX_EVALUATE_MS]})"
     )
     print(
         f"KS p-value of a drifted feature at N = 100,000: best {min(tail):.2f} ms, median {statistics.median(tail):.2f}"
     )
+    print("(no target yet: no baseline runs here; drift_vs_evidently states drift's target as a ratio to Evidently)")
     return 0
 
 

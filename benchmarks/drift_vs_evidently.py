@@ -51,7 +51,9 @@ from sidecar.drift import DriftSnapshot, DriftTracker, evaluate
 __all__ = ["main"]
 
 ROWS = 100_000
-MIN_RATIO = 100.0  # the issue's target: ours at least 100x faster
+# The target, a ratio to Evidently measured in the same run (docs/architecture.md,
+# "Performance targets"): the batch path at least 100x faster in CPU time.
+MIN_RATIO = 100.0
 INSTALL = """\
 Evidently is not installed: this benchmark needs it as an extra, in a venv of its own (Evidently 0.7 needs pandas < 3):
     python3 -m venv /tmp/evenv
@@ -165,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verdict = "met" if ratio >= MIN_RATIO else "MISSED"
     print(f"batch verdict (updates + evaluate) vs Evidently: {ratio:.1f}x faster (target >= {MIN_RATIO:g}x: {verdict})")
     live = evidently_cpu / ours["live: updates + evaluate"][0]
-    print(f"live per-record path (updates + evaluate) vs Evidently: {live:.1f}x faster")
+    print(f"live per-record path (updates + evaluate) vs Evidently: {live:.1f}x faster (no target yet)")
     return 0
 
 

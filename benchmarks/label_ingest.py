@@ -9,7 +9,7 @@ when other work shares the machine. Each run, in a fresh store:
   added 1,000 at a time and flushed, as the monitor worker's traffic would be;
 - **labels**: labels for a random 60% of them, plus 5% duplicates of labels
   already sent and 5% unknown request ids, attached in batches of 1,000.
-  Target: at least 10,000 labels/s. Twice: in *prediction order*, as a
+  Twice: in *prediction order*, as a
   labelling job that works through past traffic sends them (batches touch
   neighbouring rows), and in *random order*, the worst case (each label
   rewrites a different page of the file);
@@ -22,6 +22,10 @@ when other work shares the machine. Each run, in a fresh store:
   ``/api/v1/labels`` in batches of 1,000 over one kept-alive connection:
   JSON parsing, validation, the join, the accounting (performance rows,
   label drift, delay) and the JSON response included.
+
+No figure here has a target yet: there is no baseline in this run to state
+one as a ratio to, and the absolute 10,000 labels/s once printed was set on
+another machine (docs/architecture.md, "Performance targets").
 
 Usage::
 
@@ -49,7 +53,6 @@ from sidecar.upstream.client import UpstreamClient
 
 __all__ = ["main"]
 
-MIN_LABELS_PER_SECOND = 10_000.0
 CLASSES = ("setosa", "versicolor", "virginica")
 COUNTRIES = ("DE", "FR", "US", "JP")
 T0 = 1_764_144_638.0  # 2025-11-26, the first prediction's time
@@ -142,12 +145,11 @@ async def run(predictions: int, batch: int, repeat: int, *, ordered: bool) -> No
             await store.close(asyncio.get_running_loop().time() + 30.0)
 
     labels_per_second = len(timed) / label_seconds
-    verdict = "met" if labels_per_second >= MIN_LABELS_PER_SECOND else "MISSED"
     print(f"labels in {'prediction' if ordered else 'random'} order")
     print(f"  write      {predictions:,} predictions: {predictions / write_seconds:,.0f} rows/s")
     print(
         f"  labels     {len(timed):,} items in batches of {batch:,}: {labels_per_second:,.0f} labels/s"
-        f" (target >= {MIN_LABELS_PER_SECOND:,.0f}: {verdict}); CPU {label_cpu_seconds / len(timed) * 1e6:.0f} µs/label"
+        f" (no target yet); CPU {label_cpu_seconds / len(timed) * 1e6:.0f} µs/label"
     )
     print("             " + ", ".join(f"{kind} {n:,}" for kind, n in sorted(outcomes.items())))
     print(
@@ -205,11 +207,10 @@ async def run_api(predictions: int, batch: int) -> None:
             finally:
                 await client.close()
     rate = len(timed) / seconds
-    verdict = "met" if rate >= MIN_LABELS_PER_SECOND else "MISSED"
     print("labels through POST /api/v1/labels (random order, one process: client and sidecar share its CPU)")
     print(
         f"  api        {len(timed):,} items in batches of {batch:,}: {rate:,.0f} labels/s"
-        f" (target >= {MIN_LABELS_PER_SECOND:,.0f}: {verdict}); CPU {cpu / len(timed) * 1e6:.0f} µs/label"
+        f" (no target yet); CPU {cpu / len(timed) * 1e6:.0f} µs/label"
     )
     print("             " + ", ".join(f"{kind} {n:,}" for kind, n in sorted(outcomes.items())))
 

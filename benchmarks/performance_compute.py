@@ -16,8 +16,11 @@ of Python rows into arrays is in the figure:
 - **ranking**: NDCG@10, MRR@10 and MAP@10 over queries of 10 candidates.
 
 Each figure is the best and the median of several repeats, in CPU time of this
-process (``time.process_time``). Target: under 1 second per window; the
-evaluator runs every ``SIDECAR_EVAL_INTERVAL_SECONDS``.
+process (``time.process_time``). The evaluator recomputes every
+``SIDECAR_EVAL_INTERVAL_SECONDS``, on a worker thread. No figure has a target
+yet: there is no baseline in this run to state one as a ratio to, and the
+absolute "under 1 second per window" once printed was set on another machine
+(docs/architecture.md, "Performance targets").
 
 Usage::
 
@@ -36,8 +39,6 @@ import numpy as np
 from sidecar.performance import JoinedRow, PerformanceConfig, compute
 
 __all__ = ["main"]
-
-MAX_MS = 1000.0
 
 
 def classification_rows(rng: np.random.Generator, n: int, k: int) -> list[JoinedRow]:
@@ -105,12 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("regression", regression_rows(rng, args.rows), PerformanceConfig(task="regression")),
         ("ranking, 10 candidates", ranking_rows(rng, args.rows), PerformanceConfig(task="ranking")),
     ]
-    ok = {True: "met", False: "MISSED"}
     for name, rows, config in scenarios:
         figures = bench(rows, config, args.repeat)
         print(
             f"{name}, {args.rows:,} labelled rows: best {min(figures):.1f} ms, median {statistics.median(figures):.1f}"
-            f"  (target < {MAX_MS:g} ms: {ok[min(figures) < MAX_MS]})"
+            "  (no target yet)"
         )
     return 0
 

@@ -39,7 +39,9 @@ __all__ = ["Measured", "Result", "main", "run_measured", "write_csv"]
 BLOCK_ROWS = 1_000_000
 COUNTRIES = ("US", "DE", "FR", "UK", "JP", "BR", "IN", "CN")
 SHAPES = ("mixed", "numeric")
-TARGET_ROWS_PER_SECOND = 200_000  # the aim, for 20 numeric columns
+# A bound on memory, not a speed target: peak RSS does not depend on how fast
+# the machine is. Rows/s has no target yet: there is no baseline in this run
+# to state one as a ratio to (docs/architecture.md, "Performance targets").
 MAX_RSS_BYTES = 1 << 30
 
 
@@ -168,8 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     print(
         f"(seconds: the whole child process; rows/s: as the build reports it (wall clock); rows/cpu-s: per second"
-        f" of the child's CPU time, start-up included, which a busy machine does not distort; aim:"
-        f" {TARGET_ROWS_PER_SECOND:,} rows/s for 20 numeric columns, peak RSS under {MAX_RSS_BYTES >> 20} MiB)"
+        f" of the child's CPU time, start-up included, which a busy machine does not distort. No speed target"
+        f" yet; the memory bound: peak RSS under {MAX_RSS_BYTES >> 20} MiB)"
     )
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")

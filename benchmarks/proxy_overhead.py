@@ -8,16 +8,19 @@ costs next to nothing and the proxy's own cost is what shows:
 - ``nginx``: an nginx keep-alive reverse proxy in front of it (the yardstick);
 - ``sidecar``: ``python -m sidecar serve`` in front of it;
 - ``naive`` (when aiohttp is installed; ``--no-naive`` skips it): the naive
-  Python proxy the issue's CPU target was set against, uvicorn configured as
-  the sidecar configures it serving a raw ASGI app that forwards each request
+  Python proxy the CPU target is stated against, uvicorn configured as the
+  sidecar configures it serving a raw ASGI app that forwards each request
   through one shared aiohttp ``ClientSession`` (``benchmarks.asgi_floor``'s
-  ``asgi+aiohttp``). The sidecar's CPU and req/s are also given as ratios to
-  it, both from the same run, so the target does not rest on a figure
-  measured on another machine.
+  ``asgi+aiohttp``).
 
 Each is driven by wrk at 1 connection (latency) and 32 connections
 (throughput). CPU per request comes from the process under test's
 utime + stime in ``/proc/PID/stat``, divided by the requests wrk completed.
+
+Every target is a ratio to a baseline measured in the same run (nginx, the
+naive proxy), so that it holds on any machine (docs/architecture.md,
+"Performance targets"). Where no target is set yet, the ratios are printed
+without a verdict.
 
 Usage::
 
@@ -57,22 +60,20 @@ THROUGHPUT_CONNECTIONS = 32
 LATENCY_CONNECTIONS = 1
 NAIVE = "naive"
 
-# The issue's targets for the sidecar.
-MIN_THROUGHPUT_RATIO = 0.20  # of nginx's req/s at 32 connections
-MAX_CPU_US_PER_REQUEST = 80.0
-MAX_ADDED_P50_MS = 0.20  # over direct, at 1 connection
-MAX_ADDED_P99_MS = 1.0
-# The issue set MAX_CPU_US_PER_REQUEST believing a naive aiohttp proxy needs
-# this much; the ratio of the two is the target relative to the naive proxy
-# measured in the same run, which holds on any machine.
-ISSUE_NAIVE_CPU_US_PER_REQUEST = 88.0
-MAX_CPU_RATIO_TO_NAIVE = MAX_CPU_US_PER_REQUEST / ISSUE_NAIVE_CPU_US_PER_REQUEST
+# The sidecar's targets, each a ratio to a baseline measured in the same run.
+MIN_THROUGHPUT_RATIO = 0.20  # sidecar req/s over nginx's, at 32 connections
+# Sidecar CPU per request over the naive proxy's, at 32 connections. 80/88: the
+# retired absolute target (80 µs, set on another machine) over what the naive
+# proxy was believed to cost there (88 µs); measured here it costs far more.
+MAX_CPU_RATIO_TO_NAIVE = 80.0 / 88.0
+# Printed instead of a verdict where no ratio target is set yet (latency, CPU over nginx's).
+NO_TARGET = "no target yet"
 
 # A small request and answer, shaped like a KServe v1 prediction.
 REQUEST_BODY = json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]]})
 RESPONSE_BODY = json.dumps({"predictions": [{"label": "setosa", "scores": [0.97, 0.02, 0.01]}], "model_version": "1"})
 
-# The sidecar's settings for "capture off", the issue's baseline configuration.
+# The sidecar's settings for "capture off": the proxy alone, what the targets are set for.
 PROXY_ONLY: Mapping[str, str] = {"SIDECAR_SAMPLE_RATE": "0", "SIDECAR_LOG_SINK": "none"}
 
 # Above this much CPU used by other processes (in cores), a run is flagged as noisy.
@@ -100,9 +101,19 @@ class RunResult:
 
 @dataclass(frozen=True)
 class Summary:
-    """The ratios the issue's targets are stated in."""
+    """The sidecar's ratios to the baselines of the same run, the figures behind them, and the verdicts.
 
-    throughput_ratio: float
+    ``targets_met`` holds a verdict only for the ratios that have a target:
+    ``throughput`` always, ``cpu_vs_naive`` when the naive proxy was measured.
+    """
+
+    throughput_ratio: float  # sidecar req/s / nginx's, at 32 connections
+    cpu_ratio_to_nginx: float  # sidecar CPU per request / nginx's, at 32 connections
+    # Latency at 1 connection: the sidecar's p50 and p99 over direct's and over nginx's.
+    p50_ratio_to_direct: float
+    p99_ratio_to_direct: float
+    p50_ratio_to_nginx: float
+    p99_ratio_to_nginx: float
     added_p50_ms: float
     added_p99_ms: float
     nginx_added_p50_ms: float
@@ -388,24 +399,17 @@ def _find(results: Sequence[RunResult], target: str, connections: int) -> RunRes
 
 
 def summarize(results: Sequence[RunResult]) -> Summary:
-    """The ratios and verdicts the issue asks for."""
+    """The sidecar's ratios to the same run's baselines, with a verdict where a target is set."""
     side_hi = _find(results, "sidecar", THROUGHPUT_CONNECTIONS)
     nginx_hi = _find(results, "nginx", THROUGHPUT_CONNECTIONS)
     direct_lo = _find(results, "direct", LATENCY_CONNECTIONS)
     side_lo = _find(results, "sidecar", LATENCY_CONNECTIONS)
     nginx_lo = _find(results, "nginx", LATENCY_CONNECTIONS)
     ratio = side_hi.requests_per_second / nginx_hi.requests_per_second
-    added_p50 = side_lo.p50_ms - direct_lo.p50_ms
-    added_p99 = side_lo.p99_ms - direct_lo.p99_ms
-    # CPU per request is judged under load, where it decides how many cores a
+    # CPU per request is compared under load, where it decides how many cores a
     # replica needs; at 1 connection the idle loop's wake-ups inflate it.
     cpu = side_hi.cpu_us_per_request
-    targets_met = {
-        "throughput": ratio >= MIN_THROUGHPUT_RATIO,
-        "cpu": cpu <= MAX_CPU_US_PER_REQUEST,
-        "added_p50": added_p50 <= MAX_ADDED_P50_MS,
-        "added_p99": added_p99 <= MAX_ADDED_P99_MS,
-    }
+    targets_met = {"throughput": ratio >= MIN_THROUGHPUT_RATIO}
     naive_hi = next((r for r in results if r.target == NAIVE and r.connections == THROUGHPUT_CONNECTIONS), None)
     naive_cpu = cpu_ratio = rps_ratio = None
     if naive_hi is not None:
@@ -415,8 +419,13 @@ def summarize(results: Sequence[RunResult]) -> Summary:
         targets_met["cpu_vs_naive"] = cpu_ratio <= MAX_CPU_RATIO_TO_NAIVE
     return Summary(
         throughput_ratio=ratio,
-        added_p50_ms=added_p50,
-        added_p99_ms=added_p99,
+        cpu_ratio_to_nginx=cpu / nginx_hi.cpu_us_per_request,
+        p50_ratio_to_direct=side_lo.p50_ms / direct_lo.p50_ms,
+        p99_ratio_to_direct=side_lo.p99_ms / direct_lo.p99_ms,
+        p50_ratio_to_nginx=side_lo.p50_ms / nginx_lo.p50_ms,
+        p99_ratio_to_nginx=side_lo.p99_ms / nginx_lo.p99_ms,
+        added_p50_ms=side_lo.p50_ms - direct_lo.p50_ms,
+        added_p99_ms=side_lo.p99_ms - direct_lo.p99_ms,
         nginx_added_p50_ms=nginx_lo.p50_ms - direct_lo.p50_ms,
         nginx_added_p99_ms=nginx_lo.p99_ms - direct_lo.p99_ms,
         sidecar_cpu_us_per_request=cpu,
@@ -451,20 +460,22 @@ def _report(results: Sequence[RunResult], summary: Summary, settings: Mapping[st
         "",
         f"sidecar/nginx throughput at {THROUGHPUT_CONNECTIONS} connections: {s.throughput_ratio:.3f}"
         f"  (target >= {MIN_THROUGHPUT_RATIO:.2f}: {ok[t['throughput']]})",
-        f"sidecar CPU per request at {THROUGHPUT_CONNECTIONS} connections: {s.sidecar_cpu_us_per_request:.1f} us"
-        f"  (target <= {MAX_CPU_US_PER_REQUEST:g} us: {ok[t['cpu']]}); nginx: {s.nginx_cpu_us_per_request:.1f} us",
-        f"added p50 at {LATENCY_CONNECTIONS} connection: {s.added_p50_ms:.3f} ms"
-        f"  (target <= {MAX_ADDED_P50_MS:.2f} ms: {ok[t['added_p50']]}); nginx adds {s.nginx_added_p50_ms:.3f} ms",
-        f"added p99 at {LATENCY_CONNECTIONS} connection: {s.added_p99_ms:.3f} ms"
-        f"  (target <= {MAX_ADDED_P99_MS:.2f} ms: {ok[t['added_p99']]}); nginx adds {s.nginx_added_p99_ms:.3f} ms",
+        f"sidecar/nginx CPU per request at {THROUGHPUT_CONNECTIONS} connections: {s.cpu_ratio_to_nginx:.3f}"
+        f"  ({NO_TARGET}); sidecar {s.sidecar_cpu_us_per_request:.1f} us, nginx {s.nginx_cpu_us_per_request:.1f} us",
+        f"p50 at {LATENCY_CONNECTIONS} connection: sidecar/direct {s.p50_ratio_to_direct:.2f},"
+        f" sidecar/nginx {s.p50_ratio_to_nginx:.2f}  ({NO_TARGET}); the sidecar adds {s.added_p50_ms:.3f} ms,"
+        f" nginx {s.nginx_added_p50_ms:.3f} ms",
+        f"p99 at {LATENCY_CONNECTIONS} connection: sidecar/direct {s.p99_ratio_to_direct:.2f},"
+        f" sidecar/nginx {s.p99_ratio_to_nginx:.2f}  ({NO_TARGET}); the sidecar adds {s.added_p99_ms:.3f} ms,"
+        f" nginx {s.nginx_added_p99_ms:.3f} ms",
     ]
     if s.cpu_ratio_to_naive is not None and s.throughput_ratio_to_naive is not None:
         lines += [
             f"sidecar/naive CPU per request at {THROUGHPUT_CONNECTIONS} connections: {s.cpu_ratio_to_naive:.3f}"
-            f"  (target <= {MAX_CPU_RATIO_TO_NAIVE:.2f}, the issue's {MAX_CPU_US_PER_REQUEST:g}"
-            f"/{ISSUE_NAIVE_CPU_US_PER_REQUEST:g} us: {ok[t['cpu_vs_naive']]});"
+            f"  (target <= {MAX_CPU_RATIO_TO_NAIVE:.2f}: {ok[t['cpu_vs_naive']]});"
             f" naive: {s.naive_cpu_us_per_request:.1f} us",
-            f"sidecar/naive throughput at {THROUGHPUT_CONNECTIONS} connections: {s.throughput_ratio_to_naive:.3f}",
+            f"sidecar/naive throughput at {THROUGHPUT_CONNECTIONS} connections: {s.throughput_ratio_to_naive:.3f}"
+            f"  ({NO_TARGET})",
         ]
     if any(r.other_cpu_cores > OTHER_CPU_WARNING for r in results):
         lines.append(f"WARNING: other processes used over {OTHER_CPU_WARNING:g} cores in some runs; rerun when quiet.")
@@ -524,7 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.duration < 1:
         parser.error("--duration must be at least 1 second")
-    # The issue measures the proxy alone: capture off unless asked for.
+    # The targets are for the proxy alone: capture off unless asked for.
     settings: dict[str, str] = dict(PROXY_ONLY)
     for item in args.sidecar_env:
         name, sep, value = item.partition("=")
@@ -542,9 +553,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             "sidecar_settings": settings,
             "targets": {
                 "min_throughput_ratio": MIN_THROUGHPUT_RATIO,
-                "max_cpu_us_per_request": MAX_CPU_US_PER_REQUEST,
-                "max_added_p50_ms": MAX_ADDED_P50_MS,
-                "max_added_p99_ms": MAX_ADDED_P99_MS,
                 "max_cpu_ratio_to_naive": MAX_CPU_RATIO_TO_NAIVE,
             },
             "runs": [asdict(r) for r in results],

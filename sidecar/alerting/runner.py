@@ -3,7 +3,7 @@
 Every ``SIDECAR_EVAL_INTERVAL_SECONDS`` the :class:`AlertRunner` builds the
 signals from the monitors' latest snapshots and lets the engine judge every
 rule. Transitions go to the notifier (a bounded queue; delivery never blocks
-this loop), and to the two narrow hooks DESIGN.md allows back into the
+this loop), and to the two narrow hooks docs/architecture.md allows back into the
 request path:
 
 - **trigger sampling**: while an alert fires, capture runs at 100% (re-armed

@@ -26,7 +26,7 @@ __all__ = ["DataMetrics"]
 
 
 class DataMetrics(Collector):
-    """Drift, quality and reference metrics of DESIGN.md for one model."""
+    """Drift, quality and reference metrics for one model, as the README's "Metrics" table names them."""
 
     def __init__(self, model: str, monitors: DataMonitors) -> None:
         self.model = model

@@ -149,7 +149,7 @@ class RouteMetrics:
 
 
 class ProxyMetrics(Collector):
-    """The proxy's request metrics, as DESIGN.md names them.
+    """The proxy's request metrics, as the README's "Metrics" table names them.
 
     Usage::
 

@@ -11,7 +11,7 @@ import pytest
 import sidecar.alerting
 
 PACKAGE = Path(sidecar.alerting.__file__).parent
-# DESIGN.md, "Statistics know no web": only notify.py may speak HTTP.
+# docs/architecture.md, "Statistics know no web": only notify.py may speak HTTP.
 CORE = ("signals", "conditions", "evaluation", "rules", "engine", "metrics")
 WEB = (
     "aiohttp",

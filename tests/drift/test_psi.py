@@ -1,4 +1,4 @@
-"""PSI against an independent NumPy computation of DESIGN.md's formula."""
+"""PSI against an independent NumPy computation of the formula in docs/architecture.md ("Statistics")."""
 
 from __future__ import annotations
 

@@ -197,9 +197,9 @@ async def _diagnose(prometheus: Prometheus, alertmanager: Alertmanager) -> str:
 async def test_the_sidecars_own_alert_reaches_the_same_alertmanager(
     tmp_path: Path, reference: Path, alertmanager: Alertmanager, webhook: WebhookReceiver
 ) -> None:
-    """No Prometheus: the sidecar's engine judges the guide's rules file and posts to Alertmanager itself."""
+    """No Prometheus: the sidecar's engine judges a rules file in the example format and posts to Alertmanager."""
     rules = tmp_path / "alerts.yaml"
-    rules.write_text(GUIDE)  # the monitoring guide's rules, unmodified
+    rules.write_text(GUIDE)  # the example alert rules format, unmodified
     env = {
         **sidecar_env(reference),
         "SIDECAR_ALERT_RULES": str(rules),
