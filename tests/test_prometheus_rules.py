@@ -3,7 +3,7 @@
 Besides running ``promtool check rules`` and ``promtool test rules``, this module
 recomputes every expected value in ``recording_rules_test.yml`` from that file's
 input series: Prometheus 2.x ``increase()`` per series (counter resets and
-extrapolation included), summed over replicas, then DESIGN's PSI with numpy.
+extrapolation included), summed over replicas, then the PSI of docs/architecture.md with numpy.
 So a number in the YAML that does not follow from its inputs fails here, even
 where promtool would agree with a wrong rule.
 """
@@ -30,7 +30,7 @@ from tests.tools import run_tool
 RULES_DIR = Path(__file__).parent.parent / "deploy" / "prometheus"
 RULES_TEST = RULES_DIR / "recording_rules_test.yml"
 
-EPSILON = 1e-4  # DESIGN: a share of 0 becomes EPSILON before the log
+EPSILON = 1e-4  # docs/architecture.md: a share of 0 becomes EPSILON before the log
 MIN_SAMPLES = 200.0  # SIDECAR_DRIFT_MIN_SAMPLES' default
 WINDOW = 3600.0  # seconds, the rules' [1h]
 LOOKBACK = 300.0  # seconds, Prometheus' default lookback for instant selectors
@@ -140,8 +140,8 @@ def test_expected_values_follow_from_the_input_series() -> None:
     assert checked_psi >= 10
 
 
-def test_psi_matches_design_formula_directly() -> None:
-    """The emulation's PSI is DESIGN's formula; pin it on hand-made shares (incl. the epsilon cases)."""
+def test_psi_matches_the_documented_formula_directly() -> None:
+    """The emulation's PSI is the documented formula; pin it on hand-made shares (incl. the epsilon cases)."""
     assert _psi([0.6, 0.4], [0.5, 0.5]) == pytest.approx(0.1 * math.log(1.2) + 0.1 * math.log(1.25))
     assert _psi([0.5, 0.5], [0.5, 0.5]) == 0.0
     # An empty current bin and an empty reference bin both become 1e-4 ...
@@ -214,7 +214,7 @@ def _evaluate(series: Iterable[_Series], at: float) -> dict[str, dict[Labels, fl
 
 
 def _psi_terms(cur: FloatArray, ref: FloatArray) -> FloatArray:
-    """DESIGN: PSI = sum (cur_i - ref_i) * ln(cur_i / ref_i); a share of 0 becomes EPSILON."""
+    """docs/architecture.md: PSI = sum (cur_i - ref_i) * ln(cur_i / ref_i); a share of 0 becomes EPSILON."""
     cur = np.where(cur == 0, EPSILON, cur)
     ref = np.where(ref == 0, EPSILON, ref)
     return (cur - ref) * np.log(cur / ref)

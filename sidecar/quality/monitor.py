@@ -165,7 +165,7 @@ class QualityMonitor:
         return violations
 
     def observe_label_time(self, timestamp: float) -> None:
-        """A label arrived (or was stamped) at ``timestamp``, Unix seconds: the labels issue's hook."""
+        """A label arrived (or was stamped) at ``timestamp``, Unix seconds: the label ingestion's hook."""
         if self._last_label is None or timestamp > self._last_label:
             self._last_label = timestamp
 
