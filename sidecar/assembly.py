@@ -1,53 +1,92 @@
-"""Build the monitoring components from the settings: one place that knows every constructor.
+"""Build the sidecar from the settings: the one place that knows every constructor.
 
-``server`` runs them; this module only turns a :class:`Settings` into wired
-objects, and turns bad files (reference profile, quality rules) into start-up
+:func:`assemble` turns a :class:`Settings` into every object of one sidecar,
+wired together and registered with its own metrics registry, none of them
+started: the upstream clients and readiness probe, the runtime flags, the
+monitoring pipeline (:func:`build_components`: capture, sinks, data monitors,
+prediction store, labels and retraining), the alerting (:func:`build_alerting`),
+every metrics collector, and the proxy and admin apps. ``server`` binds the
+sockets, starts and stops them in order, and drains.
+
+Bad files (reference profile, quality rules, alert rules) become start-up
 errors that name the variable.
+
+Usage::
+
+    built = assemble(settings)
+    uvicorn.Config(built.proxy_app, ...), uvicorn.Config(built.admin_app, ...)
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import cast
 
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+
+from sidecar.admin.app import create_admin_app
+from sidecar.admin.health import Readiness
 from sidecar.alerting import AlertEngine, AlertMetrics, AlertRulesError, default_rules
 from sidecar.alerting import load_rules as load_alert_rules
 from sidecar.alerting.notify import Notifier, alertmanager_url
 from sidecar.alerting.runner import AlertRunner
 from sidecar.alerting.source import SignalSource
 from sidecar.capture.handoff import Capture
-from sidecar.capture.privacy import Anonymizer, PiiMode
+from sidecar.capture.privacy import Anonymizer
 from sidecar.capture.worker import Monitor
 from sidecar.config import Settings
-from sidecar.labels.monitor import LabelMonitor
+from sidecar.labels.evaluate import PerformanceEvaluator
+from sidecar.labels.ingest import LabelIngest
+from sidecar.labels.metrics import LabelMetrics
 from sidecar.labels.retraining import Retrainer, RetrainPolicy, model_trained_at, split_webhook_url
+from sidecar.labels.window import LabelledWindow
 from sidecar.monitoring.evaluator import DataMonitors, DriftSettings, ReferenceStatus
 from sidecar.monitoring.learning import ReferenceLearner
-from sidecar.performance import METRICS, PerformanceConfig, Task
+from sidecar.monitoring.metrics import DataMetrics
+from sidecar.performance import METRICS, PerformanceConfig
+from sidecar.prometheus import create_registry
 from sidecar.protocols import AdapterOptions
 from sidecar.quality import QualityMonitor, QualityRulesError, load_rules
 from sidecar.reference import ProfileError, ReferenceProfile, load_profile
 from sidecar.sampling import build_sampler
-from sidecar.serving.flags import Flags
+from sidecar.serving.flags import FlagMetrics, Flags
 from sidecar.serving.metrics import ProxyMetrics
-from sidecar.sinks import Sink, build_sinks
+from sidecar.serving.proxy import ProxyApp
+from sidecar.sinks import LogMetrics, Sink, build_sinks
 from sidecar.store import PredictionStore
 from sidecar.upstream.client import UpstreamClient
 
-__all__ = ["Alerting", "Components", "build_alerting", "build_components", "load_reference"]
+__all__ = [
+    "FALLBACK",
+    "PRIMARY",
+    "Alerting",
+    "Assembly",
+    "Components",
+    "assemble",
+    "build_alerting",
+    "build_components",
+    "load_reference",
+]
 
 logger = logging.getLogger("sidecar")
+
+PRIMARY = "primary"
+FALLBACK = "fallback"  # the variant of requests sent to SIDECAR_FALLBACK_URL
+_READY_PROBE_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True)
 class Components:
+    """The monitoring pipeline, from the capture hand-off to retraining."""
+
     capture: Capture
     sinks: list[Sink]
     monitor: Monitor
     monitors: DataMonitors
     store: PredictionStore
-    labels: LabelMonitor
+    labels: LabelIngest
+    performance: PerformanceEvaluator
     retrainer: Retrainer
     webhook: UpstreamClient | None  # the retraining webhook's client; the server opens and closes it
     baseline: dict[str, float]
@@ -56,11 +95,93 @@ class Components:
 
 @dataclass(frozen=True)
 class Alerting:
+    """The alert engine, the runner that feeds it signals, and the notifier that sends its transitions."""
+
     engine: AlertEngine
     runner: AlertRunner
     notifier: Notifier
     metrics: AlertMetrics
     clients: list[UpstreamClient]  # the notifier's; the server opens and closes them
+
+
+@dataclass(frozen=True)
+class Assembly:
+    """Every object of one sidecar, wired and registered, none started.
+
+    ``outgoing`` lists the clients of outgoing calls other than the primary
+    upstream's (notification targets, the retraining webhook, the fallback
+    model): the server opens them after the store and closes them last.
+
+    Usage::
+
+        built = assemble(settings)
+        await built.client.open()
+        for client in built.outgoing:
+            await client.open()
+    """
+
+    registry: CollectorRegistry
+    flags: Flags
+    metrics: ProxyMetrics
+    client: UpstreamClient
+    readiness: Readiness
+    components: Components
+    alerting: Alerting
+    outgoing: tuple[UpstreamClient, ...]
+    proxy_app: ProxyApp
+    admin_app: Starlette
+
+
+def assemble(settings: Settings) -> Assembly:
+    """Build every object of one sidecar from ``settings``; bad files raise start-up errors naming the variable."""
+    flags = Flags(fallback_available=settings.fallback_url is not None)
+    metrics = ProxyMetrics(settings.model_name, (PRIMARY, FALLBACK) if settings.fallback_url else (PRIMARY,))
+    client = _upstream_client(settings, settings.upstream_url)
+    fallback = None if settings.fallback_url is None else _upstream_client(settings, settings.fallback_url)
+    readiness = Readiness(
+        client,
+        settings.upstream_health_path,
+        cache_seconds=settings.ready_cache_seconds,
+        timeout=min(settings.upstream_timeout_seconds, _READY_PROBE_TIMEOUT),
+    )
+    parts = build_components(settings)
+    alerting = build_alerting(settings, parts, metrics, flags, PRIMARY)
+    registry = create_registry()
+    for collector in (
+        metrics,
+        parts.capture.metrics,
+        LogMetrics(parts.sinks),
+        parts.monitor.metrics,
+        DataMetrics(settings.model_name, parts.monitors),
+        LabelMetrics(
+            parts.performance, parts.labels, parts.store, baseline=parts.baseline, trained_at=parts.trained_at
+        ),
+        parts.retrainer.metrics,
+        alerting.metrics,
+        alerting.notifier.metrics,
+        FlagMetrics(settings.model_name, flags),
+    ):
+        registry.register(collector)
+    proxy_app = ProxyApp(
+        client,
+        metrics,
+        parts.capture,
+        variant=PRIMARY,
+        fallback=None if fallback is None else (fallback, FALLBACK, flags),
+    )
+    admin_app = create_admin_app(
+        registry,
+        readiness,
+        parts.monitors,
+        parts.labels,
+        parts.performance,
+        alerting.engine,
+        flags,
+        admin_token=settings.admin_token,
+        labels_max_bytes=settings.labels_max_bytes,
+    )
+    outgoing = (*alerting.clients, *(c for c in (parts.webhook, fallback) if c is not None))
+    return Assembly(registry, flags, metrics, client, readiness, parts, alerting, outgoing, proxy_app, admin_app)
 
 
 def load_reference(settings: Settings) -> tuple[ReferenceProfile | None, ReferenceStatus]:
@@ -90,6 +211,7 @@ def load_reference(settings: Settings) -> tuple[ReferenceProfile | None, Referen
 
 
 def build_components(settings: Settings) -> Components:
+    """The monitoring pipeline, each subscriber subscribed to the capture worker; bad files raise start-up errors."""
     profile, status = load_reference(settings)
     capture = Capture(
         build_sampler(
@@ -130,7 +252,7 @@ def build_components(settings: Settings) -> Components:
             scores_pointer=settings.scores_pointer,
             max_bytes=max(settings.capture_max_bytes, 1),
         ),
-        Anonymizer(settings.pii_fields, cast("PiiMode", settings.pii_mode), settings.pii_salt),
+        Anonymizer(settings.pii_fields, settings.pii_mode, settings.pii_salt),
         sinks,
         model_name=settings.model_name,
         model_version=settings.model_version,
@@ -161,22 +283,26 @@ def build_components(settings: Settings) -> Components:
         else None,
     )
     monitor.subscribe(monitors.observe)
-    store, labels, retrainer, webhook, baseline, trained_at = _build_labels(settings, profile, monitors)
-    monitor.subscribe(store.add)
-    monitor.subscribe(labels.observe)
-    return Components(capture, sinks, monitor, monitors, store, labels, retrainer, webhook, baseline, trained_at)
-
-
-def _build_labels(
-    settings: Settings, profile: ReferenceProfile | None, monitors: DataMonitors
-) -> tuple[PredictionStore, LabelMonitor, Retrainer, UpstreamClient | None, dict[str, float], float | None]:
-    task = cast("Task", settings.task)
     store = PredictionStore(
         settings.state_dir,
         segment_features=settings.store_segments,
         ttl_seconds=settings.label_ttl_seconds,
         max_rows=settings.store_max_rows,
     )
+    retrainer, webhook, baseline, trained_at = _build_retrainer(settings, profile)
+    labels, performance = _build_labels(settings, store, retrainer, monitors)
+    monitor.subscribe(store.add)
+    monitor.subscribe(performance.observe)
+    return Components(
+        capture, sinks, monitor, monitors, store, labels, performance, retrainer, webhook, baseline, trained_at
+    )
+
+
+def _build_retrainer(
+    settings: Settings, profile: ReferenceProfile | None
+) -> tuple[Retrainer, UpstreamClient | None, dict[str, float], float | None]:
+    """The retrainer, its webhook's client (if any), the performance baseline and the model's training time."""
+    task = settings.task
     # The profile's baseline (built with --target and --prediction), each metric overridable by the environment.
     baseline = {name: value for name, value in (profile.baseline if profile else {}).items() if name in METRICS[task]}
     baseline.update(settings.baseline)
@@ -199,22 +325,27 @@ def _build_labels(
         webhook=webhook,
         webhook_path=path,
     )
-    labels = LabelMonitor(
-        store,
-        PerformanceConfig(
-            task=task,
-            positive_label=settings.positive_label,
-            classes=settings.classes,
-            ranking_k=settings.ranking_k,
-            min_labels=settings.perf_min_labels,
-        ),
-        model=settings.model_name,
-        window_seconds=settings.perf_window_seconds,
-        max_rows=settings.perf_max_rows,
-        retrainer=retrainer,
-        data=monitors,
+    return retrainer, webhook, baseline, trained_at
+
+
+def _build_labels(
+    settings: Settings, store: PredictionStore, retrainer: Retrainer, monitors: DataMonitors
+) -> tuple[LabelIngest, PerformanceEvaluator]:
+    """The label ingest and the performance evaluator, sharing one labelled window."""
+    config = PerformanceConfig(
+        task=settings.task,
+        positive_label=settings.positive_label,
+        classes=settings.classes,
+        ranking_k=settings.ranking_k,
+        min_labels=settings.perf_min_labels,
     )
-    return store, labels, retrainer, webhook, baseline, trained_at
+    window = LabelledWindow(settings.perf_window_seconds, settings.perf_max_rows)
+    model = settings.model_name
+    labels = LabelIngest(store, config, window, model=model, retrainer=retrainer, data=monitors)
+    performance = PerformanceEvaluator(
+        store, config, window, labels, model=model, retrainer=retrainer, data=monitors, primary_variant=PRIMARY
+    )
+    return labels, performance
 
 
 def build_alerting(
@@ -234,7 +365,7 @@ def build_alerting(
     source = SignalSource(
         metrics,
         parts.monitors,
-        parts.labels,
+        parts.performance,
         baseline=parts.baseline,
         rate_window_seconds=settings.alert_rate_window_seconds,
         min_requests=settings.alert_min_requests,
@@ -267,6 +398,16 @@ def build_alerting(
     )
     engine.subscribe(notifier.enqueue)
     return Alerting(engine, runner, notifier, AlertMetrics(engine), clients)
+
+
+def _upstream_client(settings: Settings, url: str) -> UpstreamClient:
+    """The pool for the model server (primary or fallback): the hot path's timeouts and limits."""
+    return UpstreamClient(
+        url,
+        timeout=settings.upstream_timeout_seconds,
+        connect_timeout=settings.upstream_connect_timeout_seconds,
+        max_connections=settings.upstream_max_connections,
+    )
 
 
 def _notification_client(base: str) -> UpstreamClient:

@@ -15,31 +15,18 @@ from types import TracebackType
 
 import uvicorn
 
-from sidecar.admin.app import create_admin_app
-from sidecar.admin.health import Readiness
-from sidecar.assembly import build_alerting, build_components
+from sidecar.assembly import assemble
 from sidecar.config import Settings
 from sidecar.exceptions import SidecarError
-from sidecar.labels.metrics import LabelMetrics
-from sidecar.monitoring.metrics import DataMetrics
-from sidecar.prometheus import create_registry
-from sidecar.serving.flags import FlagMetrics, Flags
-from sidecar.serving.metrics import ProxyMetrics
-from sidecar.serving.proxy import ProxyApp
-from sidecar.sinks import LogMetrics
-from sidecar.upstream.client import UpstreamClient
 
-__all__ = ["Sidecar", "FALLBACK", "PRIMARY"]
+__all__ = ["Sidecar"]
 
 logger = logging.getLogger("sidecar")
 
-PRIMARY = "primary"
-FALLBACK = "fallback"  # the variant of requests sent to SIDECAR_FALLBACK_URL
 # Longer than the idle timeout of common load balancers and ingresses (60 s),
 # so the sidecar is never the side that closes a pooled connection just as
 # the other side reuses it, which the client would see as a 502.
 _KEEP_ALIVE_SECONDS = 75
-_READY_PROBE_TIMEOUT = 2.0
 
 
 class _Server(uvicorn.Server):
@@ -93,7 +80,12 @@ def _proxy_protocol() -> str | type[asyncio.Protocol]:
 
 
 class Sidecar:
-    """The running sidecar: upstream client, both apps and their servers.
+    """The running sidecar: what :func:`~sidecar.assembly.assemble` built, served on two ports.
+
+    This class only binds the sockets, opens the clients, starts the
+    background tasks and both servers in order, and on shutdown drains them
+    in order: the proxy's in-flight requests, then the capture queue, the
+    store and the outgoing notifications, then the admin port.
 
     Usage::
 
@@ -104,54 +96,19 @@ class Sidecar:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.registry = create_registry()
-        self.flags = Flags(fallback_available=settings.fallback_url is not None)
-        self.metrics = ProxyMetrics(settings.model_name, (PRIMARY, FALLBACK) if settings.fallback_url else (PRIMARY,))
-        self.registry.register(self.metrics)
-        self.client = UpstreamClient(
-            settings.upstream_url,
-            timeout=settings.upstream_timeout_seconds,
-            connect_timeout=settings.upstream_connect_timeout_seconds,
-            max_connections=settings.upstream_max_connections,
-        )
-        self.fallback_client = (
-            None
-            if settings.fallback_url is None
-            else UpstreamClient(
-                settings.fallback_url,
-                timeout=settings.upstream_timeout_seconds,
-                connect_timeout=settings.upstream_connect_timeout_seconds,
-                max_connections=settings.upstream_max_connections,
-            )
-        )
-        self.readiness = Readiness(
-            self.client,
-            settings.upstream_health_path,
-            cache_seconds=settings.ready_cache_seconds,
-            timeout=min(settings.upstream_timeout_seconds, _READY_PROBE_TIMEOUT),
-        )
-        parts = build_components(settings)
-        self.parts = parts
+        built = assemble(settings)
+        self.flags, self.metrics, self.client = built.flags, built.metrics, built.client
+        self.readiness, self.alerting = built.readiness, built.alerting
+        parts = built.components
         self.capture, self.sinks, self.monitor, self.monitors = (
             parts.capture,
             parts.sinks,
             parts.monitor,
             parts.monitors,
         )
-        self.store, self.labels, self.retrainer = parts.store, parts.labels, parts.retrainer
-        self.alerting = build_alerting(settings, parts, self.metrics, self.flags, PRIMARY)
-        for collector in (
-            self.capture.metrics,
-            LogMetrics(self.sinks),
-            self.monitor.metrics,
-            DataMetrics(settings.model_name, self.monitors),
-            LabelMetrics(self.labels, parts.baseline, parts.trained_at),
-            self.retrainer.metrics,
-            self.alerting.metrics,
-            self.alerting.notifier.metrics,
-            FlagMetrics(settings.model_name, self.flags),
-        ):
-            self.registry.register(collector)
+        self.store, self.labels, self.performance = parts.store, parts.labels, parts.performance
+        self.retrainer = parts.retrainer
+        self._outgoing = built.outgoing
         self._background: list[asyncio.Task[None]] = []
         common = {
             "ws": "none",
@@ -164,13 +121,7 @@ class Sidecar:
         }
         self._proxy = _Server(
             uvicorn.Config(
-                ProxyApp(
-                    self.client,
-                    self.metrics,
-                    self.capture,
-                    variant=PRIMARY,
-                    fallback=None if self.fallback_client is None else (self.fallback_client, FALLBACK, self.flags),
-                ),
+                built.proxy_app,
                 # The upstream's own Date and Server headers pass through unchanged.
                 server_header=False,
                 date_header=False,
@@ -183,16 +134,7 @@ class Sidecar:
         )
         self._admin = _Server(
             uvicorn.Config(
-                create_admin_app(
-                    self.registry,
-                    self.readiness,
-                    self.monitors,
-                    self.labels,
-                    self.alerting.engine,
-                    self.flags,
-                    admin_token=settings.admin_token,
-                    labels_max_bytes=settings.labels_max_bytes,
-                ),
+                built.admin_app,
                 server_header=False,
                 http=_http_implementation(),
                 **common,  # type: ignore[arg-type]
@@ -222,7 +164,7 @@ class Sidecar:
             # An unusable state directory stops start-up, naming SIDECAR_STATE_DIR:
             # labels posted to a store that cannot keep them would be lost.
             await self.store.start()
-            for client in self._outgoing():
+            for client in self._outgoing:
                 await client.open()
         except SidecarError:
             proxy_sock.close()
@@ -233,7 +175,7 @@ class Sidecar:
         self._background = [
             asyncio.create_task(self.monitor.run(), name="monitor"),
             asyncio.create_task(self.monitors.run(self.settings.eval_interval_seconds), name="evaluator"),
-            asyncio.create_task(self.labels.run(self.settings.eval_interval_seconds), name="performance"),
+            asyncio.create_task(self.performance.run(self.settings.eval_interval_seconds), name="performance"),
             asyncio.create_task(self.alerting.runner.run(self.settings.eval_interval_seconds), name="alerts"),
             asyncio.create_task(self.alerting.notifier.run(), name="alert-notifier"),
         ]
@@ -285,17 +227,9 @@ class Sidecar:
         await self.store.close(deadline)
         await self.retrainer.close(deadline)
         await self.alerting.notifier.close(deadline)
-        for client in self._outgoing():
+        # Also the clients a failed start-up never opened: each closes only what it opened.
+        for client in self._outgoing:
             await client.close()
-
-    def _outgoing(self) -> list[UpstreamClient]:
-        """The clients of outgoing calls other than the primary upstream's; each closes only what it opened."""
-        clients = [*self.alerting.clients]
-        if self.parts.webhook is not None:
-            clients.append(self.parts.webhook)
-        if self.fallback_client is not None:
-            clients.append(self.fallback_client)
-        return clients
 
     async def _abort(self) -> None:
         self._proxy.should_exit = self._admin.should_exit = True

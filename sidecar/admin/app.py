@@ -2,7 +2,9 @@
 
 Kept apart from the proxy port so that the sidecar never shadows a path of
 the model server, as Envoy keeps its admin listener apart. Handlers read
-state; they compute no statistics at request time.
+the published snapshots and render them; they compute no statistics at
+request time. The one write path, ``POST /api/v1/labels``, hands the parsed
+items to the :class:`~sidecar.labels.ingest.LabelIngest`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from sidecar.admin.health import Readiness
 from sidecar.alerting import AlertEngine
 from sidecar.drift import DriftResult
 from sidecar.labels.api import LabelRequestError, parse_labels
-from sidecar.labels.monitor import LabelMonitor
+from sidecar.labels.evaluate import PerformanceEvaluator
+from sidecar.labels.ingest import LabelIngest
+from sidecar.labels.views import performance_json
 from sidecar.monitoring.evaluator import DataMonitors, status_json
 from sidecar.serving.flags import FLAGS, Flags
 from sidecar.store import StoreError
@@ -37,7 +41,8 @@ def create_admin_app(
     registry: CollectorRegistry,
     readiness: Readiness,
     monitors: DataMonitors,
-    labels: LabelMonitor,
+    labels: LabelIngest,
+    performance: PerformanceEvaluator,
     alerts: AlertEngine,
     flags: Flags,
     *,
@@ -45,6 +50,9 @@ def create_admin_app(
     labels_max_bytes: int,
 ) -> Starlette:
     """Build the admin ASGI app over an explicit registry, the readiness check and the monitors.
+
+    ``monitors`` and ``performance`` are read for their latest snapshots only;
+    ``labels`` takes the posted labels.
 
     ``admin_token`` guards the endpoints that change state (``POST``); unset, they refuse every request.
     """
@@ -92,8 +100,8 @@ def create_admin_app(
         }
         return Response(orjson.dumps(body), media_type="application/json")
 
-    async def performance(request: Request) -> Response:
-        body = labels.status_json()
+    async def get_performance(request: Request) -> Response:
+        body = performance_json(performance.snapshot)
         drift = monitors.snapshot.drift
         # Prediction and confidence drift answer "has the model's behaviour moved?" before labels come.
         body["output_drift"] = {
@@ -168,7 +176,7 @@ def create_admin_app(
             Route("/readyz", readyz, methods=["GET"]),
             Route("/api/v1/drift", drift, methods=["GET"]),
             Route("/api/v1/quality", quality, methods=["GET"]),
-            Route("/api/v1/performance", performance, methods=["GET"]),
+            Route("/api/v1/performance", get_performance, methods=["GET"]),
             Route("/api/v1/labels", post_labels, methods=["POST"]),
             Route("/api/v1/alerts", get_alerts, methods=["GET"]),
             Route("/api/v1/flags", get_flags, methods=["GET"]),

@@ -1,7 +1,7 @@
 """The alert signals of one sidecar, read from its monitors' latest snapshots.
 
 :class:`SignalSource` turns what the proxy counters, the data monitors and the
-label monitor already hold into one :class:`~sidecar.alerting.Signals` per
+performance evaluator already hold into one :class:`~sidecar.alerting.Signals` per
 evaluation; it computes no statistics of its own beyond differences of
 counters. Where each signal comes from:
 
@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
 from sidecar.alerting import Signals, rank_drift
-from sidecar.labels.monitor import LabelMonitor
+from sidecar.labels.evaluate import PerformanceEvaluator
 from sidecar.monitoring.evaluator import DataMonitors
 from sidecar.records import PredictionRecord
 from sidecar.serving.metrics import LATENCY_BUCKETS, ProxyMetrics
@@ -48,7 +48,7 @@ class SignalSource:
 
     Usage::
 
-        source = SignalSource(metrics, monitors, labels, baseline={"accuracy": 0.91},
+        source = SignalSource(metrics, monitors, performance, baseline={"accuracy": 0.91},
                               rate_window_seconds=300, min_requests=20, variant="primary")
         monitor.subscribe(source.observe)       # the model version of the newest record
         engine.evaluate(source.build(now), now)
@@ -58,7 +58,7 @@ class SignalSource:
         self,
         metrics: ProxyMetrics,
         monitors: DataMonitors,
-        labels: LabelMonitor,
+        performance: PerformanceEvaluator,
         *,
         baseline: Mapping[str, float],
         rate_window_seconds: float,
@@ -68,7 +68,7 @@ class SignalSource:
     ) -> None:
         self.metrics = metrics
         self.monitors = monitors
-        self.labels = labels
+        self.performance = performance
         self.baseline = dict(baseline)
         self.rate_window_seconds = rate_window_seconds
         self.min_requests = min_requests
@@ -151,17 +151,10 @@ class SignalSource:
         return features, values
 
     def _performance(self) -> dict[str, float | None]:
-        snapshot = self.labels.snapshot
+        snapshot = self.performance.snapshot
         values: dict[str, float | None] = dict.fromkeys(PERFORMANCE_SIGNALS)
-        for variant in snapshot.performance:
-            if variant.model == self.labels.model and variant.variant == self.variant:
-                for metric in variant.metrics:
-                    if metric.name in values:
-                        values[metric.name] = metric.value
-        coverage = snapshot.coverage
-        values["label_coverage"] = (
-            coverage.labelled / coverage.predictions if coverage is not None and coverage.predictions else None
-        )
+        values.update((name, value) for name, value in snapshot.metrics_of(self.variant).items() if name in values)
+        values["label_coverage"] = snapshot.coverage_share
         accuracy, base = values["accuracy"], self.baseline.get("accuracy")
         values["accuracy_drop"] = None if accuracy is None or not base else (base - accuracy) / base
         return values

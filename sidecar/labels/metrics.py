@@ -1,7 +1,10 @@
 """The labels, performance, store and staleness metrics, read at scrape time.
 
-Values come from the :class:`~sidecar.labels.monitor.LabelMonitor`'s latest snapshot
-and counters, and from the store's counters: a scrape computes nothing.
+Performance, coverage and model age come from the latest
+:class:`~sidecar.labels.snapshot.LabelsSnapshot`; the label outcomes and the
+label-delay histogram from the :class:`~sidecar.labels.ingest.LabelIngest`'s
+live counters, as counters should be; the store's from its counters. A scrape
+computes nothing.
 
 A metric with too few labels is **absent** from ``mlsidecar_model_performance``,
 never a number: ``mlsidecar_model_performance_samples`` says how many labels
@@ -12,32 +15,51 @@ one to compare with the realised ``accuracy``.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from sidecar.labels.monitor import DELAY_BUCKETS, LabelMonitor
-from sidecar.performance import METRICS, Task
+from sidecar.labels.evaluate import PerformanceEvaluator
+from sidecar.labels.ingest import LabelIngest
+from sidecar.labels.snapshot import DELAY_BUCKETS
+from sidecar.performance import METRICS
 from sidecar.prometheus import PREFIX, counter_by
+from sidecar.store import PredictionStore
 
 __all__ = ["LabelMetrics"]
 
+# The "le" label values of mlsidecar_label_delay_seconds, as they have always been exported:
+# a changed spelling would start new series and break queries that match on it.
+_LE = tuple(f"{bound:g}" for bound in DELAY_BUCKETS) + ("+Inf",)
+
 
 class LabelMetrics(Collector):
-    """Collector over one model's :class:`LabelMonitor`; ``trained_at`` (Unix seconds) gives the model age."""
+    """Collector over one model's labels side; ``trained_at`` (Unix seconds) gives the model age.
 
-    def __init__(self, labels: LabelMonitor, baseline: dict[str, float], trained_at: float | None) -> None:
-        self.labels = labels
-        self.baseline = baseline
+    Usage::
+
+        registry.register(LabelMetrics(evaluator, ingest, store, baseline={"accuracy": 0.91}, trained_at=None))
+    """
+
+    def __init__(
+        self,
+        performance: PerformanceEvaluator,
+        ingest: LabelIngest,
+        store: PredictionStore,
+        *,
+        baseline: Mapping[str, float],
+        trained_at: float | None,
+    ) -> None:
+        self.performance = performance
+        self.ingest = ingest
+        self.store = store
+        self.baseline = dict(baseline)
         self.trained_at = trained_at
 
     def collect(self) -> Iterable[Metric]:
-        labels = self.labels
-        model = labels.model
-        snapshot = labels.snapshot
-        task: Task = labels.config.task
+        snapshot = self.performance.snapshot
+        model = snapshot.model
 
         performance = GaugeMetricFamily(
             PREFIX + "model_performance",
@@ -73,7 +95,7 @@ class LabelMetrics(Collector):
             labels=("model", "metric"),
         )
         for name, value in sorted(self.baseline.items()):
-            if name in METRICS[task]:
+            if name in METRICS[snapshot.task]:
                 baseline.add_metric((model, name), value)
         yield baseline
 
@@ -82,7 +104,7 @@ class LabelMetrics(Collector):
             "Label items posted to /api/v1/labels, by outcome: joined, unmatched, duplicate, invalid.",
             model,
             "outcome",
-            labels.outcomes,
+            self.ingest.outcomes,
         )
 
         delay = HistogramMetricFamily(
@@ -90,9 +112,8 @@ class LabelMetrics(Collector):
             "Seconds from a prediction to the arrival of its label.",
             labels=("model",),
         )
-        cumulative = list(itertools.accumulate(labels.delays))
-        bounds = [f"{bound:g}" for bound in DELAY_BUCKETS] + ["+Inf"]
-        delay.add_metric((model,), list(zip(bounds, cumulative, strict=True)), labels.delay_sum)
+        histogram = self.ingest.delay_histogram()
+        delay.add_metric((model,), list(zip(_LE, histogram.cumulative, strict=True)), histogram.sum_seconds)
         yield delay
 
         coverage = GaugeMetricFamily(
@@ -100,8 +121,8 @@ class LabelMetrics(Collector):
             "Share of the stored predictions of the performance window that have a label.",
             labels=("model",),
         )
-        if snapshot.coverage is not None and snapshot.coverage.predictions:
-            coverage.add_metric((model,), snapshot.coverage.labelled / snapshot.coverage.predictions)
+        if snapshot.coverage_share is not None:
+            coverage.add_metric((model,), snapshot.coverage_share)
         yield coverage
 
         age = GaugeMetricFamily(
@@ -116,7 +137,7 @@ class LabelMetrics(Collector):
         yield from self._store(model)
 
     def _store(self, model: str) -> Iterable[Metric]:
-        counts = self.labels.store.counts()
+        counts = self.store.counts()
         rows = GaugeMetricFamily(
             PREFIX + "prediction_store_rows", "Predictions held in the prediction store.", labels=("model",)
         )

@@ -1,12 +1,14 @@
-"""The admin port: /metrics (checked by the real promtool), /healthz and /readyz."""
+"""The admin port: /metrics (checked by the real promtool), /healthz, /readyz, and the JSON read from snapshots."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 
+import orjson
 import pytest
 
+from sidecar.labels.views import performance_json
 from sidecar.server import Sidecar
 from tests.http import raw_request, scrape
 from tests.servers import Upstream, run_sidecar
@@ -88,3 +90,17 @@ async def test_admin_paths_are_not_proxied(upstream: Upstream, sidecar: Sidecar)
     response = await raw_request(sidecar.proxy_port, "GET", "/metrics")
     assert response.status == 404
     assert upstream.seen[-1].path == "/metrics"
+
+
+async def test_performance_renders_the_published_snapshot(sidecar: Sidecar) -> None:
+    # Admin reads, never computes: the body is the evaluator's last snapshot as it was published.
+    for _ in range(5):
+        snapshot = sidecar.performance.snapshot
+        response = await raw_request(sidecar.admin_port, "GET", "/api/v1/performance")
+        if sidecar.performance.snapshot is snapshot:
+            break  # no evaluation in between: the body must be this very snapshot
+    assert response.status == 200
+    body = orjson.loads(response.body)
+    assert body.pop("output_drift") == {"details": "/api/v1/drift", "outputs": []}
+    assert body == orjson.loads(orjson.dumps(performance_json(snapshot)))
+    assert body["label_delay_seconds"]["buckets"]["+Inf"] == body["label_delay_seconds"]["count"] == 0

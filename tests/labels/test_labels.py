@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -100,12 +100,19 @@ async def post(sidecar: Sidecar, body: Any, headers: list[tuple[str, str]] | Non
 
 async def performance(sidecar: Sidecar, labelled: int) -> dict[str, Any]:
     """/api/v1/performance once the evaluator has seen ``labelled`` joined labels."""
+    return await performance_when(
+        sidecar, lambda body: bool(body["variants"]) and body["variants"][0]["labelled"] >= labelled
+    )
+
+
+async def performance_when(sidecar: Sidecar, ready: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """/api/v1/performance once ``ready`` holds for it: the body is the snapshot of the last evaluation."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 20
     while True:
         response = await raw_request(sidecar.admin_port, "GET", "/api/v1/performance")
         body: dict[str, Any] = orjson.loads(response.body)
-        if body["variants"] and body["variants"][0]["labelled"] >= labelled:
+        if ready(body):
             return body
         assert loop.time() < deadline, body
         await asyncio.sleep(0.05)
@@ -168,6 +175,13 @@ async def test_labels_join_out_of_order_with_duplicates_and_unknowns(tmp_path: P
         key = f'mlsidecar_model_performance{{metric="accuracy",model="{MODEL}",variant="primary"}}'
         assert math.isclose(metrics[key], expected["accuracy"], abs_tol=1e-9)
         assert metrics[f'mlsidecar_label_delay_seconds_count{{model="{MODEL}"}}'] == 3_000
+        # The JSON histogram is the Prometheus one: cumulative, "+Inf" the count, the same count per bound.
+        delay = report["label_delay_seconds"]
+        assert delay["count"] == delay["buckets"]["+Inf"] == 3_000
+        assert list(delay["buckets"].values()) == sorted(delay["buckets"].values())
+        for key, n in delay["buckets"].items():
+            le = key if key == "+Inf" else f"{float(key):g}"
+            assert metrics[f'mlsidecar_label_delay_seconds_bucket{{le="{le}",model="{MODEL}"}}'] == n, key
         assert metrics[f'mlsidecar_label_coverage{{model="{MODEL}"}}'] == 0.6
         assert metrics[f'mlsidecar_prediction_store_rows{{model="{MODEL}"}}'] == 5_000
 
@@ -326,6 +340,12 @@ async def test_retraining_triggers_reach_a_real_webhook(tmp_path: Path) -> None:
                 )
             assert metrics[f'mlsidecar_model_performance_baseline{{metric="accuracy",model="{MODEL}"}}'] == 0.99
             assert metrics[f'mlsidecar_model_age_seconds{{model="{MODEL}"}}'] > 86_400
-            report = await performance(sidecar, 200)
+            # The delivery ended after the evaluation that fired it: a later snapshot shows how it ended.
+            report = await performance_when(sidecar, lambda body: _trigger_outcome(body) not in (None, "pending"))
             assert report["retraining"]["last_trigger"]["outcome"] == "sent"
             assert report["retraining"]["baseline"] == {"accuracy": 0.99}
+
+
+def _trigger_outcome(body: dict[str, Any]) -> str | None:
+    last = body["retraining"]["last_trigger"]
+    return None if last is None else str(last["outcome"])
