@@ -5,6 +5,7 @@ from __future__ import annotations
 from sidecar.config import Settings
 from sidecar.exceptions import (
     ConfigError,
+    ProblemsError,
     SidecarError,
     UpstreamConnectError,
     UpstreamError,
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     "ConfigError",
+    "ProblemsError",
     "Settings",
     "SidecarError",
     "UpstreamConnectError",

@@ -31,7 +31,9 @@ def _load_settings() -> Settings:
             print(f"  {problem}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
     for var in Settings.unknown_variables():
-        print(f"ml-sidecar: warning: {var} is not a known setting and is ignored", file=sys.stderr)
+        closest = Settings.closest_variable(var)
+        hint = f"; did you mean {closest}?" if closest else ""
+        print(f"ml-sidecar: warning: {var} is not a known setting and is ignored{hint}", file=sys.stderr)
     return settings
 
 
@@ -75,6 +77,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     settings = _load_settings()
+    # VAR=value lines that can be pasted back into an environment file; secrets show as ***.
     for var, value in settings.describe().items():
         print(f"{var}={value}")
     return 0

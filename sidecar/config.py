@@ -4,34 +4,49 @@ This is the only module that reads ``os.environ``; everything else receives a
 :class:`Settings`. Parsing reports every problem at once, each naming the
 variable, its value and what is allowed, so an operator fixes a manifest in one
 pass rather than one crash-loop per typo.
+
+A choice is a ``Literal`` type whose values are the allowed names, as uvicorn
+types its options; the tuple a parser checks against is derived from it with
+``get_args``, so the two cannot drift apart. This module imports only the
+standard library and light modules (:mod:`sidecar.syntax`, durations, records):
+checking a configuration loads no sink, HTTP client or numpy
+(``tests/test_layering.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, cast, get_args
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
-from sidecar.capture.privacy import PII_MODES, check_pii, parse_fields
 from sidecar.durations import parse_duration
 from sidecar.exceptions import ConfigError
-from sidecar.performance import METRICS, TASKS, PerformanceConfig
-from sidecar.protocols import PROTOCOLS, parse_pointer
 from sidecar.records import parse_rfc3339
-from sidecar.sampling import STRATEGIES, parse_source
-from sidecar.sinks import parse_sink_spec
+from sidecar.syntax.jsonpointer import parse_pointer
+from sidecar.syntax.performance import METRICS, TASKS, Task, check_classes
+from sidecar.syntax.privacy import PII_MODES, PiiMode, check_pii, parse_fields
+from sidecar.syntax.protocols import PROTOCOLS, Protocol
+from sidecar.syntax.sampling import STRATEGIES, Strategy, parse_source
+from sidecar.syntax.sinks import parse_sink_spec
 
-__all__ = ["Settings", "LogLevel", "PREFIX"]
+__all__ = ["Settings", "LogLevel", "LOG_LEVELS", "ReferenceOnError", "REFERENCE_ON_ERROR", "PREFIX"]
 
 PREFIX = "SIDECAR_"
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
+# What a missing, corrupt or mismatched reference profile does: stop start-up, or log and disable drift.
+ReferenceOnError = Literal["fail", "warn"]
+REFERENCE_ON_ERROR: tuple[ReferenceOnError, ...] = get_args(ReferenceOnError)
 
 T = TypeVar("T")
+C = TypeVar("C", bound=str)
 
 
 class _Invalid(ValueError):
@@ -67,10 +82,13 @@ def _parse_float(low: float, high: float = math.inf, *, low_open: bool = False) 
     return parse
 
 
-def _parse_choice(choices: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        value = raw.strip().lower()
-        if value not in choices:
+def _parse_choice(choices: tuple[C, ...]) -> Callable[[str], C]:
+    """A parser of one of ``choices``, the ``get_args`` of a ``Literal``, so it returns that Literal type."""
+    by_name: dict[str, C] = {choice: choice for choice in choices}
+
+    def parse(raw: str) -> C:
+        value = by_name.get(raw.strip().lower())
+        if value is None:
             raise _Invalid("expected one of " + ", ".join(choices))
         return value
 
@@ -185,6 +203,27 @@ def _converted(convert: Callable[[str], T]) -> Callable[[str], T]:
     return parse
 
 
+def _show(value: object) -> str:
+    """A set value as its variable would say it, so that parsing the text gives the value back.
+
+    Names joined by commas as the parsers split them, booleans as true/false,
+    and numbers as short as they stay exact: ``30`` for 30.0, ``0.1`` for 0.1.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        # repr is the shortest text that parses back to the same float.
+        return repr(value).removesuffix(".0")
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)
+
+
+def _show_rfc3339(seconds: float) -> str:
+    """Unix seconds as the RFC 3339 UTC time they were parsed from, e.g. ``2026-11-01T00:00:00Z``."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+
+
 @dataclass(frozen=True)
 class _Field:
     parse: Callable[[str], Any]
@@ -192,12 +231,14 @@ class _Field:
     required: bool = False
     # A family of variables, SIDECAR_<NAME>_<KEY>, gathered into a tuple of (key, value) pairs.
     family: bool = False
+    # How describe() writes a set value; the inverse of parse.
+    show: Callable[[Any], str] = _show
 
 
-def _env(parse: Callable[[str], T], default: T, *, secret: bool = False) -> T:
+def _env(parse: Callable[[str], T], default: T, *, secret: bool = False, show: Callable[[Any], str] = _show) -> T:
     # The dataclass default is the real default; the parser is kept in metadata
     # so adding a setting is one line in one place.
-    return dataclasses.field(default=default, metadata={"field": _Field(parse, secret=secret)})
+    return dataclasses.field(default=default, metadata={"field": _Field(parse, secret=secret, show=show)})
 
 
 def _family(parse: Callable[[str], T]) -> tuple[tuple[str, T], ...]:
@@ -239,9 +280,9 @@ class Settings:
     shutdown_timeout_seconds: float = _env(_parse_float(0.0), 30.0)
     flush_timeout_seconds: float = _env(_parse_float(0.0), 5.0)
     admin_token: str | None = _env(_parse_text, None, secret=True)
-    log_level: LogLevel = _env(cast("Callable[[str], LogLevel]", _parse_choice(get_args(LogLevel))), "info")
+    log_level: LogLevel = _env(_parse_choice(LOG_LEVELS), "info")
     # Capture: payload adapters.
-    protocol: str = _env(_parse_choice(PROTOCOLS), "auto")
+    protocol: Protocol = _env(_parse_choice(PROTOCOLS), "auto")
     feature_names: tuple[str, ...] = _env(_parse_names, ())
     features_pointer: str | None = _env(_validated(parse_pointer), None)
     predictions_pointer: str | None = _env(_validated(parse_pointer), None)
@@ -251,7 +292,7 @@ class Settings:
     capture_max_bytes: int = _env(_parse_int(0, 1 << 30), 1 << 20)
     capture_queue_size: int = _env(_parse_int(1, 10_000_000), 10_000)
     # Capture: sampling.
-    sampling: str = _env(_parse_choice(STRATEGIES), "random")
+    sampling: Strategy = _env(_parse_choice(STRATEGIES), "random")
     sample_rate: float = _env(_parse_float(0.0, 1.0), 1.0)
     sampling_key: str | None = _env(_validated(parse_source), None)
     stratify_by: str | None = _env(_validated(parse_source), None)
@@ -267,7 +308,7 @@ class Settings:
     # Data monitoring: reference, drift, quality.
     reference_path: str | None = _env(_parse_text, None)
     reference_warmup: int = _env(_parse_int(10, 10_000_000), 1000)
-    reference_on_error: str = _env(_parse_choice(("fail", "warn")), "fail")
+    reference_on_error: ReferenceOnError = _env(_parse_choice(REFERENCE_ON_ERROR), "fail")
     drift_bins: int = _env(_parse_int(2, 100), 10)
     drift_window_seconds: float = _env(_parse_float(1.0, 30 * 86_400.0), 3600.0)
     drift_slice_seconds: float = _env(_parse_float(1.0, 86_400.0), 60.0)
@@ -283,7 +324,7 @@ class Settings:
     log_queue_size: int = _env(_parse_int(1, 10_000_000), 10_000)
     log_http_timeout_seconds: float = _env(_parse_float(0.0, low_open=True), 5.0)
     pii_fields: tuple[str, ...] = _env(_converted(parse_fields), ())
-    pii_mode: str = _env(_parse_choice(PII_MODES), "hash")
+    pii_mode: PiiMode = _env(_parse_choice(PII_MODES), "hash")
     pii_salt: str | None = _env(_parse_text, None, secret=True)
     # Delayed labels: the prediction store and the labels API.
     state_dir: str = _env(_parse_text, "ml-sidecar-state")
@@ -292,7 +333,7 @@ class Settings:
     store_segments: tuple[str, ...] = _env(_parse_names, ())
     labels_max_bytes: int = _env(_parse_int(1024, 1 << 30), 32 << 20)
     # Online performance.
-    task: str = _env(_parse_choice(TASKS), "classification")
+    task: Task = _env(_parse_choice(TASKS), "classification")
     positive_label: str | None = _env(_parse_text, None)
     classes: tuple[str, ...] | None = _env(_parse_names, None)
     ranking_k: int = _env(_parse_int(1, 10_000), 10)
@@ -300,7 +341,7 @@ class Settings:
     perf_window_seconds: float = _env(_parse_float(60.0, 366 * 86_400.0), 7 * 86_400.0)
     perf_max_rows: int = _env(_parse_int(1_000, 10_000_000), 200_000)
     # Staleness and retraining triggers.
-    model_trained_at: float | None = _env(_converted(parse_rfc3339), None)
+    model_trained_at: float | None = _env(_converted(parse_rfc3339), None, show=_show_rfc3339)
     baseline: tuple[tuple[str, float], ...] = _family(_parse_float(0.0))
     retrain_interval: float | None = _env(_parse_duration(60.0, 3650 * 86_400.0), None)
     retrain_max_drop: float | None = _env(_parse_float(0.0, 10.0, low_open=True), None)
@@ -316,7 +357,8 @@ class Settings:
     alertmanager_url: str | None = _env(_parse_webhook_url, None)
     alert_webhook_url: str | None = _env(_parse_webhook_url, None)
     alert_resend_seconds: float = _env(_parse_float(1.0, 3600.0), 30.0)
-    runbook_base_url: str = _env(_parse_text, "https://github.com/ml-sidecar/ml-sidecar/blob/main/deploy/runbooks/")
+    # Unset, the built-in rules link their runbooks relative to the docs, deploy/runbooks/<alert>.md.
+    runbook_base_url: str | None = _env(_parse_text, None)
     fallback_url: str | None = _env(_parse_http_url, None)
     auto_fallback: bool = _env(_parse_bool, False)
 
@@ -367,18 +409,38 @@ class Settings:
             var for var in env if var.startswith(PREFIX) and var not in known and not var.startswith(families)
         )
 
+    @classmethod
+    def closest_variable(cls, var: str) -> str | None:
+        """The setting that an unknown ``var`` most likely misspells, or None when none is close.
+
+        Only the part after ``SIDECAR_`` is compared, since every name shares
+        the prefix; Kubernetes' ``SIDECAR_SERVICE_HOST`` and the like match nothing.
+
+        >>> Settings.closest_variable("SIDECAR_SAMPLE_RAT")
+        'SIDECAR_SAMPLE_RATE'
+        """
+        names = [f.name.upper() for f in dataclasses.fields(cls)]
+        close = difflib.get_close_matches(var.removeprefix(PREFIX), names, n=1, cutoff=0.8)
+        return PREFIX + close[0] if close else None
+
     def describe(self) -> dict[str, str]:
-        """The effective configuration by variable name, secrets masked."""
+        """The effective configuration by variable name, secrets masked.
+
+        Each value is written as its variable takes it (``stdout,file:/p``,
+        ``true``, ``30``, empty for unset): set back in the environment, every
+        value but a masked secret gives the same setting.
+        """
         out: dict[str, str] = {}
         for f in dataclasses.fields(self):
+            spec: _Field = f.metadata["field"]
             value = getattr(self, f.name)
-            if f.metadata["field"].family:
+            if spec.family:
                 for key, member in value:
-                    out[f"{PREFIX}{f.name.upper()}_{key.upper()}"] = str(member)
-            elif value is not None and f.metadata["field"].secret:
-                out[PREFIX + f.name.upper()] = "***"
+                    out[f"{PREFIX}{f.name.upper()}_{key.upper()}"] = spec.show(member)
+            elif value is None:
+                out[PREFIX + f.name.upper()] = ""
             else:
-                out[PREFIX + f.name.upper()] = "" if value is None else str(value)
+                out[PREFIX + f.name.upper()] = "***" if spec.secret else spec.show(value)
         return out
 
 
@@ -429,7 +491,7 @@ def _performance_checks(values: dict[str, Any]) -> list[str]:
         ]
     else:
         try:
-            PerformanceConfig(task, values["positive_label"], values["classes"])
+            check_classes(values["classes"], values["positive_label"])
         except ValueError as exc:
             problems.append(f"SIDECAR_POSITIVE_LABEL/SIDECAR_CLASSES: {exc}")
     known = METRICS[task]

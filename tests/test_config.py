@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import dataclasses
+import re
 import subprocess
 import sys
+from typing import Literal, get_args, get_origin, get_type_hints
 
 import pytest
 
-from sidecar.config import Settings
+from sidecar.config import Settings, variable
 from sidecar.exceptions import ConfigError
 
 BASE = {"SIDECAR_UPSTREAM_URL": "http://127.0.0.1:8080"}
@@ -175,3 +178,189 @@ def test_performance_settings_that_do_not_fit_together(env: dict[str, str], prob
     with pytest.raises(ConfigError) as info:
         Settings.from_env({**BASE, **env})
     assert any(problem in line for line in info.value.problems), info.value.problems
+
+
+CHOICES = ("log_level", "protocol", "sampling", "reference_on_error", "pii_mode", "task")
+
+
+@pytest.mark.parametrize("name", CHOICES)
+def test_choices_are_literal_types_and_the_parser_allows_exactly_their_values(name: str) -> None:
+    hint = get_type_hints(Settings)[name]
+    assert get_origin(hint) is Literal
+    allowed = get_args(hint)
+    var = variable(name)
+    # stratified sampling needs its strata; every other choice stands alone.
+    base = {**BASE, "SIDECAR_STRATIFY_BY": "header:x-segment"}
+    for value in allowed:
+        assert getattr(Settings.from_env({**base, var: value.upper()}), name) == value
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**base, var: "bogus"})
+    assert info.value.problems == [f"{var}='bogus' is not valid: expected one of {', '.join(allowed)}"]
+
+
+# Every setting but one away from its default, so that each is written and read back.
+RICH = {
+    "SIDECAR_UPSTREAM_URL": " https://model.internal:8443/ ",
+    "SIDECAR_LISTEN_HOST": "127.0.0.1",
+    "SIDECAR_LISTEN_PORT": "8001",
+    "SIDECAR_ADMIN_HOST": "::1",
+    "SIDECAR_ADMIN_PORT": "9101",
+    "SIDECAR_MODEL_NAME": "fraud-v2",
+    "SIDECAR_UPSTREAM_TIMEOUT_SECONDS": "2.5",
+    "SIDECAR_UPSTREAM_CONNECT_TIMEOUT_SECONDS": "0.1",
+    "SIDECAR_UPSTREAM_MAX_CONNECTIONS": "64",
+    "SIDECAR_UPSTREAM_HEALTH_PATH": "/v2/health/ready",
+    "SIDECAR_READY_CACHE_SECONDS": "0",
+    "SIDECAR_SHUTDOWN_TIMEOUT_SECONDS": "12",
+    "SIDECAR_FLUSH_TIMEOUT_SECONDS": "1e-3",
+    "SIDECAR_ADMIN_TOKEN": "hunter2",
+    "SIDECAR_LOG_LEVEL": "WARNING",
+    "SIDECAR_PROTOCOL": "json",
+    "SIDECAR_FEATURE_NAMES": " age, income ,country",
+    "SIDECAR_FEATURES_POINTER": "/inputs",
+    "SIDECAR_PREDICTIONS_POINTER": "/outputs/0/data",
+    "SIDECAR_SCORES_POINTER": "/a~1b/m~0n",
+    "SIDECAR_MODEL_VERSION": "2026.11",
+    "SIDECAR_MODEL_VERSION_HEADER": "X-Model-Rev",
+    "SIDECAR_CAPTURE_MAX_BYTES": "2048",
+    "SIDECAR_CAPTURE_QUEUE_SIZE": "100",
+    "SIDECAR_SAMPLING": "Stratified",
+    "SIDECAR_SAMPLE_RATE": "0.1",
+    "SIDECAR_SAMPLING_KEY": "header:X-User-Id",
+    "SIDECAR_STRATIFY_BY": "feature:country",
+    "SIDECAR_STRATUM_MIN_PER_WINDOW": "5",
+    "SIDECAR_STRATUM_WINDOW_SECONDS": "30",
+    "SIDECAR_STRATA_MAX": "20",
+    "SIDECAR_IMPORTANCE_KEEP_ALL_BELOW": "0.3",
+    "SIDECAR_IMPORTANCE_EXPONENT": "2",
+    "SIDECAR_TRIGGER_HOLD_SECONDS": "60",
+    "SIDECAR_TRIGGER_LATENCY_SECONDS": "1.5",
+    "SIDECAR_TRIGGER_ERROR_COUNT": "3",
+    "SIDECAR_TRIGGER_ERROR_WINDOW_SECONDS": "5",
+    "SIDECAR_REFERENCE_PATH": "/etc/ml-sidecar/reference.json",
+    "SIDECAR_REFERENCE_WARMUP": "500",
+    "SIDECAR_REFERENCE_ON_ERROR": "warn",
+    "SIDECAR_DRIFT_BINS": "20",
+    "SIDECAR_DRIFT_WINDOW_SECONDS": "7200",
+    "SIDECAR_DRIFT_SLICE_SECONDS": "120",
+    "SIDECAR_DRIFT_MIN_SAMPLES": "50",
+    "SIDECAR_EVAL_INTERVAL_SECONDS": "0.5",
+    "SIDECAR_QUALITY_RULES": "/etc/ml-sidecar/quality.yaml",
+    "SIDECAR_QUALITY_RANGE_TOLERANCE": "0.05",
+    "SIDECAR_EXPECTED_RECORDS_PER_SECOND": "12.5",
+    "SIDECAR_LOG_SINK": "STDOUT, file:/var/log/p.jsonl,https://logs.internal/ingest",
+    "SIDECAR_LOG_FILE_MAX_BYTES": "1000",
+    "SIDECAR_LOG_FILE_BACKUPS": "2",
+    "SIDECAR_LOG_QUEUE_SIZE": "50",
+    "SIDECAR_LOG_HTTP_TIMEOUT_SECONDS": "2",
+    "SIDECAR_PII_FIELDS": "email, phone,email",
+    "SIDECAR_PII_MODE": "drop",
+    "SIDECAR_PII_SALT": "a-long-random-secret-value",
+    "SIDECAR_STATE_DIR": "/var/lib/ml-sidecar",
+    "SIDECAR_LABEL_TTL_SECONDS": "604800",
+    "SIDECAR_STORE_MAX_ROWS": "5000",
+    "SIDECAR_STORE_SEGMENTS": "country,device",
+    "SIDECAR_LABELS_MAX_BYTES": "4096",
+    "SIDECAR_TASK": "classification",
+    "SIDECAR_POSITIVE_LABEL": "fraud",
+    "SIDECAR_CLASSES": "legit, fraud",
+    "SIDECAR_RANKING_K": "5",
+    "SIDECAR_PERF_MIN_LABELS": "10",
+    "SIDECAR_PERF_WINDOW_SECONDS": "3600",
+    "SIDECAR_PERF_MAX_ROWS": "2000",
+    "SIDECAR_MODEL_TRAINED_AT": "2026-11-01T02:00:00.25+02:00",
+    "SIDECAR_BASELINE_ACCURACY": "0.91",
+    "SIDECAR_BASELINE_AUC_ROC": "0.95",
+    "SIDECAR_RETRAIN_INTERVAL": "7d",
+    "SIDECAR_RETRAIN_MAX_DROP": "0.05",
+    "SIDECAR_RETRAIN_ON_DRIFT": "off",
+    "SIDECAR_RETRAIN_MIN_NEW_LABELS": "1000",
+    "SIDECAR_RETRAIN_COOLDOWN_SECONDS": "600",
+    "SIDECAR_RETRAIN_WEBHOOK_URL": "https://ci.example/hooks/retrain?token=x",
+    "SIDECAR_ALERT_RULES": "/etc/ml-sidecar/alerts.yaml",
+    "SIDECAR_ALERT_BASELINE_WINDOW": "12h",
+    "SIDECAR_ALERT_RATE_WINDOW_SECONDS": "60",
+    "SIDECAR_ALERT_MIN_REQUESTS": "5",
+    "SIDECAR_ALERTMANAGER_URL": "http://alertmanager:9093",
+    "SIDECAR_ALERT_WEBHOOK_URL": "https://hooks.example/ml",
+    "SIDECAR_ALERT_RESEND_SECONDS": "10",
+    "SIDECAR_RUNBOOK_BASE_URL": "https://docs.example.com/runbooks/",
+    "SIDECAR_FALLBACK_URL": "http://fallback:8080",
+    "SIDECAR_AUTO_FALLBACK": "yes",
+}
+SECRETS = {"SIDECAR_ADMIN_TOKEN": "hunter2", "SIDECAR_PII_SALT": "a-long-random-secret-value"}
+
+
+def _read_back(lines: list[str]) -> dict[str, str]:
+    """check-config's lines as an environment, the masked secrets put back as an operator would."""
+    env = dict(line.split("=", 1) for line in lines)
+    assert {var for var, value in env.items() if value == "***"} == set(SECRETS)
+    return {**env, **SECRETS}
+
+
+def test_check_config_prints_values_that_read_back_as_the_same_settings() -> None:
+    settings = Settings.from_env(RICH)
+    # All but the task: SIDECAR_CLASSES and SIDECAR_POSITIVE_LABEL apply to the default task alone.
+    assert [f.name for f in dataclasses.fields(Settings) if getattr(settings, f.name) == f.default] == ["task"]
+    result = _cli("check-config", env=RICH)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert Settings.from_env(_read_back(lines)) == settings
+    # As the parsers read them, not as Python shows them.
+    for line in (
+        "SIDECAR_UPSTREAM_URL=https://model.internal:8443",
+        "SIDECAR_LOG_SINK=stdout,file:/var/log/p.jsonl,https://logs.internal/ingest",
+        "SIDECAR_FEATURE_NAMES=age,income,country",
+        "SIDECAR_PII_FIELDS=email,phone",
+        "SIDECAR_RETRAIN_ON_DRIFT=false",
+        "SIDECAR_AUTO_FALLBACK=true",
+        "SIDECAR_SHUTDOWN_TIMEOUT_SECONDS=12",
+        "SIDECAR_FLUSH_TIMEOUT_SECONDS=0.001",
+        "SIDECAR_UPSTREAM_CONNECT_TIMEOUT_SECONDS=0.1",
+        "SIDECAR_RETRAIN_INTERVAL=604800",
+        "SIDECAR_ALERT_BASELINE_WINDOW=43200",
+        "SIDECAR_MODEL_TRAINED_AT=2026-11-01T00:00:00.250000Z",
+        "SIDECAR_BASELINE_AUC_ROC=0.95",
+        "SIDECAR_SAMPLING=stratified",
+        "SIDECAR_ADMIN_TOKEN=***",
+        "SIDECAR_PII_SALT=***",
+    ):
+        assert line in lines
+    assert not [line for line in lines if re.search(r"[()']|=(None|True|False)$|\.0$", line)], lines
+
+
+def test_check_config_of_the_defaults_reads_back_with_unset_values_empty() -> None:
+    settings = Settings.from_env(BASE)
+    described = settings.describe()
+    assert described["SIDECAR_ADMIN_TOKEN"] == ""
+    assert described["SIDECAR_FEATURE_NAMES"] == ""
+    assert described["SIDECAR_RUNBOOK_BASE_URL"] == ""
+    assert described["SIDECAR_LOG_SINK"] == "stdout"
+    assert described["SIDECAR_RETRAIN_ON_DRIFT"] == "true"
+    assert described["SIDECAR_UPSTREAM_TIMEOUT_SECONDS"] == "30"
+    assert Settings.from_env(described) == settings
+
+
+def test_a_close_unknown_variable_gets_a_hint() -> None:
+    assert Settings.closest_variable("SIDECAR_SAMPLE_RAT") == "SIDECAR_SAMPLE_RATE"
+    assert Settings.closest_variable("SIDECAR_LISTEN_PROT") == "SIDECAR_LISTEN_PORT"
+    assert Settings.closest_variable("SIDECAR_ALERT_RULE") == "SIDECAR_ALERT_RULES"
+    # Kubernetes' variables for a Service named "sidecar" are nobody's typo.
+    for var in ("SIDECAR_SERVICE_HOST", "SIDECAR_SERVICE_PORT", "SIDECAR_PORT", "SIDECAR_PORT_8000_TCP_ADDR"):
+        assert Settings.closest_variable(var) is None
+
+
+def test_check_config_warns_of_unknown_variables_with_did_you_mean() -> None:
+    result = _cli("check-config", env={**BASE, "SIDECAR_SAMPLE_RAT": "0.1", "SIDECAR_SERVICE_HOST": "10.0.0.1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "ml-sidecar: warning: SIDECAR_SAMPLE_RAT is not a known setting and is ignored; "
+        "did you mean SIDECAR_SAMPLE_RATE?",
+        "ml-sidecar: warning: SIDECAR_SERVICE_HOST is not a known setting and is ignored",
+    ]
+
+
+def test_runbook_base_url_is_optional() -> None:
+    assert Settings.from_env(BASE).runbook_base_url is None
+    base = "https://docs.example.com/runbooks/"
+    assert Settings.from_env({**BASE, "SIDECAR_RUNBOOK_BASE_URL": base}).runbook_base_url == base

@@ -47,11 +47,12 @@ from typing import Any, Final, Literal, get_args
 
 from sidecar.alerting.conditions import Condition, ConditionError, parse
 from sidecar.durations import parse_duration
-from sidecar.exceptions import SidecarError
+from sidecar.exceptions import ProblemsError
 from sidecar.yamlfile import read_yaml
 
 __all__ = [
     "RESERVED_LABELS",
+    "RUNBOOKS",
     "SEVERITIES",
     "AlertRule",
     "AlertRulesError",
@@ -74,12 +75,8 @@ _NAME: Final = re.compile(r"[A-Za-z0-9_.:-]+")
 _LABEL_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # Prometheus' label name syntax
 
 
-class AlertRulesError(SidecarError):
+class AlertRulesError(ProblemsError):
     """An alert rules file that cannot be used. ``problems`` has one line per problem."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -286,19 +283,29 @@ _DEFAULTS: Final[tuple[tuple[str, str | None, Severity, float, str], ...]] = (
 )
 
 
-def default_rules(runbook_base_url: str) -> tuple[AlertRule, ...]:
-    """The built-in rules; each runbook is ``runbook_base_url + name + ".md"``.
+# Where the runbooks are in the docs, relative to their root: a status page or wiki that
+# publishes the docs resolves these links, and no address of anyone's organisation is assumed.
+RUNBOOKS: Final = "deploy/runbooks"
+
+
+def default_rules(runbook_base_url: str | None = None) -> tuple[AlertRule, ...]:
+    """The built-in rules; each runbook is ``<runbook_base_url>/<name>.md``, with exactly one slash.
+
+    Without a base (``SIDECAR_RUNBOOK_BASE_URL`` unset) the links are relative,
+    ``deploy/runbooks/<name>.md``; an empty base leaves the bare ``<name>.md``.
 
     Usage::
 
-        default_rules("https://github.com/acme/ml-sidecar/blob/main/docs/runbooks/")
+        default_rules()  # feature_drift links deploy/runbooks/feature_drift.md
+        default_rules("https://github.com/acme/ml-sidecar/blob/main/deploy/runbooks/")
     """
+    base = RUNBOOKS if runbook_base_url is None else runbook_base_url
     return tuple(
         AlertRule(
             name=name,
             condition=None if text is None else parse(text),
             severity=severity,
-            runbook=f"{runbook_base_url}{name}.md",
+            runbook=f"{base.rstrip('/')}/{name}.md" if base else f"{name}.md",
             for_seconds=for_seconds,
             description=description,
         )

@@ -19,6 +19,10 @@ string from another; ``1`` and ``1.0`` do not. ``None`` (a missing value)
 stays ``None``, so null-share quality checks still see it; it reveals nothing.
 
 Drop mode removes the key. Field names match top-level feature names exactly.
+
+The modes, :func:`parse_fields` and :func:`check_pii` live in
+:mod:`sidecar.syntax.privacy`, so the settings check them without loading
+this module's JSON library; they are re-exported here.
 """
 
 from __future__ import annotations
@@ -26,49 +30,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
+from sidecar.syntax.privacy import MIN_SALT_LENGTH, PII_MODES, PiiMode, check_pii, parse_fields
+
 __all__ = ["Anonymizer", "PiiMode", "PII_MODES", "HASH_PREFIX", "MIN_SALT_LENGTH", "parse_fields", "check_pii"]
 
-PiiMode = Literal["hash", "drop"]
-PII_MODES: tuple[PiiMode, ...] = ("hash", "drop")
 HASH_PREFIX = "hmac-sha256:"
-# A short key can be guessed, and then low-entropy values (emails, phone
-# numbers) can be recomputed from their hashes by brute force.
-MIN_SALT_LENGTH = 16
-
-
-def parse_fields(text: str) -> tuple[str, ...]:
-    """Parse ``SIDECAR_PII_FIELDS``: comma-separated feature names, duplicates removed, order kept.
-
-    Raises ``ValueError`` with a message that reads after "is not valid: ".
-
-    >>> parse_fields("email, phone,email")
-    ('email', 'phone')
-    """
-    names = [name.strip() for name in text.split(",")]
-    if not all(names):
-        raise ValueError("expected comma-separated feature names, e.g. email,phone; found an empty name")
-    return tuple(dict.fromkeys(names))
-
-
-def check_pii(fields: tuple[str, ...], mode: PiiMode, salt: str | None) -> list[str]:
-    """The cross-variable problems of the privacy settings, one message per problem.
-
-    The settings module adds these to its own list; none of them shows the salt.
-    """
-    if not fields or mode != "hash":
-        return []
-    if not salt:
-        return [
-            "SIDECAR_PII_SALT is required when SIDECAR_PII_MODE=hash and SIDECAR_PII_FIELDS is set "
-            "(or set SIDECAR_PII_MODE=drop)"
-        ]
-    if len(salt) < MIN_SALT_LENGTH:
-        return [f"SIDECAR_PII_SALT is too short: expected at least {MIN_SALT_LENGTH} characters of a random secret"]
-    return []
 
 
 class Anonymizer:

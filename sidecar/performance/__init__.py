@@ -6,7 +6,8 @@ metric is weighted by the rows' 1/p sampling weights (Horvitz-Thompson), so
 it equals scikit-learn's with ``sample_weight`` and estimates the metric of
 all traffic, not of the sample. The pieces, by concept:
 
-- :mod:`.task`: :class:`PerformanceConfig` and the metric names per task;
+- :mod:`.task`: :class:`PerformanceConfig`, and the tasks and metric names
+  per task from :mod:`sidecar.syntax.performance`;
 - :mod:`.rows`: :class:`JoinedRow`, a prediction and its label;
 - :mod:`.labels`: :func:`validate_label` for the HTTP layer, and
   :func:`class_key`, how class values compare;

@@ -1,28 +1,20 @@
 """What the model does, and the metrics each kind of model gets.
 
 :class:`PerformanceConfig` is what the evaluator passes to
-:func:`~sidecar.performance.compute`; ``config.py`` builds it from the
-environment (``SIDECAR_TASK``, ``SIDECAR_POSITIVE_LABEL``, ``SIDECAR_CLASSES``,
-``SIDECAR_RANKING_K``, ``SIDECAR_PERF_MIN_LABELS``). The metric names are
-fixed per task, so the Prometheus collector can bind its children at start-up.
+:func:`~sidecar.performance.compute`; the assembly builds it from the settings
+(``SIDECAR_TASK``, ``SIDECAR_POSITIVE_LABEL``, ``SIDECAR_CLASSES``,
+``SIDECAR_RANKING_K``, ``SIDECAR_PERF_MIN_LABELS``). The tasks, their metric
+names and the check of the classes live in :mod:`sidecar.syntax.performance`,
+so the settings validate them without loading numpy; they are re-exported here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+
+from sidecar.syntax.performance import METRICS, TASKS, Task, check_classes
 
 __all__ = ["Task", "TASKS", "METRICS", "PerformanceConfig"]
-
-Task = Literal["classification", "regression", "ranking"]
-
-TASKS: tuple[Task, ...] = ("classification", "regression", "ranking")
-
-METRICS: dict[Task, tuple[str, ...]] = {
-    "classification": ("accuracy", "precision", "recall", "f1", "auc_roc", "log_loss", "estimated_accuracy"),
-    "regression": ("mae", "mse", "rmse", "mape"),
-    "ranking": ("ndcg", "mrr", "map"),
-}
 
 
 @dataclass(frozen=True)
@@ -62,8 +54,4 @@ class PerformanceConfig:
             raise ValueError(f"ranking_k must be at least 1, got {self.ranking_k}")
         if self.min_labels < 1:
             raise ValueError(f"min_labels must be at least 1, got {self.min_labels}")
-        if self.classes is not None:
-            if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
-                raise ValueError(f"classes must be two or more distinct values, got {list(self.classes)}")
-            if self.positive_label is not None and self.positive_label not in self.classes:
-                raise ValueError(f"positive_label {self.positive_label!r} is not one of the classes")
+        check_classes(self.classes, self.positive_label)

@@ -3,13 +3,14 @@
 ::
 
     SidecarError
-    ├── DataError     DATA is missing, unreadable or malformed      → exit 1
-    └── OptionError   the options do not fit each other or DATA     → exit 2
+    ├── DataError         DATA is missing, unreadable or malformed      → exit 1
+    └── ProblemsError
+        └── OptionError   the options do not fit each other or DATA     → exit 2
 """
 
 from __future__ import annotations
 
-from sidecar.exceptions import SidecarError
+from sidecar.exceptions import ProblemsError, SidecarError
 
 __all__ = ["DataError", "OptionError"]
 
@@ -18,9 +19,5 @@ class DataError(SidecarError):
     """The data file cannot be read as the format it claims to be; the message names the place."""
 
 
-class OptionError(SidecarError):
+class OptionError(ProblemsError):
     """Options that cannot be used, such as a column that DATA does not have. ``problems`` has one line each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems

@@ -23,14 +23,17 @@ Usage::
 
 The rules for predictions and confidence are in :mod:`.predictions`, for
 feature names and row pairing in :mod:`.rows`, for bodies (gzip, NaN, the
-binary-data extension) in :mod:`.bodies`.
+binary-data extension) in :mod:`.bodies`. The protocol names and JSON
+Pointers, which the settings validate without loading the adapters, are in
+:mod:`sidecar.syntax.protocols` and :mod:`sidecar.syntax.jsonpointer`.
 """
 
 from __future__ import annotations
 
-from sidecar.protocols.base import PROTOCOLS, AdapterOptions, PayloadError, PayloadTooLarge, Protocol
+from sidecar.protocols.base import AdapterOptions, PayloadError, PayloadTooLarge
 from sidecar.protocols.exchange import parse_exchange, response_confidence
-from sidecar.protocols.jsonpointer import parse_pointer
+from sidecar.syntax.jsonpointer import parse_pointer
+from sidecar.syntax.protocols import PROTOCOLS, Protocol
 
 __all__ = [
     "AdapterOptions",

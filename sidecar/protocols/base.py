@@ -13,16 +13,13 @@ an unrecognised shape under ``auto``) is not an error: the adapter returns a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any
 
 from sidecar.exceptions import SidecarError
-from sidecar.protocols.jsonpointer import parse_pointer
+from sidecar.syntax.jsonpointer import parse_pointer
+from sidecar.syntax.protocols import PROTOCOLS, Protocol
 
 __all__ = ["AdapterOptions", "Inputs", "Outputs", "PayloadError", "PayloadTooLarge", "Protocol", "PROTOCOLS", "member"]
-
-Protocol = Literal["auto", "kserve-v1", "open-inference-v2", "tfserving", "mlflow", "json"]
-
-PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 
 # Row widths whose positional names AdapterOptions keeps; payloads choose widths, so the memo is bounded.
 _POSITIONAL_MAX = 64

@@ -32,8 +32,8 @@ from typing import Any
 
 from sidecar.protocols.base import AdapterOptions, Inputs, Outputs, PayloadError
 from sidecar.protocols.bodies import Body
-from sidecar.protocols.jsonpointer import parse_pointer, resolve
 from sidecar.protocols.rows import batch_of, features_of
+from sidecar.syntax.jsonpointer import parse_pointer, resolve
 
 __all__ = ["read_request", "read_response"]
 

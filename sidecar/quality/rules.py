@@ -49,7 +49,7 @@ from typing import Any, Final
 
 import yaml
 
-from sidecar.exceptions import SidecarError
+from sidecar.exceptions import ProblemsError
 from sidecar.quality.checks import CHECKS, FEATURE_CHECKS, Expectation, reference_expectation
 from sidecar.reference import Kind, ReferenceProfile, category_key
 from sidecar.yamlfile import read_yaml
@@ -62,12 +62,8 @@ _NUMERIC_KEYS: Final = ("min", "max", "non_negative")
 _SHOWN: Final = 60  # characters of a bad value quoted in a message
 
 
-class QualityRulesError(SidecarError):
+class QualityRulesError(ProblemsError):
     """A quality rules file that cannot be used. ``problems`` has one line per problem."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True)

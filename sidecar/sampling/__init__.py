@@ -49,6 +49,8 @@ estimates stay unbiased, but vary more, since a key's exchanges come or go
 together. An exchange without the key is drawn at random.
 
 Samplers hold no lock: the proxy and the worker share one event-loop thread.
+The strategy names and :func:`parse_source`, which the settings validate
+without loading the samplers, are in :mod:`sidecar.syntax.sampling`.
 """
 
 from __future__ import annotations
@@ -57,19 +59,11 @@ import random
 import time
 from collections.abc import Callable
 
-from sidecar.sampling.base import (
-    STRATEGIES,
-    Clock,
-    Decision,
-    RandomSampler,
-    Sampler,
-    Strategy,
-    key_uniform,
-    parse_source,
-)
+from sidecar.sampling.base import Clock, Decision, RandomSampler, Sampler, key_uniform
 from sidecar.sampling.importance import ImportanceSampler
 from sidecar.sampling.stratified import StratifiedSampler
 from sidecar.sampling.trigger import ERROR_BURST, LATENCY, TriggerSampler
+from sidecar.syntax.sampling import STRATEGIES, Strategy, parse_source
 
 __all__ = [
     "STRATEGIES",

@@ -1,64 +1,20 @@
-"""``SIDECAR_LOG_SINK``: validate the list of sinks, then build them."""
+"""``SIDECAR_LOG_SINK``: build the sinks its entries name.
+
+The list is validated at start-up by :func:`parse_sink_spec`, which lives in
+:mod:`sidecar.syntax.sinks` so the settings check it without loading the
+sinks; it is re-exported here.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from urllib.parse import urlsplit
 
 from sidecar.sinks.base import Sink
 from sidecar.sinks.files import FileSink, StdoutSink
 from sidecar.sinks.http import HttpSink
+from sidecar.syntax.sinks import FILE_PREFIX, parse_sink_spec, sink_kind
 
 __all__ = ["parse_sink_spec", "build_sinks"]
-
-_HELP = "expected a comma-separated list of stdout, none, file:/path and http(s):// URLs"
-_FILE = "file:"
-
-
-def parse_sink_spec(text: str) -> tuple[str, ...]:
-    """Validate ``SIDECAR_LOG_SINK`` and return its entries, trimmed, keywords lower-cased.
-
-    At most one sink of each kind, since the kind is the ``sink`` label, and
-    ``none`` alone. Raises ``ValueError`` with a message that reads after
-    "is not valid: ".
-
-    >>> parse_sink_spec("stdout, file:/var/log/p.jsonl")
-    ('stdout', 'file:/var/log/p.jsonl')
-    """
-    entries: list[str] = []
-    kinds: set[str] = set()
-    for raw in text.split(","):
-        entry = raw.strip()
-        kind = _kind(entry)
-        if kind in kinds:
-            raise ValueError(f"{_HELP}, at most one of each kind; found {kind} twice")
-        kinds.add(kind)
-        entries.append(entry.lower() if kind in ("stdout", "none") else entry)
-    if "none" in kinds and len(entries) > 1:
-        raise ValueError(f"{_HELP}; none cannot be combined with other sinks")
-    return tuple(entries)
-
-
-def _kind(entry: str) -> str:
-    """``stdout``, ``none``, ``file`` or ``http`` for a valid entry; ValueError otherwise."""
-    lowered = entry.lower()
-    if lowered in ("stdout", "none"):
-        return lowered
-    if lowered.startswith(_FILE):
-        path = entry[len(_FILE) :]
-        if not path or path.startswith("//"):
-            raise ValueError(f"{_HELP}; a file sink is file:/path, e.g. file:/var/log/ml-sidecar/predictions.jsonl")
-        return "file"
-    parts = urlsplit(entry)
-    if parts.scheme.lower() in ("http", "https"):
-        try:
-            port_ok = parts.port != 0
-        except ValueError:  # out of range or not a number
-            port_ok = False
-        if not parts.hostname or not port_ok or parts.fragment:
-            raise ValueError(f"{_HELP}; an http sink needs a host, a port from 1 to 65535 if any, and no #fragment")
-        return "http"
-    raise ValueError(f"{_HELP}; found {entry!r}" if entry else f"{_HELP}; found an empty entry")
 
 
 def build_sinks(
@@ -71,11 +27,11 @@ def build_sinks(
     """
     sinks: list[Sink] = []
     for entry in entries:
-        kind = _kind(entry)
+        kind = sink_kind(entry)
         if kind == "stdout":
             sinks.append(StdoutSink(queue_size=queue_size))
         elif kind == "file":
-            path = entry[len(_FILE) :]
+            path = entry[len(FILE_PREFIX) :]
             sinks.append(FileSink(path, queue_size=queue_size, max_bytes=file_max_bytes, backups=file_backups))
         elif kind == "http":
             sinks.append(HttpSink(entry, source=source, queue_size=queue_size, timeout=http_timeout))

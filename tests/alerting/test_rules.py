@@ -1,4 +1,4 @@
-"""The rules file: the guide's format loads unmodified, and every bad file says what and where."""
+"""The rules file: the example alert rules format loads unmodified, and every bad file says what and where."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 
 from sidecar.alerting.conditions import parse
 from sidecar.alerting.rules import (
+    RUNBOOKS,
     AlertRule,
     AlertRulesError,
     default_rules,
@@ -15,6 +16,7 @@ from sidecar.alerting.rules import (
     parse_duration,
     rules_from_mapping,
 )
+from sidecar.exceptions import ProblemsError
 
 GUIDE = """\
 alerts:
@@ -40,6 +42,7 @@ def problems(tmp_path: Path, text: str) -> list[str]:
     path = write(tmp_path, text)
     with pytest.raises(AlertRulesError) as caught:
         load_rules(path)
+    assert isinstance(caught.value, ProblemsError)
     assert str(caught.value) == "\n".join(caught.value.problems)
     return [p.replace(str(path), "FILE") for p in caught.value.problems]
 
@@ -281,3 +284,27 @@ def test_default_rules() -> None:
         "retraining_triggered": 0.0,
     }
     assert rules["retraining_triggered"].is_event
+
+
+def test_default_runbooks_are_relative_to_the_docs_without_a_base() -> None:
+    runbooks = {rule.name: rule.runbook for rule in default_rules()}
+    assert runbooks["feature_drift"] == "deploy/runbooks/feature_drift.md"
+    assert all(link == f"{RUNBOOKS}/{name}.md" for name, link in runbooks.items())
+    # The links name files that exist, from the root of the repository's docs.
+    root = Path(__file__).parent.parent.parent
+    assert all((root / link).is_file() for link in runbooks.values() if link is not None)
+
+
+@pytest.mark.parametrize(
+    ("base", "link"),
+    [
+        ("https://docs.example.com/runbooks", "https://docs.example.com/runbooks/feature_drift.md"),
+        ("https://docs.example.com/runbooks/", "https://docs.example.com/runbooks/feature_drift.md"),
+        ("https://docs.example.com/runbooks//", "https://docs.example.com/runbooks/feature_drift.md"),
+        ("/", "/feature_drift.md"),
+        ("", "feature_drift.md"),
+    ],
+)
+def test_a_runbook_base_is_joined_with_exactly_one_slash(base: str, link: str) -> None:
+    rules = {rule.name: rule for rule in default_rules(base)}
+    assert rules["feature_drift"].runbook == link

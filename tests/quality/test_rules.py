@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sidecar.exceptions import SidecarError
+from sidecar.exceptions import ProblemsError
 from sidecar.quality import FeatureRule, QualityMonitor, QualityRules, QualityRulesError, load_rules
 from tests.quality.builders import CLEAN, FakeClock, fired, profile, record
 
@@ -174,7 +174,7 @@ def test_bad_files_fail_with_every_problem_named(tmp_path: Path, text: str, mess
     expected = [m.format(path=path) for m in messages]
     assert info.value.problems == expected
     assert str(info.value) == "\n".join(expected)
-    assert isinstance(info.value, SidecarError)
+    assert isinstance(info.value, ProblemsError)
 
 
 def test_an_unreadable_file_is_a_rules_error(tmp_path: Path) -> None:

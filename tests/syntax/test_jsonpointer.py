@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from sidecar.protocols import parse_pointer
-from sidecar.protocols.jsonpointer import resolve
+from sidecar.syntax.jsonpointer import resolve
 
 # RFC 6901 §5
 DOCUMENT: dict[str, Any] = {
