@@ -50,7 +50,7 @@ from sidecar.protocols import AdapterOptions
 from sidecar.quality import QualityMonitor, QualityRulesError, load_rules
 from sidecar.reference import ProfileError, ReferenceProfile, load_profile
 from sidecar.sampling import build_sampler
-from sidecar.serving.flags import FlagMetrics, Flags
+from sidecar.serving.flags import Flags, fallback_gauge
 from sidecar.serving.metrics import ProxyMetrics
 from sidecar.serving.proxy import ProxyApp
 from sidecar.sinks import LogMetrics, Sink, build_sinks
@@ -147,19 +147,22 @@ def assemble(settings: Settings) -> Assembly:
     parts = build_components(settings)
     alerting = build_alerting(settings, parts, metrics, flags, PRIMARY)
     registry = create_registry()
+    model = settings.model_name
     for collector in (
+        # The hot path's and the snapshots' own collectors, rendered at scrape time...
         metrics,
         parts.capture.metrics,
-        LogMetrics(parts.sinks),
-        parts.monitor.metrics,
-        DataMetrics(settings.model_name, parts.monitors),
+        LogMetrics(model, parts.sinks),
+        DataMetrics(model, parts.monitors),
         LabelMetrics(
             parts.performance, parts.labels, parts.store, baseline=parts.baseline, trained_at=parts.trained_at
         ),
-        parts.retrainer.metrics,
         alerting.metrics,
-        alerting.notifier.metrics,
-        FlagMetrics(settings.model_name, flags),
+        # ...and the cold prometheus-client metrics, every child bound when its owner was built.
+        parts.monitor.metrics.errors,
+        parts.retrainer.metrics.triggers,
+        alerting.notifier.metrics.notifications,
+        fallback_gauge(model, flags),
     ):
         registry.register(collector)
     proxy_app = ProxyApp(

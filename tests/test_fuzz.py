@@ -16,6 +16,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.server import Sidecar
 from tests.servers import read_body, run_server, run_sidecar
@@ -130,7 +131,19 @@ def test_capture_path_survived_the_fuzzing(stack: Stack) -> None:
     assert sidecar is not None
     # The worker is still running and no exchange tripped a bug in it.
     assert sidecar._background and not any(task.done() for task in sidecar._background)
-    assert sidecar.monitor.metrics.errors == {"process": 0, "subscriber": 0}
+    connection = http.client.HTTPConnection("127.0.0.1", sidecar.admin_port, timeout=10)
+    try:
+        connection.request("GET", "/metrics")
+        exposition = connection.getresponse().read().decode()
+    finally:
+        connection.close()
+    errors = {
+        sample.labels["stage"]: sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == "mlsidecar_monitor_errors_total"
+    }
+    assert errors == {"process": 0, "subscriber": 0}
     # And it did see the fuzzed traffic: each exchange was either read or counted unreadable.
     metrics = sidecar.capture.metrics
     assert metrics.captured > 0 and metrics.dropped["parse_error"] > 0

@@ -217,10 +217,11 @@ async def test_metrics_show_every_sink_and_outcome_from_start_up(tmp_path: Path)
         http_timeout=1.0,
     )
     registry = CollectorRegistry()
-    registry.register(LogMetrics(sinks))
+    registry.register(LogMetrics("iris", sinks))
 
     def value(sink: str, outcome: str) -> float | None:
-        return registry.get_sample_value("mlsidecar_log_records_total", {"sink": sink, "outcome": outcome})
+        labels = {"model": "iris", "sink": sink, "outcome": outcome}
+        return registry.get_sample_value("mlsidecar_log_records_total", labels)
 
     assert {(s, o): value(s, o) for s in ("stdout", "file") for o in ("written", "dropped", "failed")} == {
         (s, o): 0.0 for s in ("stdout", "file") for o in ("written", "dropped", "failed")

@@ -18,7 +18,7 @@ background task, delivers them with :func:`~sidecar.upstream.delivery.post_with_
   ``{alert, severity, state, previous, model, value, summary, description,
   context, runbook, labels, started_at, timestamp}``, times in RFC 3339 UTC.
 
-Outcomes are counted in ``mlsidecar_alert_notifications_total{target,outcome}``
+Outcomes are counted in ``mlsidecar_alert_notifications_total{model,target,outcome}``
 (:class:`~sidecar.alerting.metrics.NotifyMetrics`), one per alert per target.
 """
 
@@ -138,7 +138,7 @@ class Notifier:
         client = UpstreamClient(base, timeout=5, connect_timeout=5, max_connections=4)
         await client.open()
         notifier = Notifier("iris", firing=engine.firing, alertmanager=client, alertmanager_path=path)
-        registry.register(notifier.metrics)
+        registry.register(notifier.metrics.notifications)
         engine.subscribe(notifier.enqueue)
         task = asyncio.create_task(notifier.run())
         ...
@@ -181,7 +181,7 @@ class Notifier:
             *(("alertmanager",) if alertmanager is not None else ()),
             *(("webhook",) if webhook is not None else ()),
         )
-        self.metrics = NotifyMetrics(self._targets)
+        self.metrics = NotifyMetrics(model, self._targets)
         # None wakes an idle run() at shutdown.
         self._queue: asyncio.Queue[Transition | None] = asyncio.Queue(queue_size)
         self._closing = False
@@ -201,7 +201,7 @@ class Notifier:
 
     def _drop(self, n: int) -> None:
         for target in self._targets:
-            self.metrics.add(target, "dropped", n)
+            self.metrics.series[target, "dropped"].inc(n)
 
     async def run(self) -> None:
         """Deliver queued transitions and re-send firing alerts, until :meth:`close` has drained the queue.
@@ -273,7 +273,7 @@ class Notifier:
                 )
         finally:
             # Also on cancellation at the shutdown deadline: every notification ends counted.
-            self.metrics.add(target, "delivered" if problem is None else "failed", n)
+            self.metrics.series[target, "delivered" if problem is None else "failed"].inc(n)
             if problem is not None:
                 logger.warning("alert notification to %s failed: %s", target, problem)
 

@@ -25,19 +25,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Sequence
-
-from prometheus_client.metrics_core import CounterMetricFamily, Metric
-from prometheus_client.registry import Collector
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 from sidecar.capture.handoff import Capture
 from sidecar.capture.privacy import Anonymizer
-from sidecar.prometheus import PREFIX
+from sidecar.prometheus import counter
 from sidecar.protocols import AdapterOptions, PayloadError, PayloadTooLarge, parse_exchange
 from sidecar.records import Exchange, PredictionRecord
 from sidecar.sinks import LogBatch, Sink
 
-__all__ = ["Monitor", "Subscriber"]
+__all__ = ["Monitor", "MonitorMetrics", "Subscriber"]
 
 logger = logging.getLogger("sidecar.capture.worker")
 
@@ -48,22 +46,33 @@ _BATCH = 64
 _GATHER_SECONDS = 0.01
 
 
-class MonitorMetrics(Collector):
-    def __init__(self) -> None:
-        # process: an exchange could not be turned into records (a bug, never
-        # a bad payload: those are parse_error drops); subscriber: a monitor
-        # raised on records that were still logged.
-        self.errors = {"process": 0, "subscriber": 0}
+# process: an exchange could not be turned into records (a bug, never a bad
+# payload: those are parse_error drops); subscriber: a monitor raised on
+# records that were still logged.
+Stage = Literal["process", "subscriber"]
+_STAGES: tuple[Stage, ...] = ("process", "subscriber")
 
-    def collect(self) -> Iterable[Metric]:
-        family = CounterMetricFamily(
-            PREFIX + "monitor_errors_total",
+
+class MonitorMetrics:
+    """``mlsidecar_monitor_errors_total{model,stage}``, a prometheus-client counter, every stage bound at start-up.
+
+    Cold: a fault is a bug, so the counter's lock costs nothing that matters.
+    The owner of the registry (the assembly) registers :attr:`errors`.
+
+    Usage::
+
+        metrics = MonitorMetrics("iris")
+        registry.register(metrics.errors)
+        metrics.series["subscriber"].inc()
+    """
+
+    def __init__(self, model: str) -> None:
+        self.errors = counter(
+            "monitor_errors_total",
             "Faults inside monitoring, by stage; serving is never affected.",
-            labels=("stage",),
+            ("model", "stage"),
         )
-        for stage, n in self.errors.items():
-            family.add_metric((stage,), n)
-        yield family
+        self.series = {stage: self.errors.labels(model, stage) for stage in _STAGES}
 
 
 class Monitor:
@@ -96,7 +105,7 @@ class Monitor:
         self.model_name = model_name
         self.model_version = model_version
         self.version_header = version_header
-        self.metrics = MonitorMetrics()
+        self.metrics = MonitorMetrics(model_name)
         self._subscribers: list[Subscriber] = []
 
     def subscribe(self, subscriber: Subscriber) -> None:
@@ -156,7 +165,7 @@ class Monitor:
                 for sink in sinks:
                     sink.offer(batch)
             except Exception:
-                self.metrics.errors["process"] += 1
+                self.metrics.series["process"].inc()
                 logger.exception("monitor: could not process capture %s; continuing", exchange.request_id)
                 continue
             if 200 <= exchange.status_code < 300:
@@ -167,7 +176,7 @@ class Monitor:
             try:
                 subscriber(records)
             except Exception:
-                self.metrics.errors["subscriber"] += 1
+                self.metrics.series["subscriber"].inc()
                 logger.exception("monitor subscriber %r failed; continuing", subscriber)
 
     def _records(self, exchange: Exchange) -> list[PredictionRecord]:

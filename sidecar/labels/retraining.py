@@ -47,16 +47,14 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import orjson
-from prometheus_client.metrics_core import CounterMetricFamily, Metric
-from prometheus_client.registry import Collector
 
-from sidecar.prometheus import PREFIX
+from sidecar.prometheus import counter
 from sidecar.records import parse_rfc3339, rfc3339
 from sidecar.upstream.client import UpstreamClient
 from sidecar.upstream.delivery import post_with_retries
@@ -139,22 +137,26 @@ class Trigger:
         }
 
 
-class RetrainMetrics(Collector):
-    """``mlsidecar_retrain_triggers_total{model,reason,outcome}``, every child from start-up."""
+class RetrainMetrics:
+    """``mlsidecar_retrain_triggers_total{model,reason,outcome}``, a prometheus-client counter.
+
+    Every child is bound at start-up. The owner of the registry (the
+    assembly) registers :attr:`triggers`.
+
+    Usage::
+
+        metrics = RetrainMetrics("iris")
+        registry.register(metrics.triggers)
+        metrics.series["drift", "sent"].inc()
+    """
 
     def __init__(self, model: str) -> None:
-        self.model = model
-        self.counts: dict[tuple[str, str], int] = {(r, o): 0 for r in REASONS for o in OUTCOMES}
-
-    def collect(self) -> Iterable[Metric]:
-        family = CounterMetricFamily(
-            PREFIX + "retrain_triggers_total",
+        self.triggers = counter(
+            "retrain_triggers_total",
             "Retraining triggers: sent, failed after retries, suppressed by the cooldown, or recorded (no webhook).",
-            labels=("model", "reason", "outcome"),
+            ("model", "reason", "outcome"),
         )
-        for (reason, outcome), n in self.counts.items():
-            family.add_metric((self.model, reason, outcome), n)
-        yield family
+        self.series = {(r, o): self.triggers.labels(model, r, o) for r in REASONS for o in OUTCOMES}
 
 
 class Retrainer:
@@ -172,7 +174,7 @@ class Retrainer:
             "iris", RetrainPolicy(max_drop=0.05), trained_at=None, baseline={"accuracy": 0.91},
             webhook=client, webhook_path=path,
         )
-        registry.register(retrainer.metrics)
+        registry.register(retrainer.metrics.triggers)
         retrainer.observe_labels(120)
         retrainer.evaluate({"accuracy": 0.80}, drift_verdict="no_drift")  # [Trigger(reason="performance", ...)]
         await retrainer.close(loop.time() + 5)
@@ -251,7 +253,7 @@ class Retrainer:
         for reason, context in due:
             last = self._last.get(reason)
             if last is not None and now - last < policy.cooldown_seconds:
-                self.metrics.counts[reason, "suppressed"] += 1
+                self.metrics.series[reason, "suppressed"].inc()
                 continue
             self._last[reason] = now
             fired.append(self._emit(Trigger(self.model, reason, context, now)))
@@ -294,7 +296,7 @@ class Retrainer:
     def _finish(self, trigger: Trigger, outcome: str, error: str | None) -> None:
         trigger.outcome = outcome
         trigger.error = error
-        self.metrics.counts[trigger.reason, outcome] += 1
+        self.metrics.series[trigger.reason, outcome].inc()
 
     async def _deliver(self, client: UpstreamClient, trigger: Trigger) -> None:
         body = orjson.dumps(trigger.body())

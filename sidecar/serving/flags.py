@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client import Gauge
 
-from sidecar.prometheus import PREFIX
+from sidecar.prometheus import gauge
 from sidecar.records import rfc3339
 
-__all__ = ["FLAGS", "FlagChange", "FlagMetrics", "Flags"]
+__all__ = ["FLAGS", "FlagChange", "Flags", "fallback_gauge"]
 
 logger = logging.getLogger("sidecar.serving.flags")
 
@@ -86,18 +85,20 @@ class Flags:
         }
 
 
-class FlagMetrics(Collector):
-    """``mlsidecar_fallback_active{model}``: 1 while traffic goes to the fallback model."""
+def fallback_gauge(model: str, flags: Flags) -> Gauge:
+    """``mlsidecar_fallback_active{model}``: 1 while traffic goes to the fallback model, else 0.
 
-    def __init__(self, model: str, flags: Flags) -> None:
-        self.model = model
-        self.flags = flags
+    A prometheus-client gauge with its one child bound here, on no registry
+    yet (the assembly registers it). The child reads ``flags`` when scraped,
+    so the gauge cannot disagree with the flag the proxy follows, whoever
+    set it (the API or an alert).
 
-    def collect(self) -> Iterable[Metric]:
-        family = GaugeMetricFamily(
-            PREFIX + "fallback_active",
-            "1 while use_fallback_model routes traffic to SIDECAR_FALLBACK_URL, else 0.",
-            labels=("model",),
-        )
-        family.add_metric((self.model,), 1.0 if self.flags.use_fallback_model else 0.0)
-        yield family
+    Usage::
+
+        registry.register(fallback_gauge("iris", flags))
+    """
+    active = gauge(
+        "fallback_active", "1 while use_fallback_model routes traffic to SIDECAR_FALLBACK_URL, else 0.", ("model",)
+    )
+    active.labels(model).set_function(lambda: 1.0 if flags.use_fallback_model else 0.0)
+    return active

@@ -228,13 +228,15 @@ class ProxyMetrics(Collector):
             self.errors,
         )
 
-        yield GaugeMetricFamily(PREFIX + "requests_in_flight", "Requests being proxied now.", value=self.in_flight)
+        in_flight = GaugeMetricFamily(PREFIX + "requests_in_flight", "Requests being proxied now.", labels=("model",))
+        in_flight.add_metric((model,), self.in_flight)
+        yield in_flight
         for name, hist, what in (
             ("request_size_bytes", self.request_size, "Request body sizes"),
             ("response_size_bytes", self.response_size, "Response body sizes"),
         ):
-            family = HistogramMetricFamily(PREFIX + name, what + " in bytes.")
-            family.add_metric((), hist.cumulative(), hist.sum)
+            family = HistogramMetricFamily(PREFIX + name, what + " in bytes.", labels=("model",))
+            family.add_metric((model,), hist.cumulative(), hist.sum)
             yield family
 
         last = GaugeMetricFamily(

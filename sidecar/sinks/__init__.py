@@ -9,7 +9,7 @@ the whole batch is dropped and counted, so a slow or dead sink costs the
 proxy nothing.
 
 Every row offered ends in exactly one count of
-``mlsidecar_log_records_total{sink,outcome}`` (:class:`LogMetrics`):
+``mlsidecar_log_records_total{model,sink,outcome}`` (:class:`LogMetrics`):
 
 - ``written``: the sink took it (written to the stream or file, or the
   endpoint answered 2xx);
@@ -22,7 +22,7 @@ Wiring, in the capture worker and at shutdown::
 
     sinks = build_sinks(parse_sink_spec("stdout,file:/var/log/p.jsonl"), source="ml-sidecar/iris",
                         queue_size=10_000, file_max_bytes=100 << 20, file_backups=5, http_timeout=5.0)
-    registry.register(LogMetrics(sinks))
+    registry.register(LogMetrics("iris", sinks))
     for sink in sinks:
         await sink.start()
     ...

@@ -172,25 +172,30 @@ class Sink(ABC):
 
 
 class LogMetrics(Collector):
-    """``mlsidecar_log_records_total{sink,outcome}``, read from the sinks' counts at scrape time.
+    """``mlsidecar_log_records_total{model,sink,outcome}``, read from the sinks' counts at scrape time.
 
-    Every sink has all three outcomes from start-up, zeros included.
+    Every sink has all three outcomes from start-up, zeros included. A
+    collector rather than a prometheus-client counter: the capture worker
+    offers every exchange to every sink, and the sinks count its rows as
+    plain ints, without a lock.
 
     Usage::
 
-        registry.register(LogMetrics(sinks))
+        registry.register(LogMetrics("iris", sinks))
     """
 
-    def __init__(self, sinks: Iterable[Sink]) -> None:
+    def __init__(self, model: str, sinks: Iterable[Sink]) -> None:
+        self.model = model
         self.sinks = tuple(sinks)
 
     def collect(self) -> Iterable[Metric]:
         family = CounterMetricFamily(
             PREFIX + "log_records_total",
             "Prediction log records by sink and outcome: written, dropped (queue full or shutdown) or failed.",
-            labels=("sink", "outcome"),
+            labels=("model", "sink", "outcome"),
         )
+        model = self.model
         for sink in self.sinks:
             for outcome, value in sink.counts().items():
-                family.add_metric((sink.name, outcome), value)
+                family.add_metric((model, sink.name, outcome), value)
         yield family

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry
 
 from sidecar.alerting.conditions import parse
 from sidecar.alerting.engine import AlertEngine
@@ -152,5 +153,8 @@ async def test_alertmanager_shows_the_alert_then_takes_the_resolve(tmp_path: Pat
         await until(resolved)
         await notifier.close(asyncio.get_running_loop().time() + 5)
         await task
-    assert notifier.metrics.counts["alertmanager", "delivered"] == 2
-    assert notifier.metrics.counts["alertmanager", "failed"] == 0
+    registry = CollectorRegistry()
+    registry.register(notifier.metrics.notifications)
+    name = "mlsidecar_alert_notifications_total"
+    assert registry.get_sample_value(name, {"model": "iris", "target": "alertmanager", "outcome": "delivered"}) == 2
+    assert registry.get_sample_value(name, {"model": "iris", "target": "alertmanager", "outcome": "failed"}) == 0

@@ -23,8 +23,10 @@ def test_one_series_per_rule_that_applies_from_start_up() -> None:
     registry = CollectorRegistry()
     registry.register(AlertMetrics(engine))
     for rule in rules[:-1]:
-        assert registry.get_sample_value(ACTIVE, {"alert": rule.name, "severity": rule.severity}) == 0.0
-    assert registry.get_sample_value(ACTIVE, {"alert": "fraud_only", "severity": "P3"}) is None
+        assert (
+            registry.get_sample_value(ACTIVE, {"model": "iris", "alert": rule.name, "severity": rule.severity}) == 0.0
+        )
+    assert registry.get_sample_value(ACTIVE, {"model": "iris", "alert": "fraud_only", "severity": "P3"}) is None
 
 
 def test_one_while_firing_zero_while_pending_or_resolved() -> None:
@@ -33,7 +35,7 @@ def test_one_while_firing_zero_while_pending_or_resolved() -> None:
     registry.register(AlertMetrics(engine))
 
     def active() -> float | None:
-        return registry.get_sample_value(ACTIVE, {"alert": "errors", "severity": "P1"})
+        return registry.get_sample_value(ACTIVE, {"model": "iris", "alert": "errors", "severity": "P1"})
 
     bad = Signals(values={"error_rate": 0.9})
     engine.evaluate(bad, T0)
@@ -44,20 +46,23 @@ def test_one_while_firing_zero_while_pending_or_resolved() -> None:
     assert active() == 0.0  # resolved
     # An event alert first recorded at run time gets its series then.
     engine.record_event("retraining_triggered", "P4", "drift", now=T0 + 130)
-    assert registry.get_sample_value(ACTIVE, {"alert": "retraining_triggered", "severity": "P4"}) == 1.0
+    assert (
+        registry.get_sample_value(ACTIVE, {"model": "iris", "alert": "retraining_triggered", "severity": "P4"}) == 1.0
+    )
 
 
 def test_notification_counts_have_every_child_and_pass_promtool() -> None:
-    metrics = NotifyMetrics(("alertmanager", "webhook"))
-    metrics.add("webhook", "failed", 2)
+    metrics = NotifyMetrics("iris", ("alertmanager", "webhook"))
+    metrics.series["webhook", "failed"].inc(2)
     registry = CollectorRegistry()
-    registry.register(metrics)
+    registry.register(metrics.notifications)
     registry.register(AlertMetrics(AlertEngine(default_rules(""), model="iris")))
     name = "mlsidecar_alert_notifications_total"
     for target in ("alertmanager", "webhook"):
         for outcome in ("delivered", "failed", "dropped"):
             expected = 2.0 if (target, outcome) == ("webhook", "failed") else 0.0
-            assert registry.get_sample_value(name, {"target": target, "outcome": outcome}) == expected
+            labels = {"model": "iris", "target": target, "outcome": outcome}
+            assert registry.get_sample_value(name, labels) == expected
     promtool = shutil.which("promtool")
     assert promtool, "promtool is installed by `make test` (Debian package prometheus)"
     result = subprocess.run([promtool, "check", "metrics"], input=generate_latest(registry), capture_output=True)

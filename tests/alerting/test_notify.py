@@ -67,8 +67,10 @@ async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
 
 def count(notifier: Notifier, target: str, outcome: str) -> float | None:
     registry = CollectorRegistry()
-    registry.register(notifier.metrics)
-    return registry.get_sample_value("mlsidecar_alert_notifications_total", {"target": target, "outcome": outcome})
+    registry.register(notifier.metrics.notifications)
+    return registry.get_sample_value(
+        "mlsidecar_alert_notifications_total", {"model": "iris", "target": target, "outcome": outcome}
+    )
 
 
 def errors_engine(for_seconds: float = 0.0) -> AlertEngine:
@@ -302,7 +304,9 @@ async def test_without_targets_nothing_is_queued() -> None:
     task = asyncio.create_task(notifier.run())
     await notifier.close(close_soon())
     await task
-    assert notifier.metrics.counts == {}
+    registry = CollectorRegistry()
+    registry.register(notifier.metrics.notifications)
+    assert [family.samples for family in registry.collect()] == [[]]  # no target, no series
 
 
 def test_bad_arguments() -> None:

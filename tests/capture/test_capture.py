@@ -75,7 +75,7 @@ async def test_records_reach_the_file_sink_and_subscribers(tmp_path: Path) -> No
         assert response.status == 200
         await _wait_for(lambda: len(received) == 3)
         # The file sink writes on its own thread, after the subscribers have the records.
-        written = 'mlsidecar_log_records_total{outcome="written",sink="file"}'
+        written = 'mlsidecar_log_records_total{model="credit",outcome="written",sink="file"}'
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 5
         while (metrics := await scrape(sidecar.admin_port)).get(written, 0) < 3:
@@ -98,7 +98,7 @@ async def test_records_reach_the_file_sink_and_subscribers(tmp_path: Path) -> No
     assert received[1].features == {"x": 0.2, "y": 2}
     assert received[1].weight == 1.0
     assert metrics['mlsidecar_captures_total{model="credit",strategy="random"}'] == 1
-    assert metrics['mlsidecar_log_records_total{outcome="written",sink="file"}'] == 3
+    assert metrics['mlsidecar_log_records_total{model="credit",outcome="written",sink="file"}'] == 3
 
 
 async def test_rate_zero_captures_nothing(tmp_path: Path) -> None:

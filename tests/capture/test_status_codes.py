@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry
 
 from sidecar.capture.handoff import Capture
 from sidecar.capture.privacy import Anonymizer
@@ -107,7 +108,10 @@ async def test_a_5xx_exchange_is_logged_with_its_status_and_features_and_feeds_n
     assert [outcome.kind for outcome in outcomes] == ["joined", "unmatched"]
     await store.close(loop.time() + 5.0)
     assert capture.metrics.dropped == {"queue_full": 0, "too_large": 0, "parse_error": 0, "error": 0}
-    assert worker.metrics.errors == {"process": 0, "subscriber": 0}
+    registry = CollectorRegistry()
+    registry.register(worker.metrics.errors)
+    for stage in ("process", "subscriber"):
+        assert registry.get_sample_value("mlsidecar_monitor_errors_total", {"model": "iris", "stage": stage}) == 0
 
 
 @pytest.mark.parametrize("status", [199, 204, 299, 302, 404, 500])

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry
 
 from sidecar.capture.handoff import Capture
 from sidecar.capture.privacy import Anonymizer
@@ -55,6 +56,16 @@ class ListSink(Sink):
 
     async def _release(self, deadline: float) -> None:
         await asyncio.sleep(0)
+
+
+def errors(worker: Monitor) -> dict[str, float | None]:
+    """``mlsidecar_monitor_errors_total`` by stage, read through a registry as a scrape reads it."""
+    registry = CollectorRegistry()
+    registry.register(worker.metrics.errors)
+    name = "mlsidecar_monitor_errors_total"
+    return {
+        stage: registry.get_sample_value(name, {"model": "iris", "stage": stage}) for stage in ("process", "subscriber")
+    }
 
 
 def monitor(sink: Sink) -> Monitor:
@@ -108,4 +119,22 @@ async def test_a_failing_subscriber_spares_the_others() -> None:
     worker.subscribe(seen.extend)
     worker.process([exchange("a", [[1.0]]), exchange("b", [[2.0]])])
     assert [r.request_id for r in seen] == ["a", "b"]
-    assert worker.metrics.errors == {"process": 0, "subscriber": 1}
+    assert errors(worker) == {"process": 0, "subscriber": 1}
+
+
+async def test_an_exchange_that_trips_a_bug_is_counted_and_spares_the_others() -> None:
+    class BrokenSink(ListSink):
+        def offer(self, batch: LogBatch) -> None:
+            if batch.request_id == "bad":
+                raise RuntimeError("bug")
+            super().offer(batch)
+
+    sink = BrokenSink()
+    worker = monitor(sink)
+    seen: list[PredictionRecord] = []
+    worker.subscribe(seen.extend)
+    assert errors(worker) == {"process": 0, "subscriber": 0}  # bound at start-up: exposed before any fault
+    worker.process([exchange("bad", [[1.0]]), exchange("good", [[2.0]])])
+    assert [r.request_id for r in seen] == ["good"]
+    assert [b.request_id for b in sink.batches] == ["good"]
+    assert errors(worker) == {"process": 1, "subscriber": 0}

@@ -329,15 +329,18 @@ async def test_retraining_triggers_reach_a_real_webhook(tmp_path: Path) -> None:
             assert by_reason["new_data"]["context"]["new_labels"] == 200
             drop = by_reason["performance"]["context"]
             assert drop["metric"] == "accuracy" and drop["baseline"] == 0.99 and drop["drop"] > 0.05
-            while sidecar.retrainer.metrics.counts["performance", "sent"] < 1:
+            sent_keys = [
+                f'mlsidecar_retrain_triggers_total{{model="{MODEL}",outcome="sent",reason="{reason}"}}'
+                for reason in ("new_data", "performance")
+            ]
+            # The webhook has the POSTs; each delivery is counted once its answer is read.
+            metrics = await scrape(sidecar.admin_port)
+            while any(metrics[key] < 1 for key in sent_keys):
                 assert loop.time() < deadline
                 await asyncio.sleep(0.05)
-            metrics = await scrape(sidecar.admin_port)
-            for reason in ("new_data", "performance"):
-                assert (
-                    metrics[f'mlsidecar_retrain_triggers_total{{model="{MODEL}",outcome="sent",reason="{reason}"}}']
-                    == 1
-                )
+                metrics = await scrape(sidecar.admin_port)
+            for key in sent_keys:
+                assert metrics[key] == 1
             assert metrics[f'mlsidecar_model_performance_baseline{{metric="accuracy",model="{MODEL}"}}'] == 0.99
             assert metrics[f'mlsidecar_model_age_seconds{{model="{MODEL}"}}'] > 86_400
             # The delivery ended after the evaluation that fired it: a later snapshot shows how it ended.

@@ -43,7 +43,7 @@ def retrainer(policy: RetrainPolicy, **kwargs: Any) -> Retrainer:
 
 def count(r: Retrainer, reason: str, outcome: str) -> float | None:
     registry = CollectorRegistry()
-    registry.register(r.metrics)
+    registry.register(r.metrics.triggers)
     return registry.get_sample_value(
         "mlsidecar_retrain_triggers_total", {"model": "iris", "reason": reason, "outcome": outcome}
     )

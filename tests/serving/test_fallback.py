@@ -108,7 +108,7 @@ async def test_a_5xx_burst_switches_to_the_fallback_and_clearing_switches_back(t
         assert metrics['mlsidecar_requests_total{code="200",model="model",variant="fallback"}'] == 5
         assert metrics['mlsidecar_requests_total{code="500",model="model",variant="primary"}'] == 12
         assert metrics['mlsidecar_fallback_active{model="model"}'] == 1
-        assert metrics['mlsidecar_alert_active{alert="serving_errors_high",severity="P1"}'] == 1
+        assert metrics['mlsidecar_alert_active{alert="serving_errors_high",model="model",severity="P1"}'] == 1
 
         # The model is fixed; an operator clears the flag and traffic goes back to it.
         primary.broken = False
@@ -119,6 +119,7 @@ async def test_a_5xx_burst_switches_to_the_fallback_and_clearing_switches_back(t
         answer = await predict(sidecar)
         assert answer.status == 200 and orjson.loads(answer.body) == {"predictions": [[0.2, 0.8]]}
         assert primary.calls == calls + 1
+        assert (await scrape(sidecar.admin_port))['mlsidecar_fallback_active{model="model"}'] == 0
 
 
 async def test_the_flag_by_hand_and_its_errors(tmp_path: Path) -> None:

@@ -46,4 +46,4 @@ def test_reading_or_scraping_counts_the_requests_held() -> None:
     text = generate_latest(registry).decode()
     assert 'mlsidecar_requests_total{code="200",model="m",variant="primary"} 1.0' in text
     assert 'mlsidecar_upstream_duration_seconds_count{model="m",variant="primary"} 1.0' in text
-    assert "mlsidecar_request_size_bytes_sum 20.0" in text
+    assert 'mlsidecar_request_size_bytes_sum{model="m"} 20.0' in text

@@ -259,7 +259,7 @@ async def test_100mb_body_streams_without_being_held(upstream: Upstream, sidecar
     # anywhere would add 100 MiB to the peak.
     assert peak_growth_mib < 50, peak_growth_mib
     metrics = await scrape(sidecar.admin_port)
-    assert metrics["mlsidecar_request_size_bytes_sum{}"] == total
+    assert metrics['mlsidecar_request_size_bytes_sum{model="model"}'] == total
 
 
 async def test_listeners_are_tcp_so_accepted_connections_get_nodelay(sidecar: Sidecar) -> None:
