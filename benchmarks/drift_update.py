@@ -51,7 +51,7 @@ from sidecar.reference import Distribution, ReferenceProfile, Stats
 
 __all__ = ["FakeClock", "make_columns", "make_profile", "make_records", "main"]
 
-BATCH = 64  # the monitor worker's batch
+BATCH = 64  # the capture worker's batch
 CATEGORIES = tuple("abcdefghi")
 Column = npt.NDArray[np.float64] | npt.NDArray[np.str_]
 

@@ -23,7 +23,7 @@ seconds of this process (and wall seconds alongside):
   the table as columns and so does this; the categorical columns' conversion
   from numpy strings to Python strings is timed with it.
 - **ours, live**: :meth:`DriftTracker.update` on the 100k current rows as
-  per-record feature dicts in batches of 64, as the monitor worker feeds them
+  per-record feature dicts in batches of 64, as the capture worker feeds them
   from live traffic, plus one :func:`evaluate`. Most of its time is reading
   2M values out of 100k dicts, which the batch path never has to do.
 

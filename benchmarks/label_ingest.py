@@ -6,7 +6,7 @@ writer thread; CPU time (all threads) is printed beside it, as it moves less
 when other work shares the machine. Each run, in a fresh store:
 
 - **write**: 100,000 predictions (3-class scores, two segment features),
-  added 1,000 at a time and flushed, as the monitor worker's traffic would be;
+  added 1,000 at a time and flushed, as the capture worker's traffic would be;
 - **labels**: labels for a random 60% of them, plus 5% duplicates of labels
   already sent and 5% unknown request ids, attached in batches of 1,000.
   Twice: in *prediction order*, as a

@@ -4,7 +4,7 @@ The profile has 10 numeric and 10 categorical features. Three streams: clean
 records, records with one bad value each, and records where every feature is
 bad (the worst case: 20 counter increments and examples per record).
 
-Two batch sizes: 64 records, what the monitor worker hands over when traffic
+Two batch sizes: 64 records, what the capture worker hands over when traffic
 keeps it busy (it takes up to 64 exchanges from the queue per call; here one
 row each), which is when every microsecond counts; and 1, what it hands over
 for a lone single-row request. A full batch is screened column by column

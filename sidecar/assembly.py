@@ -34,7 +34,7 @@ from sidecar.alerting.runner import AlertRunner
 from sidecar.alerting.source import SignalSource
 from sidecar.capture.handoff import Capture
 from sidecar.capture.privacy import Anonymizer
-from sidecar.capture.worker import Monitor
+from sidecar.capture.worker import CaptureWorker
 from sidecar.config import Settings
 from sidecar.labels.evaluate import PerformanceEvaluator
 from sidecar.labels.ingest import LabelIngest
@@ -82,7 +82,7 @@ class Components:
 
     capture: Capture
     sinks: list[Sink]
-    monitor: Monitor
+    worker: CaptureWorker
     monitors: DataMonitors
     store: PredictionStore
     labels: LabelIngest
@@ -159,7 +159,7 @@ def assemble(settings: Settings) -> Assembly:
         ),
         alerting.metrics,
         # ...and the cold prometheus-client metrics, every child bound when its owner was built.
-        parts.monitor.metrics.errors,
+        parts.worker.metrics.errors,
         parts.retrainer.metrics.triggers,
         alerting.notifier.metrics.notifications,
         fallback_gauge(model, flags),
@@ -244,7 +244,7 @@ def build_components(settings: Settings) -> Components:
         file_backups=settings.log_file_backups,
         http_timeout=settings.log_http_timeout_seconds,
     )
-    monitor = Monitor(
+    worker = CaptureWorker(
         capture,
         AdapterOptions(
             protocol=settings.protocol,
@@ -285,7 +285,7 @@ def build_components(settings: Settings) -> Components:
         if status.source == "learning"
         else None,
     )
-    monitor.subscribe(monitors.observe)
+    worker.subscribe(monitors.observe)
     store = PredictionStore(
         settings.state_dir,
         segment_features=settings.store_segments,
@@ -294,10 +294,10 @@ def build_components(settings: Settings) -> Components:
     )
     retrainer, webhook, baseline, trained_at = _build_retrainer(settings, profile)
     labels, performance = _build_labels(settings, store, retrainer, monitors)
-    monitor.subscribe(store.add)
-    monitor.subscribe(performance.observe)
+    worker.subscribe(store.add)
+    worker.subscribe(performance.observe)
     return Components(
-        capture, sinks, monitor, monitors, store, labels, performance, retrainer, webhook, baseline, trained_at
+        capture, sinks, worker, monitors, store, labels, performance, retrainer, webhook, baseline, trained_at
     )
 
 
@@ -374,7 +374,7 @@ def build_alerting(
         min_requests=settings.alert_min_requests,
         variant=variant,
     )
-    parts.monitor.subscribe(source.observe)
+    parts.worker.subscribe(source.observe)
     runner = AlertRunner(
         engine, source, sampler=parts.capture.sampler, flags=flags, auto_fallback=settings.auto_fallback
     )

@@ -40,7 +40,7 @@ class Exchange:
     strategy: str  # the sampling strategy in force
     # The probability it was kept with, in (0, 1]; None when the strategy
     # decides only after parsing (importance, or strata by feature), which the
-    # monitor worker does off the request path.
+    # capture worker does off the request path.
     probability: float | None
     request_id_generated: bool = False  # the sidecar made the id up: a payload's own id may replace it
 

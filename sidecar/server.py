@@ -100,10 +100,10 @@ class Sidecar:
         self.flags, self.metrics, self.client = built.flags, built.metrics, built.client
         self.readiness, self.alerting = built.readiness, built.alerting
         parts = built.components
-        self.capture, self.sinks, self.monitor, self.monitors = (
+        self.capture, self.sinks, self.worker, self.monitors = (
             parts.capture,
             parts.sinks,
-            parts.monitor,
+            parts.worker,
             parts.monitors,
         )
         self.store, self.labels, self.performance = parts.store, parts.labels, parts.performance
@@ -173,7 +173,7 @@ class Sidecar:
             await self.client.close()
             raise
         self._background = [
-            asyncio.create_task(self.monitor.run(), name="monitor"),
+            asyncio.create_task(self.worker.run(), name="capture-worker"),
             asyncio.create_task(self.monitors.run(self.settings.eval_interval_seconds), name="evaluator"),
             asyncio.create_task(self.performance.run(self.settings.eval_interval_seconds), name="performance"),
             asyncio.create_task(self.alerting.runner.run(self.settings.eval_interval_seconds), name="alerts"),
@@ -222,7 +222,7 @@ class Sidecar:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.monitors.close()
-        await self.monitor.drain(deadline)
+        await self.worker.drain(deadline)
         # After the drain, so the last captured predictions are written before the file closes.
         await self.store.close(deadline)
         await self.retrainer.close(deadline)

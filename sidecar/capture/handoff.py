@@ -1,4 +1,4 @@
-"""The hand-off from the request path to the monitor worker.
+"""The hand-off from the request path to the capture worker.
 
 Per request, the proxy calls :meth:`Capture.admit` as it arrives (the
 sampling decision, when the strategy can take it from headers alone, so a
@@ -60,7 +60,7 @@ class CaptureMetrics(Collector):
 
 
 class Handoff:
-    """A bounded FIFO of exchanges with a single consumer, the monitor worker.
+    """A bounded FIFO of exchanges with a single consumer, the capture worker.
 
     It does what the worker needs of ``asyncio.Queue`` at a quarter of the cost
     per item: a put is a length check and a deque append, and a future is made
@@ -117,7 +117,7 @@ class Handoff:
 
 
 class Capture:
-    """Sampling decision and bounded queue between the proxy and the monitor worker.
+    """Sampling decision and bounded queue between the proxy and the capture worker.
 
     Usage::
 

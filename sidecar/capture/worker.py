@@ -1,4 +1,4 @@
-"""The monitor worker: captured exchanges in, weighted prediction records out.
+"""The capture worker: captured exchanges in, weighted prediction records out.
 
 It runs as one background task. For each exchange it parses the payload
 with the protocol adapter, takes the sampling decision if the strategy
@@ -35,7 +35,7 @@ from sidecar.protocols import AdapterOptions, PayloadError, PayloadTooLarge, par
 from sidecar.records import Exchange, PredictionRecord
 from sidecar.sinks import LogBatch, Sink
 
-__all__ = ["Monitor", "MonitorMetrics", "Subscriber"]
+__all__ = ["CaptureWorker", "WorkerMetrics", "Subscriber"]
 
 logger = logging.getLogger("sidecar.capture.worker")
 
@@ -53,7 +53,7 @@ Stage = Literal["process", "subscriber"]
 _STAGES: tuple[Stage, ...] = ("process", "subscriber")
 
 
-class MonitorMetrics:
+class WorkerMetrics:
     """``mlsidecar_monitor_errors_total{model,stage}``, a prometheus-client counter, every stage bound at start-up.
 
     Cold: a fault is a bug, so the counter's lock costs nothing that matters.
@@ -61,7 +61,7 @@ class MonitorMetrics:
 
     Usage::
 
-        metrics = MonitorMetrics("iris")
+        metrics = WorkerMetrics("iris")
         registry.register(metrics.errors)
         metrics.series["subscriber"].inc()
     """
@@ -75,16 +75,16 @@ class MonitorMetrics:
         self.series = {stage: self.errors.labels(model, stage) for stage in _STAGES}
 
 
-class Monitor:
+class CaptureWorker:
     """Consume :attr:`Capture.queue` and fan records out to sinks and subscribers.
 
     Usage::
 
-        monitor = Monitor(capture, options, anonymizer, sinks, model_name="iris", model_version=None)
-        monitor.subscribe(drift.update)   # Callable[[Sequence[PredictionRecord]], None]
-        task = asyncio.create_task(monitor.run())
+        worker = CaptureWorker(capture, options, anonymizer, sinks, model_name="iris", model_version=None)
+        worker.subscribe(drift.update)   # Callable[[Sequence[PredictionRecord]], None]
+        task = asyncio.create_task(worker.run())
         ...
-        await monitor.drain(deadline)     # at shutdown
+        await worker.drain(deadline)     # at shutdown
     """
 
     def __init__(
@@ -105,7 +105,7 @@ class Monitor:
         self.model_name = model_name
         self.model_version = model_version
         self.version_header = version_header
-        self.metrics = MonitorMetrics(model_name)
+        self.metrics = WorkerMetrics(model_name)
         self._subscribers: list[Subscriber] = []
 
     def subscribe(self, subscriber: Subscriber) -> None:
@@ -166,7 +166,7 @@ class Monitor:
                     sink.offer(batch)
             except Exception:
                 self.metrics.series["process"].inc()
-                logger.exception("monitor: could not process capture %s; continuing", exchange.request_id)
+                logger.exception("capture worker: could not process capture %s; continuing", exchange.request_id)
                 continue
             if 200 <= exchange.status_code < 300:
                 records += rows
@@ -177,7 +177,7 @@ class Monitor:
                 subscriber(records)
             except Exception:
                 self.metrics.series["subscriber"].inc()
-                logger.exception("monitor subscriber %r failed; continuing", subscriber)
+                logger.exception("capture subscriber %r failed; continuing", subscriber)
 
     def _records(self, exchange: Exchange) -> list[PredictionRecord]:
         capture = self.capture

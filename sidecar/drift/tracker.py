@@ -50,7 +50,7 @@ class DriftTracker:
     Usage::
 
         tracker = DriftTracker(profile, window_seconds=3600, slice_seconds=60, min_samples=200)
-        monitor.subscribe(tracker.update)       # records from the monitor worker
+        worker.subscribe(tracker.update)        # records from the capture worker
         tracker.update_labels([("spam", 1.0)])  # (label, weight) pairs from the labels module
         snapshot = evaluate(tracker)            # every SIDECAR_EVAL_INTERVAL_SECONDS
         for source, name, bin_label, total in tracker.bin_observations():

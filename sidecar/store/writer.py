@@ -1,6 +1,6 @@
 """The store's front: a bounded buffer filled on the event loop, one writer thread emptying it.
 
-The monitor worker calls :meth:`PredictionStore.add` with each exchange's
+The capture worker calls :meth:`PredictionStore.add` with each exchange's
 records; that appends to a deque and never waits. A background task wakes
 the writer every ``flush_seconds``, or as soon as ``batch_rows`` are waiting,
 and the writer thread writes them, ``batch_rows`` per transaction. Labels,

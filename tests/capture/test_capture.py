@@ -67,7 +67,7 @@ async def test_records_reach_the_file_sink_and_subscribers(tmp_path: Path) -> No
     }
     async with run_server(kserve_model) as port, run_sidecar(f"http://127.0.0.1:{port}", env) as sidecar:
         received: list[PredictionRecord] = []
-        sidecar.monitor.subscribe(received.extend)
+        sidecar.worker.subscribe(received.extend)
         body = orjson.dumps({"instances": [[0.9, 1], [0.2, 2], [0.5, 3]]})
         response = await raw_request(
             sidecar.proxy_port, "POST", "/v1/models/credit:predict", [("x-request-id", "req-1")], body
@@ -142,7 +142,7 @@ async def test_pii_never_reaches_any_sink(tmp_path: Path) -> None:
         }
         async with run_server(kserve_model) as port, run_sidecar(f"http://127.0.0.1:{port}", env) as sidecar:
             seen: list[PredictionRecord] = []
-            sidecar.monitor.subscribe(seen.extend)
+            sidecar.worker.subscribe(seen.extend)
             response = await raw_request(
                 sidecar.proxy_port, "POST", "/v1/models/m:predict", body=orjson.dumps({"instances": [instance]})
             )

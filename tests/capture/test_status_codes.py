@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.capture.handoff import Capture
 from sidecar.capture.privacy import Anonymizer
-from sidecar.capture.worker import Monitor
+from sidecar.capture.worker import CaptureWorker
 from sidecar.drift import DriftTracker
 from sidecar.protocols import AdapterOptions
 from sidecar.records import PredictionRecord
@@ -59,7 +59,7 @@ async def test_a_5xx_exchange_is_logged_with_its_status_and_features_and_feeds_n
     sink = FileSink(str(log), queue_size=100, max_bytes=0, backups=0)
     store = PredictionStore(tmp_path)
     capture = Capture(RandomSampler(1.0), model="iris", max_bytes=1 << 20, queue_size=100)
-    worker = Monitor(
+    worker = CaptureWorker(
         capture,
         AdapterOptions(protocol="kserve-v1", feature_names=("x",)),
         Anonymizer((), "hash"),
@@ -117,7 +117,7 @@ async def test_a_5xx_exchange_is_logged_with_its_status_and_features_and_feeds_n
 @pytest.mark.parametrize("status", [199, 204, 299, 302, 404, 500])
 async def test_only_2xx_reaches_the_subscribers(status: int) -> None:
     capture = Capture(RandomSampler(1.0), model="iris", max_bytes=1 << 20, queue_size=100)
-    worker = Monitor(
+    worker = CaptureWorker(
         capture,
         AdapterOptions(protocol="kserve-v1"),
         Anonymizer((), "hash"),

@@ -1,4 +1,4 @@
-"""The monitor worker: exchanges in, records out to the sinks and, a batch at a time, to subscribers."""
+"""The capture worker: exchanges in, records out to the sinks and, a batch at a time, to subscribers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.capture.handoff import Capture
 from sidecar.capture.privacy import Anonymizer
-from sidecar.capture.worker import Monitor
+from sidecar.capture.worker import CaptureWorker
 from sidecar.protocols import AdapterOptions
 from sidecar.records import Exchange, PredictionRecord
 from sidecar.sampling import RandomSampler
@@ -58,7 +58,7 @@ class ListSink(Sink):
         await asyncio.sleep(0)
 
 
-def errors(worker: Monitor) -> dict[str, float | None]:
+def errors(worker: CaptureWorker) -> dict[str, float | None]:
     """``mlsidecar_monitor_errors_total`` by stage, read through a registry as a scrape reads it."""
     registry = CollectorRegistry()
     registry.register(worker.metrics.errors)
@@ -68,9 +68,9 @@ def errors(worker: Monitor) -> dict[str, float | None]:
     }
 
 
-def monitor(sink: Sink) -> Monitor:
+def make_worker(sink: Sink) -> CaptureWorker:
     capture = Capture(RandomSampler(0.5), model="iris", max_bytes=1 << 20, queue_size=100)
-    return Monitor(
+    return CaptureWorker(
         capture,
         AdapterOptions(protocol="kserve-v1", feature_names=("x",)),
         Anonymizer((), "hash"),
@@ -83,7 +83,7 @@ def monitor(sink: Sink) -> Monitor:
 
 async def test_subscribers_get_every_exchange_of_a_batch_in_one_call_and_sinks_one_batch_each() -> None:
     sink = ListSink()
-    worker = monitor(sink)
+    worker = make_worker(sink)
     calls: list[Sequence[PredictionRecord]] = []
     worker.subscribe(calls.append)
     worker.process(
@@ -109,7 +109,7 @@ async def test_subscribers_get_every_exchange_of_a_batch_in_one_call_and_sinks_o
 
 
 async def test_a_failing_subscriber_spares_the_others() -> None:
-    worker = monitor(ListSink())
+    worker = make_worker(ListSink())
     seen: list[PredictionRecord] = []
 
     def broken(records: Sequence[PredictionRecord]) -> None:
@@ -130,7 +130,7 @@ async def test_an_exchange_that_trips_a_bug_is_counted_and_spares_the_others() -
             super().offer(batch)
 
     sink = BrokenSink()
-    worker = monitor(sink)
+    worker = make_worker(sink)
     seen: list[PredictionRecord] = []
     worker.subscribe(seen.extend)
     assert errors(worker) == {"process": 0, "subscriber": 0}  # bound at start-up: exposed before any fault

@@ -1,4 +1,4 @@
-"""A batch checks as its records would one by one: the monitor worker hands over up to 64 exchanges at once.
+"""A batch checks as its records would one by one: the capture worker hands over up to 64 exchanges at once.
 
 Most of a full batch is proved clean column by column; these pin what that
 must not change: which records count, the order and bounds of the examples,
