@@ -2,6 +2,9 @@
 
 One process with one loop is the unit of scale: run more replicas, not more
 workers, so that every replica exports its own whole view to Prometheus.
+Both ports speak uvicorn's httptools protocol within the client limits of
+:mod:`sidecar.serving.limits` (head size, head time, connections), each port
+with its own connection limit.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import uvicorn
 from sidecar.assembly import assemble
 from sidecar.config import Settings
 from sidecar.exceptions import SidecarError
+from sidecar.serving.coalesce import CoalescingProtocol
+from sidecar.serving.limits import ClientLimits, ConnectionGuard, ConnectionMetrics
 
 __all__ = ["Sidecar"]
 
@@ -27,6 +32,9 @@ logger = logging.getLogger("sidecar")
 # so the sidecar is never the side that closes a pooled connection just as
 # the other side reuses it, which the client would see as a 502.
 _KEEP_ALIVE_SECONDS = 75
+# Files the sidecar opens besides client and upstream connections: listeners,
+# the store, log files, notification clients, the event loop's own.
+_RESERVED_FILES = 64
 
 
 class _Server(uvicorn.Server):
@@ -60,23 +68,36 @@ def _bind(host: str, port: int, variable: str) -> socket.socket:
     return sock
 
 
-def _http_implementation() -> str:
-    # httptools parses in C; h11 is the pure-Python fallback where it is missing.
+def _limits(settings: Settings, max_connections: int) -> ClientLimits:
+    return ClientLimits(
+        max_header_bytes=settings.max_header_bytes,
+        max_headers=settings.max_headers,
+        header_timeout=settings.header_timeout_seconds,
+        max_connections=max_connections,
+    )
+
+
+def _check_file_limit(settings: Settings) -> None:
+    """Warn when the process may run out of file descriptors before the connection limits bite.
+
+    Past its descriptor limit the process can accept no connection at all,
+    so the limits would protect nothing.
+    """
     try:
-        import httptools  # noqa: F401
-    except ImportError:  # pragma: no cover - uvicorn[standard] brings it
-        return "h11"
-    return "httptools"
-
-
-def _proxy_protocol() -> str | type[asyncio.Protocol]:
-    # The proxy port's: httptools writing each small response in one send() (sidecar.serving.coalesce).
-    http = _http_implementation()
-    if http != "httptools":  # pragma: no cover - uvicorn[standard] brings httptools
-        return http
-    from sidecar.serving.coalesce import CoalescingProtocol  # imports httptools
-
-    return CoalescingProtocol
+        import resource
+    except ImportError:  # pragma: no cover - not on Windows
+        return
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    pools = settings.upstream_max_connections * (1 if settings.fallback_url is None else 2)
+    needed = settings.max_connections + settings.admin_max_connections + pools + _RESERVED_FILES
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        logger.warning(
+            "the process may open %d files (its descriptor limit) but SIDECAR_MAX_CONNECTIONS, "
+            "SIDECAR_ADMIN_MAX_CONNECTIONS and the upstream pools need about %d: lower them, "
+            "or raise the limit (ulimit -n)",
+            soft,
+            needed,
+        )
 
 
 class Sidecar:
@@ -110,6 +131,9 @@ class Sidecar:
         self.retrainer = parts.retrainer
         self._outgoing = built.outgoing
         self._background: list[asyncio.Task[None]] = []
+        proxy_guard = ConnectionGuard("proxy", _limits(settings, settings.max_connections))
+        admin_guard = ConnectionGuard("admin", _limits(settings, settings.admin_max_connections))
+        built.registry.register(ConnectionMetrics(settings.model_name, (proxy_guard, admin_guard)))
         common = {
             "ws": "none",
             "lifespan": "off",
@@ -128,7 +152,8 @@ class Sidecar:
                 timeout_keep_alive=_KEEP_ALIVE_SECONDS,
                 # Typed int, but uvicorn hands it to asyncio.wait_for, which takes float seconds.
                 timeout_graceful_shutdown=settings.shutdown_timeout_seconds,  # type: ignore[arg-type]
-                http=_proxy_protocol(),
+                # httptools, with each small response written in one send() (sidecar.serving.coalesce).
+                http=proxy_guard.protocol(CoalescingProtocol),
                 **common,  # type: ignore[arg-type]
             )
         )
@@ -136,7 +161,7 @@ class Sidecar:
             uvicorn.Config(
                 built.admin_app,
                 server_header=False,
-                http=_http_implementation(),
+                http=admin_guard.protocol(),
                 **common,  # type: ignore[arg-type]
             )
         )
@@ -153,6 +178,7 @@ class Sidecar:
         except SidecarError:
             proxy_sock.close()
             raise
+        _check_file_limit(s)
         self.proxy_port = proxy_sock.getsockname()[1]
         self.admin_port = admin_sock.getsockname()[1]
         await self.client.open()

@@ -17,12 +17,20 @@ import pytest
 
 from sidecar.server import Sidecar
 from sidecar.serving.coalesce import CoalescingProtocol, HeadHoldingTransport
+from sidecar.serving.limits import ClientLimits, ConnectionGuard
 from tests.http import raw_request
 from tests.servers import Upstream, read_body, run_server
 
 pytestmark = pytest.mark.anyio
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"
+
+
+def _protocol(name: str) -> Any:
+    """uvicorn's protocol, ours, or ours within the proxy port's default client limits (as the sidecar runs it)."""
+    if name == "limited":
+        return ConnectionGuard("proxy", ClientLimits(64 << 10, 100, 10.0, 512)).protocol(CoalescingProtocol)
+    return CoalescingProtocol if name == "coalescing" else name
 
 
 class _Recording:
@@ -198,7 +206,8 @@ async def _exchange(port: int, request: bytes) -> bytes:
     return data
 
 
-async def test_heads_leave_byte_for_byte_as_from_uvicorn() -> None:
+@pytest.mark.parametrize("ours", ["coalescing", "limited"])
+async def test_heads_leave_byte_for_byte_as_from_uvicorn(ours: str) -> None:
     config: dict[str, Any] = {"server_header": False, "date_header": False, "headers": [("x-default", "1")]}
     requests = [
         f"{method} {path} HTTP/{version}\r\nhost: x\r\n{connection}\r\n".encode()
@@ -212,12 +221,12 @@ async def test_heads_leave_byte_for_byte_as_from_uvicorn() -> None:
     )
     async with (
         run_server(_heads_app, http="httptools", **config) as plain,
-        run_server(_heads_app, http=CoalescingProtocol, **config) as ours,
+        run_server(_heads_app, http=_protocol(ours), **config) as port,
     ):
         for request in requests:
-            assert await _exchange(ours, request) == await _exchange(plain, request), request
+            assert await _exchange(port, request) == await _exchange(plain, request), request
         # An invalid head is refused in both: the connection closes with nothing sent.
-        assert await _exchange(ours, b"GET /bad-value HTTP/1.1\r\nhost: x\r\n\r\n") == b""
+        assert await _exchange(port, b"GET /bad-value HTTP/1.1\r\nhost: x\r\n\r\n") == b""
 
 
 # --- the keep-alive timeout: the same moment as under uvicorn's own protocol --------------------------
@@ -248,18 +257,18 @@ async def _seconds_until_closed(reader: asyncio.StreamReader) -> float:
     return time.monotonic() - started
 
 
-@pytest.mark.parametrize("http", ["httptools", CoalescingProtocol])
-async def test_an_idle_connection_closes_at_the_keep_alive_timeout(http: Any) -> None:
-    async with run_server(_sleepy_app, http=http, timeout_keep_alive=_KEEP_ALIVE) as port:
+@pytest.mark.parametrize("http", ["httptools", "coalescing", "limited"])
+async def test_an_idle_connection_closes_at_the_keep_alive_timeout(http: str) -> None:
+    async with run_server(_sleepy_app, http=_protocol(http), timeout_keep_alive=_KEEP_ALIVE) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         await _ask(reader, writer, 0)
         assert _KEEP_ALIVE - 0.1 <= await _seconds_until_closed(reader) < _KEEP_ALIVE + 0.5
         writer.close()
 
 
-@pytest.mark.parametrize("http", ["httptools", CoalescingProtocol])
-async def test_the_keep_alive_timeout_counts_from_the_last_response(http: Any) -> None:
-    async with run_server(_sleepy_app, http=http, timeout_keep_alive=_KEEP_ALIVE) as port:
+@pytest.mark.parametrize("http", ["httptools", "coalescing", "limited"])
+async def test_the_keep_alive_timeout_counts_from_the_last_response(http: str) -> None:
+    async with run_server(_sleepy_app, http=_protocol(http), timeout_keep_alive=_KEEP_ALIVE) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         # Requests at shorter intervals than the timeout, for longer than it in all: the connection stays open.
         for _ in range(4):
