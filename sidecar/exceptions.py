@@ -11,6 +11,7 @@ The hierarchy, with the module of each class defined elsewhere::
     ├── UpstreamError                the model server could not give a response
     │   ├── UpstreamConnectError     refused, unreachable, DNS failure     → 502
     │   ├── UpstreamTimeout          no answer within the timeout          → 504
+    │   │   └── UpstreamPoolTimeout  every pooled connection busy too long → 503
     │   └── UpstreamProtocolError    broken or truncated HTTP              → 502
     ├── PayloadError (ValueError)    a body its adapter cannot read        (sidecar.protocols)
     │   └── PayloadTooLarge          a compressed body too large decoded   (sidecar.protocols)
@@ -34,6 +35,7 @@ __all__ = [
     "UpstreamError",
     "UpstreamConnectError",
     "UpstreamTimeout",
+    "UpstreamPoolTimeout",
     "UpstreamProtocolError",
 ]
 
@@ -79,6 +81,13 @@ class UpstreamConnectError(UpstreamError):
 class UpstreamTimeout(UpstreamError):
     reason = "timeout"
     status_code = 504
+
+
+class UpstreamPoolTimeout(UpstreamTimeout):
+    """Every pooled connection stayed busy past the pool timeout: the sidecar is saturated, and a retry may succeed."""
+
+    reason = "pool"
+    status_code = 503
 
 
 class UpstreamProtocolError(UpstreamError):

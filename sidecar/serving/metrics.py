@@ -41,7 +41,7 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 # Bytes, powers of four from 64 B to 64 MiB.
 SIZE_BUCKETS: tuple[float, ...] = tuple(float(64 * 4**i) for i in range(11))
 
-PROXY_ERROR_REASONS: tuple[str, ...] = ("connect", "timeout", "protocol")
+PROXY_ERROR_REASONS: tuple[str, ...] = ("connect", "timeout", "protocol", "pool", "client_stall")
 
 # Finished requests held before they are counted: bounds the memory held and
 # the work of one flush, and is large enough that numpy's per-call cost is
@@ -222,7 +222,11 @@ class ProxyMetrics(Collector):
 
         yield counter_by(
             "proxy_errors_total",
-            "Requests the upstream could not answer: connect (502), timeout (504), protocol (502).",
+            (
+                "Requests the proxy could not complete: connect (502), timeout (504), protocol (502), "
+                "pool (503: every upstream connection busy past the pool timeout), "
+                "client_stall (the client read nothing for the send timeout; dropped, counted as 499)."
+            ),
             model,
             "reason",
             self.errors,

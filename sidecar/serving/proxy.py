@@ -9,9 +9,10 @@ client, nothing that computes statistics.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
 from time import perf_counter, time
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -22,7 +23,7 @@ from sidecar.serving.headers import client_headers, upstream_headers
 from sidecar.serving.metrics import ProxyMetrics, RouteMetrics
 from sidecar.upstream.client import Body, UpstreamClient
 
-__all__ = ["ProxyApp", "CLIENT_CLOSED_REQUEST", "WATCH_AFTER_SECONDS"]
+__all__ = ["ProxyApp", "CLIENT_CLOSED_REQUEST", "CLIENT_STALL", "WATCH_AFTER_SECONDS"]
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -31,6 +32,9 @@ Send = Any
 
 # nginx's code for "the client closed the connection before the response".
 CLIENT_CLOSED_REQUEST = 499
+# The mlsidecar_proxy_errors_total reason of a client dropped for taking no
+# bytes of its response for the send timeout (as nginx's send_timeout).
+CLIENT_STALL = "client_stall"
 # Bodies up to this size are read whole and sent in one ASGI message: one
 # write instead of two for the typical small prediction response.
 _WHOLE_BODY_LIMIT = 64 * 1024
@@ -45,13 +49,33 @@ class _ClientDisconnected(Exception):
     pass
 
 
+class _ClientStalled(Exception):
+    pass
+
+
 class _Exchange:
     """Per-request state shared with the disconnect watcher."""
 
-    __slots__ = ("task", "finished", "disconnected", "request_size", "request_body", "capture_limit", "receive")
+    __slots__ = (
+        "task",
+        "finished",
+        "disconnected",
+        "request_size",
+        "request_body",
+        "capture_limit",
+        "receive",
+        "cycle",
+        "flow",
+    )
 
-    def __init__(self, task: asyncio.Task[Any] | None, capture_limit: int) -> None:
+    def __init__(self, task: asyncio.Task[Any] | None, capture_limit: int, receive: Receive) -> None:
         self.task = task
+        # uvicorn's request cycle, of which ``receive`` is a bound method in
+        # both HTTP implementations: its flow control says whether the client
+        # takes the bytes sent to it, and its transport is what to drop when
+        # the client stops. Under another ASGI server both are None.
+        self.cycle: Any = getattr(receive, "__self__", None)
+        self.flow: Any = getattr(self.cycle, "flow", None)
         # Set once the request body has been read: from then on, receive()
         # only says whether the client went away.
         self.receive: Receive | None = None
@@ -90,13 +114,18 @@ class ProxyApp:
 
     Usage::
 
-        app = ProxyApp(client, metrics, capture, variant="primary")
+        app = ProxyApp(client, metrics, capture, variant="primary", send_timeout=30)
         uvicorn.Config(app, ws="none", lifespan="off", server_header=False, date_header=False)
 
     With ``fallback`` (a client, its variant and the :class:`Flags`), a set
     ``use_fallback_model`` sends each new request there instead: one
     attribute read per request, and requests already in flight finish where
     they started.
+
+    A client that takes no bytes of its response for ``send_timeout``
+    seconds (its connection's write buffer stays full) is dropped, which
+    ends the exchange and frees its upstream connection: otherwise clients
+    that never read could hold the whole pool.
     """
 
     def __init__(
@@ -107,9 +136,11 @@ class ProxyApp:
         *,
         variant: str,
         fallback: tuple[UpstreamClient, str, Flags] | None = None,
+        send_timeout: float,
     ) -> None:
         self.client = client
         self.metrics = metrics
+        self._send_timeout = send_timeout
         self.capture = capture
         self.variant = variant
         self.route: RouteMetrics = metrics.routes[variant]
@@ -147,7 +178,7 @@ class ProxyApp:
             # The client's loop, known once it is open; kept, as reading it is a property call.
             loop = self._loop = self.client.loop
         # With the loop given, current_task() skips get_running_loop() and its getpid().
-        exchange = _Exchange(asyncio.current_task(loop), capture_limit)
+        exchange = _Exchange(asyncio.current_task(loop), capture_limit, receive)
         status = CLIENT_CLOSED_REQUEST
         response_size = 0
         upstream_time: float | None = None
@@ -181,7 +212,12 @@ class ProxyApp:
                     status = response.status
                     started = True
                     response_headers = client_headers(response.raw_headers, request_id)
-                    await send({"type": "http.response.start", "status": status, "headers": response_headers})
+                    if status == 204 or status == 304:
+                        # No body follows (RFC 9110 §6.4.1), whatever the Content-Length says (a 304's
+                        # is its 200's); passed on, it would have the ASGI server wait for those bytes.
+                        response_headers = [(k, v) for k, v in response_headers if k != b"content-length"]
+                    head = {"type": "http.response.start", "status": status, "headers": response_headers}
+                    await self._send(send, head, exchange)
                     # A small answer has usually arrived whole, with its headers.
                     captured = response.read_nowait()
                     if captured is None:
@@ -192,7 +228,7 @@ class ProxyApp:
                         upstream_time = perf_counter() - sent_at
                         response_size = len(captured)
                         exchange.finished = True
-                        await send({"type": "http.response.body", "body": captured})
+                        await self._send(send, {"type": "http.response.body", "body": captured}, exchange)
                     else:
                         kept: list[bytes] | None = [] if capture_limit >= 0 else None
                         async for chunk in response.iter_chunks():
@@ -203,10 +239,11 @@ class ProxyApp:
                                     kept.append(chunk)
                                 else:
                                     kept = None
-                            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                            message = {"type": "http.response.body", "body": chunk, "more_body": True}
+                            await self._send(send, message, exchange)
                         upstream_time = perf_counter() - sent_at
                         exchange.finished = True
-                        await send({"type": "http.response.body", "body": b""})
+                        await self._send(send, {"type": "http.response.body", "body": b""}, exchange)
                         captured = b"".join(kept) if kept is not None else None
                 if capture_limit >= 0:
                     # After the client has its answer: capture costs it no latency.
@@ -238,14 +275,15 @@ class ProxyApp:
                     raise
                 status = exc.status_code
                 exchange.finished = True
-                await _send_error(send, status, f"upstream {exc.reason} error: {exc}", request_id)
+                await self._send_error(send, exchange, status, f"upstream {exc.reason} error: {exc}", request_id)
         except asyncio.CancelledError:
             if not exchange.disconnected:
                 if not started:
                     # Cut by the shutdown timeout: say so, rather than the
                     # server's bare 500, then let the cancellation proceed.
                     reason = "sidecar shutting down: request cut at the shutdown timeout"
-                    await _send_error(send, 503, reason, request_id)
+                    with contextlib.suppress(_ClientStalled):
+                        await self._send_error(send, exchange, 503, reason, request_id)
                 raise
             # Our own watcher cancelled the upstream call because the client
             # left; that is a normal end of the request, not a server error.
@@ -254,13 +292,17 @@ class ProxyApp:
                 exchange.task.uncancel()
         except _ClientDisconnected:
             status = CLIENT_CLOSED_REQUEST
+        except _ClientStalled:
+            # Its connection is dropped, so the client did not get this answer.
+            metrics.errors[CLIENT_STALL] += 1
+            status = CLIENT_CLOSED_REQUEST
         finally:
             exchange.finished = True
             if exchange.receive is not None:
                 self._young.discard(exchange)
                 self._old.discard(exchange)
             metrics.in_flight -= 1
-            if status != CLIENT_CLOSED_REQUEST and _client_gone(receive):
+            if status != CLIENT_CLOSED_REQUEST and _client_gone(exchange.cycle):
                 # The client left before the watcher started (or between its
                 # sweeps) and the answer went nowhere: count what the client got.
                 status = CLIENT_CLOSED_REQUEST
@@ -298,6 +340,43 @@ class ProxyApp:
         exchange.request_body = b"".join(kept) if kept is not None else None
         self._watch_later(exchange, receive, self.client.loop)
 
+    def _send(self, send: Send, message: Message, exchange: _Exchange) -> Awaitable[None]:
+        """``send(message)``, bounded by the send timeout when the client is not taking bytes.
+
+        uvicorn's ``send`` waits (for its flow control to resume) only when
+        writing is paused as it is called, so one attribute read picks the
+        sends that can stall; the others get no timer. Returned, not awaited
+        here: no coroutine of its own per message.
+        """
+        flow = exchange.flow
+        if flow is not None and flow.write_paused:
+            return self._send_stalled(send, message, exchange)
+        return cast(Awaitable[None], send(message))
+
+    async def _send_stalled(self, send: Send, message: Message, exchange: _Exchange) -> None:
+        try:
+            async with asyncio.timeout(self._send_timeout):
+                await send(message)
+        except TimeoutError:
+            # The exchange ends here; the disconnect watcher must not cancel it too.
+            exchange.finished = True
+            # abort(), not close(): close() would wait to flush to a client that does not read.
+            exchange.cycle.transport.abort()
+            # One loop turn, so that the server has seen the connection lost
+            # when the app returns, and does not report an unfinished response.
+            await asyncio.sleep(0)
+            raise _ClientStalled from None
+
+    async def _send_error(self, send: Send, exchange: _Exchange, status: int, error: str, request_id: bytes) -> None:
+        body = orjson.dumps({"error": error, "request_id": request_id.decode("latin-1")})
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", request_id),
+        ]
+        await self._send(send, {"type": "http.response.start", "status": status, "headers": headers}, exchange)
+        await self._send(send, {"type": "http.response.body", "body": body}, exchange)
+
     def _watch_later(self, exchange: _Exchange, receive: Receive, loop: asyncio.AbstractEventLoop) -> None:
         exchange.receive = receive
         self._young.add(exchange)
@@ -313,31 +392,14 @@ class ProxyApp:
             self._sweep = self.client.loop.call_later(WATCH_AFTER_SECONDS, self._on_sweep)
 
 
-def _client_gone(receive: Receive) -> bool:
+def _client_gone(cycle: Any) -> bool:
     """Whether the client's connection dropped before its response was complete.
 
     A disconnect is only watched for after WATCH_AFTER_SECONDS, so one before
     that goes unseen by the proxy: the server drops what is sent to a closed
-    connection without a word. uvicorn's request cycle (``receive`` is its
-    bound method, in both HTTP implementations) records it in
-    ``disconnected``, which it sets only while the response is incomplete, so
-    a client that closes after a complete answer is not counted. Under
-    another ASGI server the attribute is absent and this says False.
+    connection without a word. uvicorn's request cycle (``_Exchange.cycle``)
+    records it in ``disconnected``, which it sets only while the response is
+    incomplete, so a client that closes after a complete answer is not
+    counted. Under another ASGI server there is no cycle and this says False.
     """
-    return getattr(getattr(receive, "__self__", None), "disconnected", False) is True
-
-
-async def _send_error(send: Send, status: int, error: str, request_id: bytes) -> None:
-    body = orjson.dumps({"error": error, "request_id": request_id.decode("latin-1")})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-request-id", request_id),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    return getattr(cycle, "disconnected", False) is True

@@ -16,7 +16,13 @@ chunked bodies both ways, streamed, with flow control; a keep-alive pool where
 a connection goes back only after its response was read to the end; one retry
 of an idempotent request whose pooled connection turned out to be closed;
 a timeout on silence (before the headers and between body chunks) rather
-than on total time, so long server-sent-event streams are not cut.
+than on total time, so long server-sent-event streams are not cut; a bound
+on the wait for a free connection when all of them are busy.
+
+What the upstream sends is checked before it is passed on: a status outside
+100-599 or a 101, a transfer coding other than ``chunked``, and bytes after
+the end of a response fail the exchange or close the connection, and chunked
+trailers never become headers.
 
 This module builds and sends requests; the connection, the response parser
 and the pool, the wire side, are :mod:`sidecar.upstream.wire`.
@@ -52,14 +58,24 @@ class UpstreamClient:
 
     Usage::
 
-        client = UpstreamClient("http://127.0.0.1:8080", timeout=30, connect_timeout=5, max_connections=256)
+        client = UpstreamClient(
+            "http://127.0.0.1:8080", timeout=30, connect_timeout=5, max_connections=256, pool_timeout=5
+        )
         await client.open()
         async with client.request("GET", "/v2/health/ready", []) as response:
             body = await response.read()
         await client.close()
     """
 
-    def __init__(self, base_url: str, *, timeout: float, connect_timeout: float, max_connections: int) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        connect_timeout: float,
+        max_connections: int,
+        pool_timeout: float | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -83,6 +99,10 @@ class UpstreamClient:
         self._timeout = timeout
         self._connect_timeout = connect_timeout
         self._max_connections = max_connections
+        # The longest wait for a free connection when all max_connections are
+        # busy (then UpstreamPoolTimeout). Unset, as long as a connect may take:
+        # getting a connection, new or pooled, has one bound.
+        self._pool_timeout = connect_timeout if pool_timeout is None else pool_timeout
         self._pool: Pool | None = None
 
     async def open(self) -> None:
@@ -91,7 +111,9 @@ class UpstreamClient:
         # The loop is kept: on Python 3.11 every asyncio.get_running_loop()
         # is a getpid() system call, and this client runs on one loop.
         loop = asyncio.get_running_loop()
-        self._pool = Pool(loop, self._host, self._port, context, self._connect_timeout, self._max_connections)
+        self._pool = Pool(
+            loop, self._host, self._port, context, self._connect_timeout, self._max_connections, self._pool_timeout
+        )
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -2,9 +2,10 @@
 
 :class:`Connection` is an :class:`asyncio.Protocol` whose bytes go straight to
 the current :class:`UpstreamResponse`, which parses them with httptools (in C,
-the parser uvicorn uses) and wakes its reader through one future. :class:`Pool`
-keeps idle connections, caps open ones, and times every response's silence
-with one timer. :mod:`sidecar.upstream.client` builds requests on top; nothing else
+the parser uvicorn uses), refuses a head the client must not get, and wakes
+its reader through one future. :class:`Pool` keeps idle connections, caps
+open ones and the wait for one, and times every response's silence with one
+timer. :mod:`sidecar.upstream.client` builds requests on top; nothing else
 imports this module.
 """
 
@@ -18,7 +19,7 @@ from typing import cast
 
 import httptools
 
-from sidecar.exceptions import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+from sidecar.exceptions import UpstreamConnectError, UpstreamPoolTimeout, UpstreamProtocolError, UpstreamTimeout
 
 __all__ = ["Connection", "Pool", "UpstreamResponse"]
 
@@ -46,6 +47,7 @@ class UpstreamResponse:
         "keep_alive",
         "_conn",
         "_head",
+        "_coding",
         "_informational",
         "_complete",
         "_error",
@@ -74,6 +76,8 @@ class UpstreamResponse:
         # the next response's parser frees this one by reference counting.
         conn.parser = httptools.HttpResponseParser(self)
         self._head = head
+        # The Transfer-Encoding values, joined as a list when repeated; None without one.
+        self._coding: bytes | None = None
         self._informational = False
         self._complete = False
         self._error: BaseException | None = None
@@ -144,16 +148,25 @@ class UpstreamResponse:
 
     # --- httptools callbacks ----------------------------------------------------------------------
 
-    def on_header(self, name: bytes, value: bytes) -> None:
+    def on_message_begin(self) -> None:
         if self._complete:
-            # A second response in the same read: out of step, never reused.
+            # More bytes after the end of the response, in the same read: the
+            # upstream is out of step with us, so the connection is never reused.
             self.keep_alive = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.status or self._complete:
+            # After the final head: the trailer fields of a chunked body.
+            # RFC 9110 §6.5.1 forbids merging them into the headers, and once
+            # the headers are out they cannot be; they are dropped, so the
+            # client gets the same headers however TCP split the response.
             return
+        if len(name) == 17 and name.lower() == b"transfer-encoding":
+            self._coding = value if self._coding is None else self._coding + b", " + value
         self.raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         if self._complete:
-            self.keep_alive = False
             return
         status = self._conn.parser.get_status_code()
         if 100 <= status < 200 and status != 101:
@@ -161,7 +174,14 @@ class UpstreamResponse:
             # not the answer; its headers are not the final ones.
             self._informational = True
             self.raw_headers = []
+            self._coding = None
             return
+        if self._coding is not None or not 200 <= status <= 599:
+            # Off the common path: the checks of a head that may not be passed on.
+            problem = self._unforwardable(status)
+            if problem is not None:
+                self.fail(UpstreamProtocolError(problem))
+                return
         self.status = status
         if self._head:
             # A HEAD response has no body whatever its Content-Length says;
@@ -187,6 +207,23 @@ class UpstreamResponse:
             return
         if not self._complete:
             self._finish(self._conn.parser.should_keep_alive())
+
+    def _unforwardable(self, status: int) -> str | None:
+        """Why a final response head cannot be passed on to the client, or None when it can."""
+        if not 100 <= status <= 599:
+            # 000 would leave the response without a status for ever; 600 and
+            # above have no status line in the ASGI server.
+            return f"upstream sent status {status:03d}, outside 100-599"
+        if status == 101:
+            # The Upgrade header is hop-by-hop and never forwarded, so no
+            # client asked for this switch, and the proxy relays HTTP only.
+            return "upstream switched protocols (101), which the proxy does not relay"
+        coding = self._coding
+        if coding is not None and coding.strip().lower() != b"chunked":
+            # Any other transfer coding would reach the client still applied
+            # with the header that names it removed, as nginx also refuses.
+            return f"upstream sent Transfer-Encoding {coding.decode('latin-1')!r}; only chunked, once, is relayed"
+        return None
 
     # --- driven by the connection and the timer ---------------------------------------------------
 
@@ -310,8 +347,15 @@ class Connection(asyncio.Protocol):
         response._received = response._active = True
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            response.fail(UpstreamProtocolError(f"invalid response from upstream: {exc}"))
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            # HttpParserUpgrade: llhttp stops at a 101's head; on_headers_complete has already refused it.
+            if response._complete:
+                # Bytes that do not parse after a complete response: its
+                # answer stands, but the connection is out of step and closed.
+                response.keep_alive = False
+                self.abort()
+            else:
+                response.fail(UpstreamProtocolError(f"invalid response from upstream: {exc}"))
 
     def eof_received(self) -> bool:
         response = self.response
@@ -371,7 +415,7 @@ class Connection(asyncio.Protocol):
 
 
 class Pool:
-    """Idle connections (most recent first), and a cap on open ones."""
+    """Idle connections (most recent first), a cap on open ones, and a bound on the wait for one."""
 
     def __init__(
         self,
@@ -381,6 +425,7 @@ class Pool:
         ssl_context: ssl.SSLContext | None,
         connect_timeout: float,
         limit: int,
+        wait_timeout: float,
     ) -> None:
         self.loop = loop
         self.host = host
@@ -388,6 +433,10 @@ class Pool:
         self.ssl_context = ssl_context
         self.connect_timeout = connect_timeout
         self.limit = limit
+        # A request finds every connection busy for at most this long: without
+        # a bound, a few clients that never read their answers would hold the
+        # whole pool and every other request would queue for ever.
+        self.wait_timeout = wait_timeout
         self.idle: list[Connection] = []
         self.open: set[Connection] = set()  # connecting, busy or idle
         self.waiters: deque[asyncio.Future[None]] = deque()
@@ -430,7 +479,11 @@ class Pool:
         return None
 
     async def acquire(self, loop: asyncio.AbstractEventLoop, deadline: float | None) -> tuple[Connection, bool]:
-        """A connection, and whether it was reused from the pool."""
+        """A connection, and whether it was reused from the pool; :class:`UpstreamPoolTimeout` if none comes free."""
+        # Set at the first wait and kept: a request woken for a slot that
+        # another took first waits again, but not for longer in all.
+        give_up: float | None = None
+        patience = self.wait_timeout
         while True:
             if self.closed:
                 raise RuntimeError("UpstreamClient is closed")
@@ -439,8 +492,22 @@ class Pool:
                 return conn, True
             if len(self.open) < self.limit:
                 return await self._connect(loop, deadline), False
-            waiter = loop.create_future()
-            self.waiters.append(waiter)
+            if give_up is None:
+                if deadline is not None:
+                    patience = max(0.0, min(patience, deadline - loop.time()))
+                give_up = loop.time() + patience
+            try:
+                await self._wait_turn(loop, give_up)
+            except TimeoutError:
+                raise UpstreamPoolTimeout(
+                    f"all {self.limit} connections to {self.host}:{self.port} stayed busy for {patience:g}s"
+                ) from None
+
+    async def _wait_turn(self, loop: asyncio.AbstractEventLoop, give_up: float) -> None:
+        """Wait until a connection may be free; TimeoutError at ``give_up`` (loop time)."""
+        waiter = loop.create_future()
+        self.waiters.append(waiter)
+        async with asyncio.timeout_at(give_up):
             try:
                 await waiter
             except BaseException:

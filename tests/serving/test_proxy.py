@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import resource
 from collections.abc import AsyncIterator
 
@@ -280,3 +281,79 @@ async def test_listeners_are_tcp_so_accepted_connections_get_nodelay(sidecar: Si
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+async def test_a_request_that_finds_every_connection_busy_gets_a_503_in_time(upstream: Upstream) -> None:
+    env = {"SIDECAR_UPSTREAM_MAX_CONNECTIONS": "1", "SIDECAR_UPSTREAM_POOL_TIMEOUT_SECONDS": "0.3"}
+    async with run_sidecar(upstream.url, env) as sidecar:
+        holder = asyncio.create_task(raw_request(sidecar.proxy_port, "GET", "/slow?delay=2"))
+        while not any(s.path == "/slow" for s in upstream.seen):
+            await asyncio.sleep(0.01)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        response = await raw_request(sidecar.proxy_port, "GET", "/status/200", headers=[("x-request-id", "busy-1")])
+        waited = loop.time() - started
+        # Refused at the pool timeout, not served once the slow request is done.
+        assert response.status == 503
+        assert 0.3 <= waited < 1.5, waited
+        body = orjson.loads(response.body)
+        assert body["request_id"] == "busy-1"
+        assert body["error"].startswith("upstream pool error"), body
+        assert (await holder).status == 200
+        # The pool is whole afterwards.
+        assert (await raw_request(sidecar.proxy_port, "GET", "/status/200")).status == 200
+        metrics = await scrape(sidecar.admin_port)
+    assert metrics['mlsidecar_proxy_errors_total{model="model",reason="pool"}'] == 1
+    assert metrics['mlsidecar_requests_total{code="503",model="model",variant="primary"}'] == 1
+    assert metrics['mlsidecar_requests_total{code="200",model="model",variant="primary"}'] == 2
+
+
+async def test_clients_that_never_read_are_dropped_and_free_the_pool(
+    upstream: Upstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The attack: as many clients as pooled connections ask for a large answer and
+    # never read it. Before the send timeout they held the pool, and every other
+    # request waited, for ever.
+    env = {
+        "SIDECAR_UPSTREAM_MAX_CONNECTIONS": "2",
+        "SIDECAR_UPSTREAM_POOL_TIMEOUT_SECONDS": "10",
+        "SIDECAR_SEND_TIMEOUT_SECONDS": "0.5",
+        "SIDECAR_LOG_SINK": "none",
+    }
+    size = 16 << 20
+    caplog.set_level(logging.ERROR)
+    async with run_sidecar(upstream.url, env) as sidecar:
+        stalled: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        for _ in range(2):
+            reader, writer = await asyncio.open_connection("127.0.0.1", sidecar.proxy_port)
+            writer.write(f"GET /bytes?size={size} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
+            await writer.drain()
+            # The head, then no more reads: the socket buffers fill and the sidecar's writes pause.
+            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+            stalled.append((reader, writer))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        response = await asyncio.wait_for(raw_request(sidecar.proxy_port, "GET", "/status/200"), timeout=10)
+        assert response.status == 200
+        assert loop.time() - started < 5
+        # The other stalled client is dropped at its own send timeout.
+        while sidecar.metrics.in_flight and loop.time() - started < 5:
+            await asyncio.sleep(0.01)
+        assert sidecar.metrics.in_flight == 0
+        for reader, writer in stalled:
+            # Dropped, not flushed: what the client can still read ends well short of the body.
+            received = 0
+            try:
+                while chunk := await asyncio.wait_for(reader.read(1 << 20), timeout=5):
+                    received += len(chunk)
+            except ConnectionError:
+                pass
+            assert received < size
+            writer.close()
+        metrics = await scrape(sidecar.admin_port)
+    assert metrics['mlsidecar_proxy_errors_total{model="model",reason="client_stall"}'] == 2
+    # The stalled clients did not get their answers.
+    assert metrics['mlsidecar_requests_total{code="499",model="model",variant="primary"}'] == 2
+    assert metrics['mlsidecar_requests_total{code="200",model="model",variant="primary"}'] == 1
+    # Ended on purpose: the server reports no unfinished response.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

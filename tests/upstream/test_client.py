@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.exceptions import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+from sidecar.exceptions import UpstreamConnectError, UpstreamPoolTimeout, UpstreamProtocolError, UpstreamTimeout
 from sidecar.upstream.client import UpstreamClient
 
 pytestmark = pytest.mark.anyio
@@ -63,9 +63,15 @@ async def serve(handler: Handler) -> AsyncIterator[tuple[int, list[int]]]:
 
 
 @asynccontextmanager
-async def client_for(port: int, *, timeout: float = 2, max_connections: int = 4) -> AsyncIterator[UpstreamClient]:
+async def client_for(
+    port: int, *, timeout: float = 2, max_connections: int = 4, pool_timeout: float | None = None
+) -> AsyncIterator[UpstreamClient]:
     client = UpstreamClient(
-        f"http://127.0.0.1:{port}", timeout=timeout, connect_timeout=2, max_connections=max_connections
+        f"http://127.0.0.1:{port}",
+        timeout=timeout,
+        connect_timeout=2,
+        max_connections=max_connections,
+        pool_timeout=pool_timeout,
     )
     await client.open()
     try:
@@ -281,6 +287,42 @@ async def test_pool_limit_queues_requests() -> None:
 
     async with serve(slow_each) as (port, peers), client_for(port, max_connections=1) as client:
         assert await asyncio.gather(*(one(client) for _ in range(4))) == [b"ok"] * 4
+    assert len(peers) == 1
+
+
+async def test_the_wait_for_a_free_connection_is_bounded() -> None:
+    release = asyncio.Event()
+
+    async def held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        while True:
+            head, _ = await read_request(reader)
+            if b"/held" in head:
+                await release.wait()
+            writer.write(OK)
+            await writer.drain()
+
+    async def one(client: UpstreamClient, target: str) -> bytes:
+        async with client.request("GET", target, []) as response:
+            return await response.read()
+
+    async with serve(held) as (port, peers), client_for(port, max_connections=1, pool_timeout=0.2) as client:
+        holder = asyncio.create_task(one(client, "/held"))
+        while not peers:
+            await asyncio.sleep(0.01)
+        loop = asyncio.get_running_loop()
+        for timeout, bound in ((None, 0.2), (0.1, 0.1)):
+            # The pool's own bound, or the request's total timeout when that is sooner.
+            started = loop.time()
+            with pytest.raises(UpstreamPoolTimeout) as caught:
+                async with client.request("GET", "/", [], timeout=timeout):
+                    pass
+            assert bound <= loop.time() - started < bound + 1
+            assert (caught.value.reason, caught.value.status_code) == ("pool", 503)
+        assert client._pool is not None and not client._pool.waiters
+        release.set()
+        assert await holder == b"ok"
+        # The connection the holder returns serves the next request.
+        assert await one(client, "/") == b"ok"
     assert len(peers) == 1
 
 
