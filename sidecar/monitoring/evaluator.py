@@ -14,11 +14,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from sidecar.drift import DriftSnapshot, DriftTracker, collect, compute, evaluate
-from sidecar.monitoring.learning import ReferenceLearner
+from sidecar.monitoring.learning import LeftOut, ReferenceLearner
 from sidecar.quality import QualityMonitor, QualitySnapshot
 from sidecar.records import PredictionRecord
 from sidecar.reference import ReferenceProfile
@@ -42,6 +42,7 @@ class ReferenceStatus:
     warmup_seen: int = 0
     warmup_target: int = 0
     problem: str | None = None
+    left_out: LeftOut | None = None  # learned references: the warm-up keys that did not become features
 
     @classmethod
     def of(cls, profile: ReferenceProfile, source: ReferenceSource, path: str | None = None) -> ReferenceStatus:
@@ -71,7 +72,7 @@ class DataMonitors:
     Usage::
 
         monitors = DataMonitors(profile, status, quality, drift=DriftSettings(3600, 60, 200), warmup=None)
-        monitor.subscribe(monitors.observe)
+        worker.subscribe(monitors.observe)     # the CaptureWorker
         task = asyncio.create_task(monitors.run(interval=15))
         monitors.snapshot.drift.verdict
     """
@@ -115,13 +116,25 @@ class DataMonitors:
 
     async def _learn(self, learner: ReferenceLearner) -> None:
         try:
-            profile = await asyncio.to_thread(learner.build)
+            learned = await asyncio.to_thread(learner.build)
         except Exception as exc:
             logger.exception("learning the reference profile failed; drift is disabled")
             self.status = ReferenceStatus("disabled", problem=f"learning the reference failed: {exc}")
         else:
-            logger.info("reference learned from %d warm-up records: version %s", learner.target, profile.version)
-            self._attach(profile, ReferenceStatus.of(profile, "learned"))
+            profile, left_out = learned.profile, learned.left_out
+            logger.info(
+                "reference learned from %d warm-up records: version %s, %d features; keys left out: %d rare,"
+                " %d with a long name, %d past SIDECAR_MAX_FEATURES=%d",
+                learner.target,
+                profile.version,
+                len(profile.features),
+                left_out.rare,
+                left_out.long_name,
+                left_out.max_features,
+                learner.max_features,
+            )
+            status = ReferenceStatus.of(profile, "learned")
+            self._attach(profile, replace(status, left_out=left_out))
         self.learner = None
 
     def _attach(self, profile: ReferenceProfile, status: ReferenceStatus) -> None:
@@ -176,4 +189,6 @@ def status_json(status: ReferenceStatus) -> dict[str, Any]:
             out[key] = value
     if status.source == "learning":
         out["warmup"] = {"seen": status.warmup_seen, "target": status.warmup_target}
+    if status.left_out is not None:
+        out["left_out"] = status.left_out.as_dict()
     return out

@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from sidecar.drift import DriftResult
 from sidecar.monitoring.evaluator import DataMonitors
+from sidecar.monitoring.learning import LeftOut
 from sidecar.prometheus import PREFIX
 
 __all__ = ["DataMetrics"]
@@ -63,6 +64,17 @@ class DataMetrics(Collector):
         yield observations
         yield ratios
         yield info
+
+        left_out = GaugeMetricFamily(
+            PREFIX + "reference_features_left_out",
+            "Keys of the warm-up traffic a learned reference did not make features: in too few rows (rare), with "
+            "a name too long (long_name), or past SIDECAR_MAX_FEATURES (max_features); 0 for a profile from a file.",
+            labels=("model", "reason"),
+        )
+        counts = snapshot.reference.left_out or LeftOut()
+        for reason, n in counts.as_dict().items():
+            left_out.add_metric((model, reason), n)
+        yield left_out
 
         scores = GaugeMetricFamily(
             PREFIX + "feature_drift_score",
