@@ -307,6 +307,61 @@ async def test_a_half_full_queue_or_close_ends_the_gathering(monkeypatch: pytest
     assert (sink.written, stream.writes) == (6, 2)
 
 
+async def test_a_queue_full_in_bytes_drops_whole_batches_and_counts_them(tmp_path: Path) -> None:
+    # Not started, so nothing drains the queue: as when the sink's writes are stuck.
+    path = tmp_path / "p.jsonl"
+    sink = FileSink(str(path), queue_size=10_000, max_bytes=0, backups=0, queue_max_bytes=1 << 20)
+    for i in range(40):  # 4 MB of 100 kB lines offered to a 1 MiB queue; rows alone would take them all
+        sink.offer(LogBatch(f"r{i}", T0, (padded(i, 100_000),)))
+        assert sink.queued_bytes <= 1 << 20
+    assert sink.counts() == {"written": 0, "dropped": 30, "failed": 0}  # 10 fit, with their overhead
+    sink.offer(make_batch("small"))  # what is left still takes a small one
+    await sink.start()
+    await close_within(sink, 5)
+    lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    assert [line.get("i", line.get("request_id")) for line in lines] == [*range(10), "small"]
+    assert sink.counts() == {"written": 11, "dropped": 30, "failed": 0}
+    assert sink.queued_bytes == 0
+
+
+async def test_a_batch_larger_than_the_byte_bound_goes_through_an_empty_queue_only() -> None:
+    stream = io.BytesIO()
+    sink = StdoutSink(queue_size=100, queue_max_bytes=10_000, stream=stream)
+    big = LogBatch("big", T0, (padded(0, 50_000),))
+    assert big.nbytes > 10_000
+    sink.offer(big)  # alone: a bound below one batch would otherwise refuse it for ever
+    sink.offer(make_batch("after"))  # the queue is over its bound until the big one is written
+    assert sink.counts()["dropped"] == 1
+    await sink.start()
+    await wait_until(lambda: sink.written == 1)
+    sink.offer(make_batch("later"))
+    await close_within(sink, 2)
+    assert [orjson.loads(line).get("request_id") for line in stream.getvalue().splitlines()] == [None, "later"]
+    with pytest.raises(ValueError, match="queue_max_bytes"):
+        StdoutSink(queue_size=1, queue_max_bytes=0)
+
+
+async def test_a_queue_half_full_in_bytes_ends_the_gathering(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sidecar.sinks.files._GATHER_SECONDS", 30.0)
+    stream = CountingStream()
+    sink = StdoutSink(queue_size=1_000, queue_max_bytes=100_000, stream=stream)
+    await sink.start()
+    sink.offer(LogBatch("a", T0, (padded(0, 10_000),)))
+    await asyncio.sleep(0.01)
+    sink.offer(LogBatch("b", T0, (padded(1, 45_000),)))  # 2 of 1,000 rows, but over half the bytes
+    await wait_until(lambda: sink.written == 2, timeout=5)
+    assert stream.writes == 1
+    await close_within(sink, 2)
+
+
+def test_a_batch_knows_its_size_in_bytes() -> None:
+    batches = [LogBatch("a", T0, tuple(padded(i, 1_000) for i in range(n))) for n in (1, 2, 3)]
+    overheads = [batch.nbytes - 1_000 * len(batch.lines) for batch in batches]
+    # The lines' bytes, plus an overhead per line and one per batch.
+    assert overheads[2] - overheads[1] == overheads[1] - overheads[0] > 0
+    assert overheads[0] > overheads[1] - overheads[0]
+
+
 class StuckStream(io.BytesIO):
     """A stream whose writes block until released, as a full pipe or a hung disk would."""
 

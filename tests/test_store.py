@@ -318,6 +318,45 @@ async def test_several_exchanges_in_one_call_are_dropped_exchange_by_exchange(tm
         ]
 
 
+async def test_a_buffer_full_in_bytes_drops_whole_exchanges_and_counts_them(tmp_path: Path) -> None:
+    def long(request_id: str) -> list[PredictionRecord]:
+        # Two rows of a generated-text model: 50 kB of prediction each, where rows alone would take them all.
+        return [make_record(timestamp=T0, request_id=request_id, row=i, prediction="t" * 50_000) for i in range(2)]
+
+    async with opened(tmp_path, buffer_rows=10_000, buffer_bytes=1 << 20, batch_rows=100_000) as store:
+        for i in range(40):  # 4 MB offered to a 1 MiB buffer that nothing writes yet
+            store.add(long(f"req-{i}"))
+            assert store.pending_bytes <= 1 << 20
+        counts = store.counts()
+        assert (counts.pending, counts.dropped["buffer_full"]) == (20, 60)  # 10 exchanges fit, with their overhead
+        await store.flush()
+        assert (store.counts().rows, store.pending_bytes) == (20, 0)
+        store.add(long("req-after"))  # room again once written
+        assert store.counts().pending == 2
+
+
+async def test_one_exchange_larger_than_the_byte_bound_still_passes_an_empty_buffer(tmp_path: Path) -> None:
+    async with opened(tmp_path, buffer_bytes=10_000) as store:
+        store.add([make_record(timestamp=T0, request_id="big", prediction="t" * 20_000)])
+        store.add([record("next")])  # the buffer is over its bound until the big one is written
+        assert (store.counts().pending, store.counts().dropped["buffer_full"]) == (1, 1)
+        await store.flush()
+        store.add([record("next")])
+        assert store.counts().pending == 1
+
+
+async def test_the_buffer_holds_the_encoded_row_not_the_feature_dict(tmp_path: Path) -> None:
+    # Only the segment features are stored, so only they may count against the buffer.
+    async with opened(tmp_path, segment_features=("country",)) as store:
+        store.add([record("req-1", features={"country": "DE", "notes": "n" * 1_000_000})])
+        assert 0 < store.pending_bytes < 2_000
+        # A record that cannot be encoded (p = 0 has no weight) costs its own row only.
+        store.add([record("req-2"), make_record(timestamp=T0, request_id="req-2", row=1, probability=0.0)])
+        assert (store.counts().pending, store.counts().failed) == (2, 1)
+        await store.flush()
+        assert (store.counts().rows, store.counts().failed, store.pending_bytes) == (2, 1, 0)
+
+
 async def test_missing_values_are_stored_as_null(tmp_path: Path) -> None:
     async with opened(tmp_path) as store:
         store.add([make_record(timestamp=T0, request_id="bare", model_version=None, scores=None, features={"x": 1})])
@@ -431,7 +470,14 @@ async def test_the_state_directory_is_created(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"ttl_seconds": 0}, {"ttl_seconds": math.inf}, {"max_rows": 0}, {"buffer_rows": 0}, {"flush_seconds": 0}],
+    [
+        {"ttl_seconds": 0},
+        {"ttl_seconds": math.inf},
+        {"max_rows": 0},
+        {"buffer_rows": 0},
+        {"buffer_bytes": 0},
+        {"flush_seconds": 0},
+    ],
 )
 def test_settings_are_checked(tmp_path: Path, options: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=next(iter(options))):

@@ -8,6 +8,14 @@ has its response (the raw exchange onto a bounded queue with
 (trigger detection sees errors too). None of them parses a body or waits: a
 full queue drops the exchange and counts it, so a slow monitor can never slow
 the model's traffic.
+
+The queue is bounded twice: in exchanges (``SIDECAR_CAPTURE_QUEUE_SIZE``) and
+in bytes (``SIDECAR_CAPTURE_QUEUE_MAX_BYTES``). Either alone fails a pod: ten
+thousand exchanges of 1 MiB bodies are 20 GB, and a byte bound alone would
+let a flood of tiny exchanges pile up Python objects. An exchange's bytes are
+its bodies and header bytes plus an estimate of the objects that hold them
+(:func:`exchange_bytes`), kept as a running total, so a put never looks at
+what is already queued.
 """
 
 from __future__ import annotations
@@ -24,12 +32,38 @@ from sidecar.prometheus import PREFIX, counter_by
 from sidecar.records import Exchange, Headers
 from sidecar.sampling import Sampler
 
-__all__ = ["Capture", "CaptureMetrics", "DROP_REASONS", "Handoff"]
+__all__ = ["Capture", "CaptureMetrics", "DEFAULT_QUEUE_MAX_BYTES", "DROP_REASONS", "Handoff", "exchange_bytes"]
 
 logger = logging.getLogger("sidecar.capture.handoff")
 
 # error: a fault in the sampler itself (a bug); the exchange is lost, the response was already sent.
 DROP_REASONS = ("queue_full", "too_large", "parse_error", "error")
+
+# SIDECAR_CAPTURE_QUEUE_MAX_BYTES's default. The example manifest gives the sidecar 256 MiB, of
+# which a loaded sidecar uses about 150 MiB before any queue backs up: 32 MiB here, plus each
+# sink's 8 MiB and the store's 8 MiB, leaves room for the worker's parsed batch and the allocator.
+DEFAULT_QUEUE_MAX_BYTES = 32 << 20
+# CPython's objects around the bytes: the Exchange and its strings (about 500 B measured), and a
+# tuple and two bytes objects per header (about 120 B). Small exchanges are then bounded in bytes
+# for what they really hold, though the count bound usually binds first for them.
+_EXCHANGE_OVERHEAD = 512
+_HEADER_OVERHEAD = 128
+
+
+def exchange_bytes(exchange: Exchange) -> int:
+    """The memory an exchange holds while queued, estimated: bodies, header bytes, object overhead.
+
+    O(headers), which the proxy bounds; it never depends on the queue's length.
+
+    >>> exchange_bytes(Exchange("id", 0.0, "POST", "/", [(b"a", b"bc")], b"{}", 200, [], b"{}", 0.0, "v", "s", 1.0))
+    647
+    """
+    size = _EXCHANGE_OVERHEAD + len(exchange.request_body) + len(exchange.response_body)
+    for headers in (exchange.request_headers, exchange.response_headers):
+        size += _HEADER_OVERHEAD * len(headers)
+        for name, value in headers:
+            size += len(name) + len(value)
+    return size
 
 
 class CaptureMetrics(Collector):
@@ -51,7 +85,8 @@ class CaptureMetrics(Collector):
         yield captures
         yield counter_by(
             "capture_dropped_total",
-            "Exchanges the sampler kept but capture lost: queue_full, too_large (body over the capture limit), "
+            "Exchanges the sampler kept but capture lost: queue_full (the queue's count or byte bound), "
+            "too_large (body over the capture limit), "
             "parse_error (the payload adapter could not read it), error (a fault in the sampler).",
             self.model,
             "reason",
@@ -60,54 +95,85 @@ class CaptureMetrics(Collector):
 
 
 class Handoff:
-    """A bounded FIFO of exchanges with a single consumer, the capture worker.
+    """A FIFO of exchanges bounded in count and in bytes, with a single consumer, the capture worker.
 
     It does what the worker needs of ``asyncio.Queue`` at a quarter of the cost
-    per item: a put is a length check and a deque append, and a future is made
-    only when the worker waits on an empty queue. ``asyncio.Queue`` keeps
-    getter and putter queues and a count of unfinished tasks, and the request
-    path paid for them on every capture.
+    per item: a put is a size estimate, two comparisons and a deque append, and
+    a future is made only when the worker waits on an empty queue.
+    ``asyncio.Queue`` keeps getter and putter queues and a count of unfinished
+    tasks, and the request path paid for them on every capture.
+
+    :attr:`nbytes` is the running total of :func:`exchange_bytes` over what is
+    queued, at most ``max_bytes``. An exchange larger than ``max_bytes`` on its
+    own still goes into an empty queue: a bound set below one exchange would
+    otherwise refuse every large one for ever, and the proxy already caps a
+    body at ``SIDECAR_CAPTURE_MAX_BYTES``.
 
     Usage::
 
-        handoff = Handoff(maxsize=10_000)
+        handoff = Handoff(maxsize=10_000, max_bytes=32 << 20)
         if not handoff.put_nowait(exchange):  # never blocks; False when full
             ...
-        exchanges = await handoff.get(limit=64)  # the oldest, at least one
+        exchanges = await handoff.get(limit=64, max_bytes=1 << 20)  # the oldest, at least one
     """
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(self, maxsize: int, max_bytes: int = DEFAULT_QUEUE_MAX_BYTES) -> None:
         if maxsize < 1:
             raise ValueError(f"maxsize must be at least 1, not {maxsize}")
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be at least 1, not {max_bytes}")
         self.maxsize = maxsize
-        self._items: deque[Exchange] = deque()
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        # Each exchange with its size, so that taking it out costs no second estimate.
+        self._items: deque[tuple[Exchange, int]] = deque()
         self._waiter: asyncio.Future[None] | None = None
 
     def put_nowait(self, exchange: Exchange) -> bool:
-        """Append an exchange; False, and nothing appended, when the queue is full."""
+        """Append an exchange; False, and nothing appended, when the queue is full in count or in bytes."""
         items = self._items
         if len(items) >= self.maxsize:
             return False
-        items.append(exchange)
+        size = exchange_bytes(exchange)
+        if self.nbytes + size > self.max_bytes and items:
+            return False
+        items.append((exchange, size))
+        self.nbytes += size
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
         return True
 
-    async def get(self, limit: int) -> list[Exchange]:
-        """Wait until something is queued, then take up to ``limit`` exchanges, oldest first."""
+    async def get(self, limit: int, max_bytes: int | None = None) -> list[Exchange]:
+        """Wait until something is queued, then take what :meth:`get_nowait` takes."""
         while not self._items:
             waiter = self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await waiter
             finally:
                 self._waiter = None
-        return self.get_nowait(limit)
+        return self.get_nowait(limit, max_bytes)
 
-    def get_nowait(self, limit: int) -> list[Exchange]:
-        """Take up to ``limit`` exchanges, oldest first; an empty list when there are none."""
+    def get_nowait(self, limit: int, max_bytes: int | None = None) -> list[Exchange]:
+        """Take up to ``limit`` exchanges, oldest first; an empty list when there are none.
+
+        With ``max_bytes``, stop before the exchange that would take the batch
+        past it, though the first is always taken: the consumer then holds a
+        bounded amount of payload at a time, whatever sizes are queued.
+        """
         items = self._items
-        return [items.popleft() for _ in range(min(limit, len(items)))]
+        taken: list[Exchange] = []
+        total = 0
+        budget = self.nbytes if max_bytes is None else max_bytes
+        while items and len(taken) < limit:
+            exchange, size = items[0]
+            if taken and total + size > budget:
+                break
+            items.popleft()
+            taken.append(exchange)
+            total += size
+        self.nbytes -= total
+        return taken
 
     def qsize(self) -> int:
         return len(self._items)
@@ -119,21 +185,32 @@ class Handoff:
 class Capture:
     """Sampling decision and bounded queue between the proxy and the capture worker.
 
+    ``max_bytes`` caps one body; ``queue_size`` and ``queue_max_bytes`` bound
+    the queue in exchanges and in bytes (:class:`Handoff`).
+
     Usage::
 
-        capture = Capture(sampler, model="iris", max_bytes=1 << 20, queue_size=10_000)
+        capture = Capture(sampler, model="iris", max_bytes=1 << 20, queue_size=10_000, queue_max_bytes=32 << 20)
         # in the proxy, after the response is sent:
         capture.submit(exchange_fields...)
         # in the worker:
         exchanges = await capture.queue.get(limit=64)
     """
 
-    def __init__(self, sampler: Sampler, *, model: str, max_bytes: int, queue_size: int) -> None:
+    def __init__(
+        self,
+        sampler: Sampler,
+        *,
+        model: str,
+        max_bytes: int,
+        queue_size: int,
+        queue_max_bytes: int = DEFAULT_QUEUE_MAX_BYTES,
+    ) -> None:
         self.sampler = sampler
         # Rate 0 turns capture off entirely: the proxy then buffers nothing.
         self.enabled = sampler.rate > 0
         self.max_bytes = max_bytes
-        self.queue = Handoff(queue_size)
+        self.queue = Handoff(queue_size, queue_max_bytes)
         self.metrics = CaptureMetrics(model, sampler.strategy)
         # Importance and feature strata need the parsed payload: the worker decides.
         self.deferred = sampler.needs_features or sampler.needs_response
@@ -159,7 +236,7 @@ class Capture:
 
         ``probability`` is what :meth:`admit` returned: None when the decision is
         the worker's (importance and feature strata need the parsed payload).
-        Never blocks: a full queue drops the exchange and counts it.
+        Never blocks: a queue full in count or in bytes drops the exchange and counts it (``queue_full``).
         """
         if request_body is None or response_body is None:
             self.metrics.dropped["too_large"] += 1

@@ -6,9 +6,10 @@ needs the payload for it, builds one :class:`PredictionRecord` per row,
 anonymises PII, writes the prediction log to the sinks, and hands the records
 to every subscriber: the in-process API through which drift, quality,
 performance and the prediction store receive the traffic. Subscribers get the
-records of all the exchanges taken from the queue in one go (up to 64) in a
-single call. A fault in any of these is counted and logged and never stops
-the worker.
+records of all the exchanges taken from the queue in one go (up to 64, and up
+to 1 MiB of payload, so that a burst of large bodies is parsed a few at a
+time) in a single call. A fault in any of these is counted and logged and
+never stops the worker.
 
 What a non-2xx exchange feeds: the prediction log only. Its rows are
 written to the sinks, with the status code, the request's features and no
@@ -43,6 +44,9 @@ Subscriber = Callable[[Sequence[PredictionRecord]], None]
 # Exchanges handled before the worker yields the loop: long enough to batch,
 # short enough that a burst never holds the proxy's event loop for long.
 _BATCH = 64
+# And at most this much payload per batch (one exchange at least): a batch's records,
+# parsed into Python objects, take several times its bytes until every subscriber is done.
+_BATCH_BYTES = 1 << 20
 _GATHER_SECONDS = 0.01
 
 
@@ -124,9 +128,9 @@ class CaptureWorker:
         """Process exchanges until cancelled."""
         queue = self.capture.queue
         while True:
-            exchanges = await queue.get(_BATCH)
+            exchanges = await queue.get(_BATCH, _BATCH_BYTES)
             self.process(exchanges)
-            if len(exchanges) < _BATCH:
+            if len(exchanges) < _BATCH and queue.empty():
                 # Traffic is not keeping the worker busy: let the next batch
                 # gather for a moment. A wake-up, and every subscriber's call,
                 # has a fixed cost, which is then paid per batch, not per
@@ -138,7 +142,7 @@ class CaptureWorker:
         loop = asyncio.get_running_loop()
         queue = self.capture.queue
         while not queue.empty() and loop.time() < deadline:
-            self.process(queue.get_nowait(_BATCH))
+            self.process(queue.get_nowait(_BATCH, _BATCH_BYTES))
             await asyncio.sleep(0)
         # What could not be processed in time is lost to monitoring: count it.
         self.capture.metrics.dropped["queue_full"] += queue.qsize()
@@ -148,9 +152,9 @@ class CaptureWorker:
         """Log each exchange's records to the sinks, then hand the 2xx ones to each subscriber in one call.
 
         Subscribers get the records of every 2xx exchange the worker took from
-        the queue at once (up to 64), in queue order, rather than one call per
-        exchange: each call's fixed cost, and each columnar update's, is then
-        paid per batch. The sinks still get one :class:`LogBatch` per exchange,
+        the queue at once (up to 64, and up to 1 MiB of payload), in queue
+        order, rather than one call per exchange: each call's fixed cost, and
+        each columnar update's, is then paid per batch. The sinks still get one :class:`LogBatch` per exchange,
         whatever its status.
         """
         records: list[PredictionRecord] = []

@@ -4,9 +4,9 @@ The unit of delivery is a :class:`LogBatch`: the rows of one captured
 exchange, serialised once with :meth:`PredictionRecord.to_log` and shared by
 every sink. The capture worker hands it over with :meth:`Sink.offer`, which is
 synchronous and O(1), never awaits and never raises. Each sink owns a queue
-bounded in rows and a background task that drains it; when the queue is full
-the whole batch is dropped and counted, so a slow or dead sink costs the
-proxy nothing.
+bounded in rows and in bytes and a background task that drains it; when the
+queue is full the whole batch is dropped and counted, so a slow or dead sink
+costs the proxy nothing and holds a bounded amount of memory.
 
 Every row offered ends in exactly one count of
 ``mlsidecar_log_records_total{model,sink,outcome}`` (:class:`LogMetrics`):
@@ -21,7 +21,8 @@ Every row offered ends in exactly one count of
 Wiring, in the capture worker and at shutdown::
 
     sinks = build_sinks(parse_sink_spec("stdout,file:/var/log/p.jsonl"), source="ml-sidecar/iris",
-                        queue_size=10_000, file_max_bytes=100 << 20, file_backups=5, http_timeout=5.0)
+                        queue_size=10_000, file_max_bytes=100 << 20, file_backups=5, http_timeout=5.0,
+                        queue_max_bytes=8 << 20)
     registry.register(LogMetrics("iris", sinks))
     for sink in sinks:
         await sink.start()

@@ -1,4 +1,4 @@
-"""The sink contract: a batch per exchange, a bounded queue, three counts, one metric."""
+"""The sink contract: a batch per exchange, a queue bounded in rows and in bytes, three counts, one metric."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
@@ -17,9 +17,19 @@ from prometheus_client.registry import Collector
 from sidecar.prometheus import PREFIX
 from sidecar.records import PredictionRecord
 
-__all__ = ["LogBatch", "Sink", "LogMetrics"]
+__all__ = ["DEFAULT_QUEUE_MAX_BYTES", "LogBatch", "Sink", "LogMetrics"]
 
 logger = logging.getLogger("sidecar.sinks")
+
+# SIDECAR_LOG_QUEUE_MAX_BYTES's default, per sink. The example manifest's 256 MiB limit holds a
+# loaded sidecar (about 150 MiB), the capture queue's 32 MiB and the store's 8 MiB; 8 MiB per sink
+# is still above the default 10,000 rows of a typical prediction (300-800 bytes a line), so for
+# small payloads the row bound binds first, and large ones are what this bound is for.
+DEFAULT_QUEUE_MAX_BYTES = 8 << 20
+# CPython's objects around a batch's bytes: the batch, its tuple and request id, and each line's
+# bytes object. Estimates; they keep a flood of one-row batches honest in bytes.
+_BATCH_OVERHEAD = 192
+_LINE_OVERHEAD = 48
 
 
 # Not frozen, though no one changes a batch once built (every sink shares it): a frozen
@@ -38,6 +48,12 @@ class LogBatch:
     request_id: str
     timestamp: float  # Unix seconds when the request arrived
     lines: tuple[bytes, ...]
+    # The memory the batch holds, estimated once here: queues keep running totals of it.
+    nbytes: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        lines = self.lines
+        self.nbytes = _BATCH_OVERHEAD + _LINE_OVERHEAD * len(lines) + sum(map(len, lines))
 
     @classmethod
     def from_records(cls, records: Sequence[PredictionRecord]) -> LogBatch:
@@ -50,11 +66,15 @@ class LogBatch:
 
 
 class Sink(ABC):
-    """A destination for prediction logs, behind a queue bounded in rows.
+    """A destination for prediction logs, behind a queue bounded in rows and in bytes.
 
     ``name`` is the ``sink`` label and is the kind (``stdout``, ``file``,
     ``http``), so label values come from configuration alone. A batch is
-    queued whole or dropped whole. Lifecycle::
+    queued whole or dropped whole: dropped when it would take the queue past
+    ``queue_size`` rows, or past ``queue_max_bytes`` of :attr:`LogBatch.nbytes`
+    unless the queue is empty (a bound below one batch would otherwise refuse
+    that batch for ever). Batches taken for delivery are no longer queued: a
+    write in progress holds up to one queue's worth more. Lifecycle::
 
         sink = FileSink("/var/log/predictions.jsonl", queue_size=10_000, max_bytes=100 << 20, backups=5)
         await sink.start()
@@ -66,13 +86,17 @@ class Sink(ABC):
 
     name: str
 
-    def __init__(self, *, queue_size: int) -> None:
+    def __init__(self, *, queue_size: int, queue_max_bytes: int = DEFAULT_QUEUE_MAX_BYTES) -> None:
+        if queue_max_bytes < 1:
+            raise ValueError(f"queue_max_bytes must be at least 1, not {queue_max_bytes}")
         self.written = 0
         self.dropped = 0
         self.failed = 0
         self._capacity = queue_size
+        self._queue_max_bytes = queue_max_bytes
         self._queue: deque[LogBatch] = deque()
         self._queued = 0  # rows in _queue
+        self.queued_bytes = 0  # LogBatch.nbytes in _queue; only the event loop changes it
         self._ready = asyncio.Event()
         # Set when the queue is half full or closing: a lingering worker (_gather) must write now.
         self._urgent = asyncio.Event()
@@ -85,15 +109,21 @@ class Sink(ABC):
         return {"written": self.written, "dropped": self.dropped, "failed": self.failed}
 
     def offer(self, batch: LogBatch) -> None:
-        """Queue a batch for delivery, or drop and count it when the queue is full or closing."""
+        """Queue a batch for delivery, or drop and count it when the queue is full (rows or bytes) or closing."""
         rows = len(batch.lines)
-        if self._closing or self._queued + rows > self._capacity:
+        size = batch.nbytes
+        if (
+            self._closing
+            or self._queued + rows > self._capacity
+            or (self.queued_bytes + size > self._queue_max_bytes and self._queue)
+        ):
             self.dropped += rows
             return
         self._queue.append(batch)
         self._queued += rows
+        self.queued_bytes += size
         self._ready.set()
-        if self._queued * 2 >= self._capacity:
+        if self._half_full():
             self._urgent.set()
 
     async def start(self) -> None:
@@ -119,6 +149,7 @@ class Sink(ABC):
         self.dropped += self._queued
         self._queue.clear()
         self._queued = 0
+        self.queued_bytes = 0
         await self._release(deadline)
 
     @abstractmethod
@@ -146,16 +177,21 @@ class Sink(ABC):
 
     async def _gather(self, seconds: float) -> None:
         """Let batches gather for up to ``seconds``, unless the queue is half full or the sink is closing."""
-        if self._closing or self._queued * 2 >= self._capacity:
+        if self._closing or self._half_full():
             return
         self._urgent.clear()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._urgent.wait()
 
+    def _half_full(self) -> bool:
+        # In rows or in bytes: either way, waiting longer risks drops.
+        return self._queued * 2 >= self._capacity or self.queued_bytes * 2 >= self._queue_max_bytes
+
     def _take(self) -> LogBatch:
         batch = self._queue.popleft()
         self._queued -= len(batch.lines)
+        self.queued_bytes -= batch.nbytes
         return batch
 
     def _report(self, problem: str | None) -> None:
@@ -191,7 +227,8 @@ class LogMetrics(Collector):
     def collect(self) -> Iterable[Metric]:
         family = CounterMetricFamily(
             PREFIX + "log_records_total",
-            "Prediction log records by sink and outcome: written, dropped (queue full or shutdown) or failed.",
+            "Prediction log records by sink and outcome: written, dropped (queue full in rows or bytes, "
+            "or shutdown) or failed.",
             labels=("model", "sink", "outcome"),
         )
         model = self.model

@@ -22,7 +22,7 @@ from io import BufferedWriter
 from typing import BinaryIO, Literal
 
 from sidecar.exceptions import SidecarError
-from sidecar.sinks.base import Sink
+from sidecar.sinks.base import DEFAULT_QUEUE_MAX_BYTES, Sink
 from sidecar.threads import lower_priority
 
 __all__ = ["StdoutSink", "FileSink"]
@@ -39,8 +39,8 @@ class _ThreadedSink(Sink):
     starve the loop's default executor, which DNS lookups also use.
     """
 
-    def __init__(self, *, queue_size: int) -> None:
-        super().__init__(queue_size=queue_size)
+    def __init__(self, *, queue_size: int, queue_max_bytes: int) -> None:
+        super().__init__(queue_size=queue_size, queue_max_bytes=queue_max_bytes)
         self._executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"log-sink-{self.name}", initializer=lower_priority
         )
@@ -90,8 +90,10 @@ class StdoutSink(_ThreadedSink):
 
     name = "stdout"
 
-    def __init__(self, *, queue_size: int, stream: BinaryIO | None = None) -> None:
-        super().__init__(queue_size=queue_size)
+    def __init__(
+        self, *, queue_size: int, queue_max_bytes: int = DEFAULT_QUEUE_MAX_BYTES, stream: BinaryIO | None = None
+    ) -> None:
+        super().__init__(queue_size=queue_size, queue_max_bytes=queue_max_bytes)
         self._stream = sys.stdout.buffer if stream is None else stream
 
     def _write_blocking(self, lines: list[bytes]) -> tuple[int, OSError | None]:
@@ -125,8 +127,16 @@ class FileSink(_ThreadedSink):
 
     name = "file"
 
-    def __init__(self, path: str, *, queue_size: int, max_bytes: int, backups: int) -> None:
-        super().__init__(queue_size=queue_size)
+    def __init__(
+        self,
+        path: str,
+        *,
+        queue_size: int,
+        max_bytes: int,
+        backups: int,
+        queue_max_bytes: int = DEFAULT_QUEUE_MAX_BYTES,
+    ) -> None:
+        super().__init__(queue_size=queue_size, queue_max_bytes=queue_max_bytes)
         self.path = path
         self._max_bytes = max_bytes
         self._backups = backups

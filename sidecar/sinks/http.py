@@ -6,7 +6,7 @@ import asyncio
 from urllib.parse import urlsplit
 
 from sidecar.records import rfc3339
-from sidecar.sinks.base import LogBatch, Sink
+from sidecar.sinks.base import DEFAULT_QUEUE_MAX_BYTES, LogBatch, Sink
 from sidecar.upstream.client import UpstreamClient
 from sidecar.upstream.delivery import post_with_retries
 
@@ -19,19 +19,20 @@ CE_TYPE = "ml-sidecar.prediction"
 class HttpSink(Sink):
     """One CloudEvent per exchange, POSTed to a URL.
 
-    Headers ``ce-specversion: 1.0``, ``ce-type: ml-sidecar.prediction``,
-    ``ce-source: <source>``, ``ce-id: <request id>``, ``ce-time: <request
-    time>`` and ``content-type: application/json``; the body is the JSON array
-    of the exchange's rows. Up to ``concurrency`` events are in flight at once.
-    Each attempt has ``timeout`` seconds. A connection error, a timeout, a
-    5xx, a 408 or a 429 is retried after an exponential backoff with full
-    jitter (up to ``backoff``, ``2 * backoff``, …), for ``attempts`` tries in
-    all; any other non-2xx answer is final. Retries keep the ``ce-id``, so
-    the receiver can deduplicate.
+        Headers ``ce-specversion: 1.0``, ``ce-type: ml-sidecar.prediction``,
+        ``ce-source: <source>``, ``ce-id: <request id>``, ``ce-time: <request
+        time>`` and ``content-type: application/json``; the body is the JSON array
+        of the exchange's rows. Up to ``concurrency`` events are in flight at once,
+    outside the queue and its bounds.
+        Each attempt has ``timeout`` seconds. A connection error, a timeout, a
+        5xx, a 408 or a 429 is retried after an exponential backoff with full
+        jitter (up to ``backoff``, ``2 * backoff``, …), for ``attempts`` tries in
+        all; any other non-2xx answer is final. Retries keep the ``ce-id``, so
+        the receiver can deduplicate.
 
-    Usage::
+        Usage::
 
-        sink = HttpSink("https://collector:8443/events", source="ml-sidecar/iris", queue_size=10_000, timeout=5)
+            sink = HttpSink("https://collector:8443/events", source="ml-sidecar/iris", queue_size=10_000, timeout=5)
     """
 
     name = "http"
@@ -46,10 +47,11 @@ class HttpSink(Sink):
         attempts: int = 3,
         backoff: float = 0.5,
         concurrency: int = 8,
+        queue_max_bytes: int = DEFAULT_QUEUE_MAX_BYTES,
     ) -> None:
         if attempts < 1 or concurrency < 1:
             raise ValueError("attempts and concurrency must be at least 1")
-        super().__init__(queue_size=queue_size)
+        super().__init__(queue_size=queue_size, queue_max_bytes=queue_max_bytes)
         parts = urlsplit(url)
         # The path and query go on the wire as configured: UpstreamClient would strip a trailing "/" from a base.
         self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")

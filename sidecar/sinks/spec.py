@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sidecar.sinks.base import Sink
+from sidecar.sinks.base import DEFAULT_QUEUE_MAX_BYTES, Sink
 from sidecar.sinks.files import FileSink, StdoutSink
 from sidecar.sinks.http import HttpSink
 from sidecar.syntax.sinks import FILE_PREFIX, parse_sink_spec, sink_kind
@@ -18,21 +18,40 @@ __all__ = ["parse_sink_spec", "build_sinks"]
 
 
 def build_sinks(
-    entries: Sequence[str], *, source: str, queue_size: int, file_max_bytes: int, file_backups: int, http_timeout: float
+    entries: Sequence[str],
+    *,
+    source: str,
+    queue_size: int,
+    file_max_bytes: int,
+    file_backups: int,
+    http_timeout: float,
+    queue_max_bytes: int = DEFAULT_QUEUE_MAX_BYTES,
 ) -> list[Sink]:
     """Create the sinks for entries that :func:`parse_sink_spec` returned; ``none`` gives no sink.
 
     ``source`` is the CloudEvents source, e.g. ``ml-sidecar/<model>``;
-    ``queue_size`` bounds each sink's queue in rows.
+    ``queue_size`` and ``queue_max_bytes`` bound each sink's queue in rows and in bytes.
     """
     sinks: list[Sink] = []
     for entry in entries:
         kind = sink_kind(entry)
         if kind == "stdout":
-            sinks.append(StdoutSink(queue_size=queue_size))
+            sinks.append(StdoutSink(queue_size=queue_size, queue_max_bytes=queue_max_bytes))
         elif kind == "file":
             path = entry[len(FILE_PREFIX) :]
-            sinks.append(FileSink(path, queue_size=queue_size, max_bytes=file_max_bytes, backups=file_backups))
+            sinks.append(
+                FileSink(
+                    path,
+                    queue_size=queue_size,
+                    max_bytes=file_max_bytes,
+                    backups=file_backups,
+                    queue_max_bytes=queue_max_bytes,
+                )
+            )
         elif kind == "http":
-            sinks.append(HttpSink(entry, source=source, queue_size=queue_size, timeout=http_timeout))
+            sinks.append(
+                HttpSink(
+                    entry, source=source, queue_size=queue_size, timeout=http_timeout, queue_max_bytes=queue_max_bytes
+                )
+            )
     return sinks

@@ -34,8 +34,10 @@ A prediction is keyed by (request id, row). If a request id comes again (a
 client reusing ids), the first prediction is kept and the repeat counted as
 a ``conflict``.
 
-**Writes never touch the request path.** :meth:`PredictionStore.add` appends
-to a buffer bounded at ``buffer_rows``; an exchange that does not fit is
+**Writes never touch the request path.** :meth:`PredictionStore.add` encodes
+the rows (the feature dict is left behind at once) and appends them to a
+buffer bounded at ``buffer_rows`` and at ``buffer_bytes``
+(``SIDECAR_STORE_BUFFER_MAX_BYTES``); an exchange that does not fit is
 dropped whole and counted (``buffer_full``). The writer thread writes every
 ``flush_seconds`` (0.1 s) or as soon as ``batch_rows`` (1,000) wait, one
 transaction per batch. A SQLite failure (disk full, corrupt file, locked) is
@@ -121,6 +123,7 @@ from sidecar.store.values import (
 )
 from sidecar.store.writer import (
     DEFAULT_BATCH_ROWS,
+    DEFAULT_BUFFER_BYTES,
     DEFAULT_BUFFER_ROWS,
     DEFAULT_FLUSH_SECONDS,
     DEFAULT_MAX_ROWS,
@@ -131,6 +134,7 @@ from sidecar.store.writer import (
 
 __all__ = [
     "DEFAULT_BATCH_ROWS",
+    "DEFAULT_BUFFER_BYTES",
     "DEFAULT_BUFFER_ROWS",
     "DEFAULT_FLUSH_SECONDS",
     "DEFAULT_MAX_ROWS",

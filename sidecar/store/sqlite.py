@@ -26,7 +26,7 @@ import orjson
 from sidecar.records import PredictionRecord
 from sidecar.store.values import Coverage, Labelled, Outcome, StoreError, encode_item
 
-__all__ = ["Database", "Written", "SCHEMA_VERSION"]
+__all__ = ["Database", "Written", "SCHEMA_VERSION", "encode", "encoded_bytes"]
 
 logger = logging.getLogger("sidecar.store")
 
@@ -93,6 +93,9 @@ _INSERT_HEAD = (
 # unequal to every text, so no stored value can change.
 _NULL = 0
 _INSERT_ROW = "(?,?,?,?,NULLIF(?,0),?,?,NULLIF(?,0),?,NULLIF(?,0))"
+# CPython's objects around an encoded row's text: the tuple, its two floats, and the headers
+# of its strings (about 50 bytes each). An estimate, for the store's buffer bound in bytes.
+_ROW_OVERHEAD = 384
 # Statements of 64, 32, ..., 1 rows: a batch takes whole 64s and then its remainder's binary
 # digits, so only seven statement texts exist and sqlite3's statement cache keeps them prepared.
 _INSERTS = {size: _INSERT_HEAD + ",".join([_INSERT_ROW] * size) for size in (1, 2, 4, 8, 16, 32, _INSERT_ROWS)}
@@ -133,9 +136,8 @@ class Database:
 
     Usage, from one thread::
 
-        db = Database.open(Path("/var/lib/ml-sidecar/predictions.db"), segment_features=("country",),
-                           ttl_seconds=30 * 86400, max_rows=1_000_000)
-        db.write([db.encode(record) for record in records], now=time.time())
+        db = Database.open(Path("/var/lib/ml-sidecar/predictions.db"), ttl_seconds=30 * 86400, max_rows=1_000_000)
+        db.write([encode(record, ("country",)) for record in records], now=time.time())
         outcomes = db.attach([LabelItem("req-1", None, "setosa")], now=time.time())
         db.close()
     """
@@ -145,18 +147,16 @@ class Database:
         connection: sqlite3.Connection,
         rows: int,
         *,
-        segment_features: tuple[str, ...],
         ttl_seconds: float,
         max_rows: int,
     ) -> None:
         self._db = connection
         self.rows = rows  # kept here rather than counted, since count(*) is O(rows)
-        self.segment_features = segment_features
         self.ttl_seconds = ttl_seconds
         self.max_rows = max_rows
 
     @classmethod
-    def open(cls, path: Path, *, segment_features: tuple[str, ...], ttl_seconds: float, max_rows: int) -> Database:
+    def open(cls, path: Path, *, ttl_seconds: float, max_rows: int) -> Database:
         """Open or create the file; :class:`StoreError` naming ``SIDECAR_STATE_DIR`` if it cannot be used."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -170,10 +170,10 @@ class Database:
             if isinstance(exc, StoreError):
                 raise
             raise _unusable(path, exc) from exc
-        return cls(connection, rows, segment_features=segment_features, ttl_seconds=ttl_seconds, max_rows=max_rows)
+        return cls(connection, rows, ttl_seconds=ttl_seconds, max_rows=max_rows)
 
     def write(self, records: Sequence[tuple[Any, ...]], now: float) -> Written:
-        """Insert encoded rows (:meth:`encode`) and evict what is too old or too many, in one transaction."""
+        """Insert encoded rows (:func:`encode`) and evict what is too old or too many, in one transaction."""
         with self._transaction():
             inserted = self._insert(records)
             ttl, oldest = self._evict(now, self.rows + inserted)
@@ -201,24 +201,6 @@ class Database:
         excess = rows - ttl - self.max_rows
         oldest = self._db.execute(_EVICT_OLDEST, (excess,)).rowcount if excess > 0 else 0
         return ttl, oldest
-
-    def encode(self, record: PredictionRecord) -> tuple[Any, ...]:
-        """A record as :meth:`write`'s parameters. Only the segment features are kept, never the whole dict."""
-        features = record.features
-        names = self.segment_features
-        version = record.model_version
-        return (
-            record.request_id,
-            record.row,
-            float(record.timestamp),
-            record.model_name,
-            _NULL if version is None else version,
-            record.variant,
-            _dumps(record.prediction),
-            _NULL if record.scores is None else _dumps(record.scores),
-            record.weight,
-            _dumps({name: features.get(name) for name in names}) if names else _NULL,
-        )
 
     def attach(self, items: Sequence[object], now: float) -> list[Outcome]:
         """Join labels to stored predictions in one transaction: one :class:`Outcome` per item, in order.
@@ -327,6 +309,39 @@ def _unusable(path: Path, exc: BaseException) -> StoreError:
         " be a writable directory; if the file is corrupt, move it aside (its predictions and labels are lost to"
         " monitoring) and restart"
     )
+
+
+def encode(record: PredictionRecord, segment_features: tuple[str, ...]) -> tuple[Any, ...]:
+    """A record as :meth:`Database.write`'s parameters: only the segment features are kept, never the whole dict.
+
+    Pure, so the store encodes on the event loop as records arrive: its buffer
+    then holds these few strings, not the feature dicts the records carry.
+    """
+    features = record.features
+    version = record.model_version
+    return (
+        record.request_id,
+        record.row,
+        float(record.timestamp),
+        record.model_name,
+        _NULL if version is None else version,
+        record.variant,
+        _dumps(record.prediction),
+        _NULL if record.scores is None else _dumps(record.scores),
+        record.weight,
+        _dumps({name: features.get(name) for name in segment_features}) if segment_features else _NULL,
+    )
+
+
+def encoded_bytes(row: tuple[Any, ...]) -> int:
+    """The memory an :func:`encode` row holds, estimated: its strings' lengths plus object overhead."""
+    # model and variant are the same few strings in every row, shared rather than held.
+    request_id, _, _, _, version, _, prediction, scores, _, segments = row
+    size = _ROW_OVERHEAD + len(request_id) + len(prediction)
+    for text in (version, scores, segments):
+        if text is not _NULL:
+            size += len(text)
+    return size
 
 
 def _dumps(value: Any) -> str:

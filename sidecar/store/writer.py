@@ -1,13 +1,21 @@
 """The store's front: a bounded buffer filled on the event loop, one writer thread emptying it.
 
 The capture worker calls :meth:`PredictionStore.add` with each exchange's
-records; that appends to a deque and never waits. A background task wakes
-the writer every ``flush_seconds``, or as soon as ``batch_rows`` are waiting,
-and the writer thread writes them, ``batch_rows`` per transaction. Labels,
-queries and eviction run in the same thread, on the same connection, after
-the buffered predictions are written: a label never races its prediction.
+records; that encodes them into the few strings a row stores (never the
+feature dict) and appends them to a deque, and never waits. A background task
+wakes the writer every ``flush_seconds``, or as soon as ``batch_rows`` are
+waiting or the buffer is half full in bytes, and the writer thread writes them,
+``batch_rows`` per transaction. Labels, queries and eviction run in the same
+thread, on the same connection, after the buffered predictions are written: a
+label never races its prediction.
 
-Each counter has one writer: the loop counts drops, the thread everything else.
+The buffer is bounded in rows (``buffer_rows``) and in bytes
+(``buffer_bytes``, ``SIDECAR_STORE_BUFFER_MAX_BYTES``): a prediction may be a
+long vector, and ten thousand of them must not outgrow the pod.
+
+Each counter has one writer: the loop counts drops and unencodable records,
+the thread everything else. The buffer's byte total is the exception, added
+to by the loop and taken from by whichever side empties the deque, under a lock.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import logging
 import math
 import os
 import sqlite3
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -26,7 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sidecar.records import PredictionRecord
-from sidecar.store.sqlite import Database
+from sidecar.store.sqlite import Database, encode, encoded_bytes
 from sidecar.store.values import OUTCOMES, Coverage, LabelItem, Labelled, Outcome, StoreCounts, StoreError
 from sidecar.threads import lower_priority
 
@@ -35,6 +44,7 @@ __all__ = [
     "DEFAULT_TTL_SECONDS",
     "DEFAULT_MAX_ROWS",
     "DEFAULT_BUFFER_ROWS",
+    "DEFAULT_BUFFER_BYTES",
     "DEFAULT_BATCH_ROWS",
     "DEFAULT_FLUSH_SECONDS",
     "PredictionStore",
@@ -48,6 +58,11 @@ FILENAME = "predictions.db"  # in SIDECAR_STATE_DIR
 DEFAULT_TTL_SECONDS = 30 * 86400.0  # ground truth may take a month
 DEFAULT_MAX_ROWS = 1_000_000
 DEFAULT_BUFFER_ROWS = 10_000
+# SIDECAR_STORE_BUFFER_MAX_BYTES's default. An encoded row of a typical prediction is well under
+# 800 bytes, so 10,000 rows fit and the row bound binds first; this one stops long predictions
+# (vectors, generated text). 8 MiB, next to the capture queue's 32 MiB and a sink's 8 MiB, keeps
+# a loaded sidecar (about 150 MiB) under the example manifest's 256 MiB limit.
+DEFAULT_BUFFER_BYTES = 8 << 20
 DEFAULT_BATCH_ROWS = 1_000
 DEFAULT_FLUSH_SECONDS = 0.1
 # Writes evict as they go; this keeps the TTL honest when no traffic comes.
@@ -63,7 +78,7 @@ class PredictionStore:
 
     Usage::
 
-        store = PredictionStore("/var/lib/ml-sidecar", segment_features=("country",))
+        store = PredictionStore("/var/lib/ml-sidecar", segment_features=("country",), buffer_bytes=8 << 20)
         await store.start()                 # StoreError if the file cannot be used
         monitor.subscribe(store.add)        # O(rows), never blocks, never raises
         outcomes = await store.attach_labels([LabelItem("req-1", None, "setosa")])
@@ -80,6 +95,7 @@ class PredictionStore:
         ttl_seconds: float = DEFAULT_TTL_SECONDS,
         max_rows: int = DEFAULT_MAX_ROWS,
         buffer_rows: int = DEFAULT_BUFFER_ROWS,
+        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
         batch_rows: int = DEFAULT_BATCH_ROWS,
         flush_seconds: float = DEFAULT_FLUSH_SECONDS,
         clock: Callable[[], float] = time.time,
@@ -88,7 +104,12 @@ class PredictionStore:
             raise ValueError(f"ttl_seconds must be a positive number of seconds, not {ttl_seconds!r}")
         if not (math.isfinite(flush_seconds) and flush_seconds > 0):
             raise ValueError(f"flush_seconds must be a positive number of seconds, not {flush_seconds!r}")
-        for name, value in (("max_rows", max_rows), ("buffer_rows", buffer_rows), ("batch_rows", batch_rows)):
+        for name, value in (
+            ("max_rows", max_rows),
+            ("buffer_rows", buffer_rows),
+            ("buffer_bytes", buffer_bytes),
+            ("batch_rows", batch_rows),
+        ):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, not {value!r}")
         self.path = Path(state_dir) / FILENAME
@@ -96,10 +117,15 @@ class PredictionStore:
         self.ttl_seconds = float(ttl_seconds)
         self.max_rows = max_rows
         self._buffer_rows = buffer_rows
+        self._buffer_bytes = buffer_bytes
         self._batch_rows = batch_rows
         self._flush_seconds = flush_seconds
         self._clock = clock
-        self._pending: deque[PredictionRecord] = deque()
+        self._pending: deque[tuple[Any, ...]] = deque()  # encoded rows (sqlite.encode)
+        # encoded_bytes over _pending. Behind the loop's back, the writer thread only
+        # subtracts, so a read without the lock may be stale but never below the truth.
+        self._pending_bytes = 0
+        self._bytes_lock = threading.Lock()
         self._wake = asyncio.Event()
         # A thread of its own: sqlite3 blocks, and a slow disk must not starve
         # the loop's default executor. One thread also means one connection, no locks.
@@ -115,6 +141,7 @@ class PredictionStore:
         self._dropped = {"buffer_full": 0, "shutdown": 0}
         self._evicted = {"ttl": 0, "max_rows": 0}
         self._failed = 0
+        self._unencodable = 0  # the loop's share of failed: records encode() raised on
         self._conflicts = 0
         self._labels: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
         self._label_failures = 0
@@ -140,31 +167,69 @@ class PredictionStore:
 
         O(rows), never blocks, never raises. An exchange (its rows are
         consecutive, from row 0) is dropped whole, and counted, when the buffer
-        cannot take all its rows or the store is closing.
+        cannot take all its rows, or their bytes unless the buffer is empty (a
+        bound below one exchange would otherwise refuse it for ever), or the
+        store is closing. A record that cannot be encoded (say p = 0) is
+        counted ``failed`` and costs its own row only.
         """
-        count = len(records)
         if self._closing:
-            self._dropped["shutdown"] += count
+            self._dropped["shutdown"] += len(records)
             return
+        rows, starts = self._encode(records)
+        if not rows:
+            return
+        size = sum(map(encoded_bytes, rows))
         pending = self._pending
-        if len(pending) + count > self._buffer_rows:
-            self._add_what_fits(records)
+        if len(pending) + len(rows) > self._buffer_rows or self._pending_bytes + size > self._buffer_bytes:
+            self._add_what_fits(rows, starts)
         else:
-            pending.extend(records)
-        if len(pending) >= self._batch_rows:
+            self._append(rows, size)
+        if len(pending) >= self._batch_rows or self._pending_bytes * 2 >= self._buffer_bytes:
             self._wake.set()
 
-    def _add_what_fits(self, records: Sequence[PredictionRecord]) -> None:
+    def _encode(self, records: Sequence[PredictionRecord]) -> tuple[list[tuple[Any, ...]], list[int]]:
+        """The records' rows, and where in that list each exchange starts."""
+        rows: list[tuple[Any, ...]] = []
+        starts: list[int] = []
+        names = self.segment_features
+        for record in records:
+            if record.row == 0 or not starts:
+                starts.append(len(rows))
+            try:
+                rows.append(encode(record, names))
+            except Exception:
+                self._unencodable += 1
+                if self._unencodable == 1:
+                    logger.warning(
+                        "prediction store %s: a record could not be encoded; such rows are counted as failed",
+                        self.path,
+                        exc_info=True,
+                    )
+        return rows, starts
+
+    def _add_what_fits(self, rows: list[tuple[Any, ...]], starts: list[int]) -> None:
         # The buffer is nearly full: take the exchanges one by one, as if each came alone.
         pending = self._pending
-        start = 0
-        for end in range(1, len(records) + 1):
-            if end == len(records) or records[end].row == 0:
-                if len(pending) + end - start > self._buffer_rows:
-                    self._dropped["buffer_full"] += end - start
-                else:
-                    pending.extend(records[start:end])
-                start = end
+        for start, end in zip(starts, [*starts[1:], len(rows)], strict=True):
+            exchange = rows[start:end]
+            size = sum(map(encoded_bytes, exchange))
+            if len(pending) + len(exchange) > self._buffer_rows or (
+                self._pending_bytes + size > self._buffer_bytes and pending
+            ):
+                self._dropped["buffer_full"] += len(exchange)
+            else:
+                self._append(exchange, size)
+
+    def _append(self, rows: list[tuple[Any, ...]], size: int) -> None:
+        # Counted before the rows are visible, so the writer's subtraction never comes first.
+        with self._bytes_lock:
+            self._pending_bytes += size
+        self._pending.extend(rows)
+
+    @property
+    def pending_bytes(self) -> int:
+        """The buffer's size in bytes, as :func:`~sidecar.store.sqlite.encoded_bytes` estimates it."""
+        return self._pending_bytes
 
     async def flush(self) -> None:
         """Write what is buffered now. Failures are counted (``failed``), never raised."""
@@ -203,7 +268,7 @@ class PredictionStore:
             pending=len(self._pending),
             dropped=dict(self._dropped),
             evicted=dict(self._evicted),
-            failed=self._failed,
+            failed=self._failed + self._unencodable,
             conflicts=self._conflicts,
             labels=dict(self._labels),
             label_failures=self._label_failures,
@@ -257,21 +322,22 @@ class PredictionStore:
         if not task.cancelled() and (exc := task.exception()) is not None:
             logger.error("prediction store %s: the writer stopped on an unexpected error", self.path, exc_info=exc)
 
-    def _take(self, limit: int) -> list[PredictionRecord]:
+    def _take(self, limit: int) -> list[tuple[Any, ...]]:
         # Safe from either thread: deque.popleft is atomic, and the other side may empty it first.
-        taken: list[PredictionRecord] = []
+        taken: list[tuple[Any, ...]] = []
         pending = self._pending
         with contextlib.suppress(IndexError):
             while len(taken) < limit:
                 taken.append(pending.popleft())
+        size = sum(map(encoded_bytes, taken))
+        with self._bytes_lock:
+            self._pending_bytes -= size
         return taken
 
     # Below: the writer thread only.
 
     def _open_blocking(self) -> None:
-        db = Database.open(
-            self.path, segment_features=self.segment_features, ttl_seconds=self.ttl_seconds, max_rows=self.max_rows
-        )
+        db = Database.open(self.path, ttl_seconds=self.ttl_seconds, max_rows=self.max_rows)
         self._db = db
         self._rows = db.rows
 
@@ -284,14 +350,7 @@ class PredictionStore:
         db = self._db
         if db is None:
             return
-        while batch := self._take(self._batch_rows):
-            rows: list[tuple[Any, ...]] = []
-            for record in batch:
-                try:
-                    rows.append(db.encode(record))
-                except Exception as exc:  # a malformed record (say p = 0) costs its own row only
-                    self._failed += 1
-                    self._report(exc)
+        while rows := self._take(self._batch_rows):
             try:
                 written = db.write(rows, self._clock())
             except Exception as exc:  # fail open: disk full, corrupt file, locked by another process
