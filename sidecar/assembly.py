@@ -146,7 +146,7 @@ def assemble(settings: Settings) -> Assembly:
     )
     parts = build_components(settings)
     alerting = build_alerting(settings, parts, metrics, flags, PRIMARY)
-    registry = create_registry()
+    registry = create_registry(settings.model_name, max_series=settings.metrics_max_series)
     model = settings.model_name
     for collector in (
         # The hot path's and the snapshots' own collectors, rendered at scrape time...
@@ -171,6 +171,7 @@ def assemble(settings: Settings) -> Assembly:
         parts.capture,
         variant=PRIMARY,
         fallback=None if fallback is None else (fallback, FALLBACK, flags),
+        send_timeout=settings.send_timeout_seconds,
     )
     admin_app = create_admin_app(
         registry,
@@ -235,11 +236,13 @@ def build_components(settings: Settings) -> Components:
         model=settings.model_name,
         max_bytes=settings.capture_max_bytes,
         queue_size=settings.capture_queue_size,
+        queue_max_bytes=settings.capture_queue_max_bytes,
     )
     sinks = build_sinks(
         settings.log_sink,
         source=f"ml-sidecar/{settings.model_name}",
         queue_size=settings.log_queue_size,
+        queue_max_bytes=settings.log_queue_max_bytes,
         file_max_bytes=settings.log_file_max_bytes,
         file_backups=settings.log_file_backups,
         http_timeout=settings.log_http_timeout_seconds,
@@ -281,7 +284,9 @@ def build_components(settings: Settings) -> Components:
         status,
         quality,
         drift=DriftSettings(settings.drift_window_seconds, settings.drift_slice_seconds, settings.drift_min_samples),
-        warmup=ReferenceLearner(target=settings.reference_warmup, bins=settings.drift_bins)
+        warmup=ReferenceLearner(
+            target=settings.reference_warmup, bins=settings.drift_bins, max_features=settings.max_features
+        )
         if status.source == "learning"
         else None,
     )
@@ -291,6 +296,7 @@ def build_components(settings: Settings) -> Components:
         segment_features=settings.store_segments,
         ttl_seconds=settings.label_ttl_seconds,
         max_rows=settings.store_max_rows,
+        buffer_bytes=settings.store_buffer_max_bytes,
     )
     retrainer, webhook, baseline, trained_at = _build_retrainer(settings, profile)
     labels, performance = _build_labels(settings, store, retrainer, monitors)
@@ -410,6 +416,7 @@ def _upstream_client(settings: Settings, url: str) -> UpstreamClient:
         timeout=settings.upstream_timeout_seconds,
         connect_timeout=settings.upstream_connect_timeout_seconds,
         max_connections=settings.upstream_max_connections,
+        pool_timeout=settings.upstream_pool_timeout_seconds,
     )
 
 
