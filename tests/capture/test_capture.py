@@ -17,6 +17,7 @@ from sidecar.sampling import RandomSampler
 from sidecar.server import Sidecar
 from tests.http import raw_request, scrape
 from tests.servers import Upstream, read_body, run_server, run_sidecar
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -50,14 +51,6 @@ async def kserve_model(scope: Scope, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-async def _wait_for(condition: Any, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 async def test_records_reach_the_file_sink_and_subscribers(tmp_path: Path) -> None:
     log = tmp_path / "predictions.jsonl"
     env = {
@@ -73,7 +66,7 @@ async def test_records_reach_the_file_sink_and_subscribers(tmp_path: Path) -> No
             sidecar.proxy_port, "POST", "/v1/models/credit:predict", [("x-request-id", "req-1")], body
         )
         assert response.status == 200
-        await _wait_for(lambda: len(received) == 3)
+        await wait_until(lambda: len(received) == 3)
         # The file sink writes on its own thread, after the subscribers have the records.
         written = 'mlsidecar_log_records_total{model="credit",outcome="written",sink="file"}'
         loop = asyncio.get_running_loop()
@@ -124,7 +117,7 @@ async def test_gzip_bodies_are_forwarded_compressed_and_captured_decoded(tmp_pat
             sidecar.proxy_port, "POST", "/v1/models/m:predict", [("content-encoding", "gzip")], body
         )
         assert response.status == 200
-        await _wait_for(lambda: sidecar.sinks[0].written == 1)
+        await wait_until(lambda: sidecar.sinks[0].written == 1)
     (line,) = log.read_bytes().splitlines()
     assert orjson.loads(line)["features"] == {"x": 0.25}
 
@@ -147,7 +140,7 @@ async def test_pii_never_reaches_any_sink(tmp_path: Path) -> None:
                 sidecar.proxy_port, "POST", "/v1/models/m:predict", body=orjson.dumps({"instances": [instance]})
             )
             assert response.status == 200
-            await _wait_for(lambda: sidecar.sinks[0].written == 1)
+            await wait_until(lambda: sidecar.sinks[0].written == 1)
         output = log.read_bytes()
         for secret in (email, phone, "ann.lee", "7946"):
             assert secret.encode() not in output, (mode, secret)
@@ -175,7 +168,7 @@ async def test_unreadable_payloads_are_counted_and_forwarded(upstream: Upstream)
     async with run_sidecar(upstream.url, {"SIDECAR_LOG_SINK": "none", "SIDECAR_PROTOCOL": "kserve-v1"}) as sidecar:
         response = await raw_request(sidecar.proxy_port, "POST", "/echo", body=b"\xff\x00 not json")
         assert response.status == 200 and response.body == b"\xff\x00 not json"
-        await _wait_for(lambda: sidecar.capture.metrics.dropped["parse_error"] == 1)
+        await wait_until(lambda: sidecar.capture.metrics.dropped["parse_error"] == 1)
 
 
 def _closed_port() -> int:
@@ -240,11 +233,11 @@ async def test_dead_and_slow_http_sinks_never_delay_serving() -> None:
                 latencies = await _load(sidecar, 1600, 8)
                 sink = sidecar.sinks[0]
                 # The worker lets batches gather for a moment: wait until it has taken every exchange.
-                await _wait_for(lambda c=sidecar.capture: c.metrics.captured == 1800)
-                await _wait_for(lambda s=sink: s.dropped > 0)
+                await wait_until(lambda c=sidecar.capture: c.metrics.captured == 1800)
+                await wait_until(lambda s=sink: s.dropped > 0)
                 if name == "dead":
                     # Retries against a closed port end in a failure only after their backoff.
-                    await _wait_for(lambda s=sink: s.failed > 0, timeout=15.0)
+                    await wait_until(lambda s=sink: s.failed > 0, timeout=15.0)
                 results[name] = (_p99(latencies), sink.dropped, sink.failed)
                 metrics = await scrape(sidecar.admin_port)
                 assert metrics['mlsidecar_captures_total{model="model",strategy="random"}'] == 1800

@@ -25,6 +25,7 @@ from sidecar.sampling import RandomSampler
 from sidecar.server import Sidecar
 from tests.http import raw_request, scrape
 from tests.servers import read_body, run_server, run_sidecar
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -140,20 +141,12 @@ async def test_the_worker_takes_a_bounded_amount_of_payload_at_a_time() -> None:
         submit(capture, large(f"r{i}", 400 * KIB))
     task = asyncio.create_task(worker.run())
     try:
-        await _wait_for(lambda: sum(calls) == 6)
+        await wait_until(lambda: sum(calls) == 6)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     # Parsed a few at a time, and with no pause between batches while the queue is not empty.
     assert calls == [2, 2, 2]
-
-
-async def _wait_for(condition: Any, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def kserve_model(scope: Scope, receive: Any, send: Any) -> None:
@@ -224,7 +217,7 @@ async def _attack(sidecar: Sidecar, monkeypatch: pytest.MonkeyPatch) -> None:
     for i in range(1, 31):
         await post(sidecar.proxy_port, 200 * KIB)
         # One at a time through the capture queue, whose bound is not under test yet.
-        await _wait_for(lambda n=i: sidecar.capture.metrics.captured == n)
+        await wait_until(lambda n=i: sidecar.capture.metrics.captured == n)
     queued = len(sink._queue)
     assert 3 <= queued <= 5  # 1 MiB over 200 KiB lines
     assert sink.queued_bytes <= MIB
@@ -236,7 +229,7 @@ async def _attack(sidecar: Sidecar, monkeypatch: pytest.MonkeyPatch) -> None:
     try:
         # The worker may be waiting inside the queue already: one more exchange brings it back to the held wait.
         await post(sidecar.proxy_port, 10)
-        await _wait_for(held.waiting.is_set)
+        await wait_until(held.waiting.is_set)
         before = sidecar.capture.queue.qsize()
         for _ in range(40):
             await post(sidecar.proxy_port, 256 * KIB)
@@ -247,4 +240,4 @@ async def _attack(sidecar: Sidecar, monkeypatch: pytest.MonkeyPatch) -> None:
         assert metrics['mlsidecar_capture_dropped_total{model="model",reason="queue_full"}'] == 40 - kept
     finally:
         held.released.set()
-    await _wait_for(lambda: sidecar.capture.metrics.captured == 31 + kept)
+    await wait_until(lambda: sidecar.capture.metrics.captured == 31 + kept)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from sidecar.sampling import RandomSampler
 from sidecar.sinks.files import FileSink
 from sidecar.store import LabelItem, PredictionStore
 from tests.drift.helpers import numeric, profile
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -45,13 +46,6 @@ def submit(capture: Capture, request_id: str, x: float, status: int, response: b
         variant="primary",
         probability=1.0,
     )
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def test_a_5xx_exchange_is_logged_with_its_status_and_features_and_feeds_no_monitor(tmp_path: Path) -> None:
