@@ -237,6 +237,7 @@ def build_components(settings: Settings) -> Components:
         max_bytes=settings.capture_max_bytes,
         queue_size=settings.capture_queue_size,
         queue_max_bytes=settings.capture_queue_max_bytes,
+        in_flight_max_bytes=settings.capture_in_flight_max_bytes,
     )
     sinks = build_sinks(
         settings.log_sink,

@@ -302,6 +302,7 @@ class Settings:
     capture_queue_size: int = _env(_parse_int(1, 10_000_000), 10_000)
     # Memory bounds of the payload buffers, sized for the example manifest's 256 MiB limit.
     capture_queue_max_bytes: int = _env(_parse_int(1024, 1 << 40), 32 << 20)
+    capture_in_flight_max_bytes: int = _env(_parse_int(1024, 1 << 40), 32 << 20)
     # Capture: sampling.
     sampling: Strategy = _env(_parse_choice(STRATEGIES), "random")
     sample_rate: float = _env(_parse_float(0.0, 1.0), 1.0)

@@ -43,6 +43,10 @@ DROP_REASONS = ("queue_full", "too_large", "parse_error", "error")
 # which a loaded sidecar uses about 150 MiB before any queue backs up: 32 MiB here, plus each
 # sink's 8 MiB and the store's 8 MiB, leaves room for the worker's parsed batch and the allocator.
 DEFAULT_QUEUE_MAX_BYTES = 32 << 20
+# SIDECAR_CAPTURE_IN_FLIGHT_MAX_BYTES's default: bodies the proxy keeps for capture while their
+# requests are still running (a slow model holds them for its whole answer). Without a total,
+# 512 connections streaming 1 MiB bodies each way would keep 1 GiB; 32 MiB fits the budget above.
+DEFAULT_IN_FLIGHT_MAX_BYTES = 32 << 20
 # CPython's objects around the bytes: the Exchange and its strings (about 500 B measured), and a
 # tuple and two bytes objects per header (about 120 B). Small exchanges are then bounded in bytes
 # for what they really hold, though the count bound usually binds first for them.
@@ -186,7 +190,9 @@ class Capture:
     """Sampling decision and bounded queue between the proxy and the capture worker.
 
     ``max_bytes`` caps one body; ``queue_size`` and ``queue_max_bytes`` bound
-    the queue in exchanges and in bytes (:class:`Handoff`).
+    the queue in exchanges and in bytes (:class:`Handoff`);
+    ``in_flight_max_bytes`` bounds the bodies the proxy keeps, across all the
+    requests still running, before they reach the queue (:meth:`hold`).
 
     Usage::
 
@@ -205,15 +211,36 @@ class Capture:
         max_bytes: int,
         queue_size: int,
         queue_max_bytes: int = DEFAULT_QUEUE_MAX_BYTES,
+        in_flight_max_bytes: int = DEFAULT_IN_FLIGHT_MAX_BYTES,
     ) -> None:
         self.sampler = sampler
         # Rate 0 turns capture off entirely: the proxy then buffers nothing.
         self.enabled = sampler.rate > 0
         self.max_bytes = max_bytes
         self.queue = Handoff(queue_size, queue_max_bytes)
+        self.in_flight_max_bytes = in_flight_max_bytes
+        # Bytes of bodies kept by requests still running; the proxy holds and releases them.
+        self.in_flight_bytes = 0
         self.metrics = CaptureMetrics(model, sampler.strategy)
         # Importance and feature strata need the parsed payload: the worker decides.
         self.deferred = sampler.needs_features or sampler.needs_response
+
+    def hold(self, size: int) -> bool:
+        """Take ``size`` bytes of the in-flight budget for a body kept for capture; False when it is spent.
+
+        O(1), on the request path. The caller gives back what it held with
+        :meth:`release` when the request ends, captured or not; a refusal is
+        the caller's to count (as ``queue_full``: capture's buffers are full).
+        """
+        held = self.in_flight_bytes + size
+        if held > self.in_flight_max_bytes:
+            return False
+        self.in_flight_bytes = held
+        return True
+
+    def release(self, size: int) -> None:
+        """Give back bytes taken with :meth:`hold`."""
+        self.in_flight_bytes -= size
 
     def submit(
         self,

@@ -63,6 +63,7 @@ class _Exchange:
         "request_size",
         "request_body",
         "capture_limit",
+        "held",
         "receive",
         "cycle",
         "flow",
@@ -84,8 +85,10 @@ class _Exchange:
         self.request_size = 0
         # The request body kept for capture; None once it outgrew the limit.
         self.request_body: bytes | None = b""
-        # -1 when capture is off: nothing is buffered at all.
+        # -1 when capture is off, or was given up: nothing (more) is buffered.
         self.capture_limit = capture_limit
+        # Bytes of the capture's in-flight budget this request holds; given back when it ends.
+        self.held = 0
 
     def watch(self) -> None:
         """Cancel the request's task if the client goes away before the response is done.
@@ -202,9 +205,15 @@ class ProxyApp:
             if message.get("more_body", False):
                 body = self._stream_body(first, receive, exchange)
             else:
-                exchange.request_size = len(first)
+                size = exchange.request_size = len(first)
                 if capture_limit >= 0:
-                    exchange.request_body = first if len(first) <= capture_limit else None
+                    if size > capture_limit:
+                        exchange.request_body = None
+                    elif self.capture.hold(size):
+                        exchange.request_body = first
+                        exchange.held = size
+                    else:
+                        self._give_up_capture(exchange)
                 self._watch_later(exchange, receive, loop)
             sent_at = perf_counter()
             try:
@@ -230,22 +239,26 @@ class ProxyApp:
                         exchange.finished = True
                         await self._send(send, {"type": "http.response.body", "body": captured}, exchange)
                     else:
-                        kept: list[bytes] | None = [] if capture_limit >= 0 else None
+                        kept: list[bytes] | None = [] if exchange.capture_limit >= 0 else None
                         async for chunk in response.iter_chunks():
                             response_size += len(chunk)
                             if kept is not None:
                                 # Keep references only while under the limit; past it, give up.
-                                if response_size <= capture_limit:
+                                if response_size > capture_limit:
+                                    kept = None
+                                elif self.capture.hold(len(chunk)):
                                     kept.append(chunk)
+                                    exchange.held += len(chunk)
                                 else:
                                     kept = None
+                                    self._give_up_capture(exchange)
                             message = {"type": "http.response.body", "body": chunk, "more_body": True}
                             await self._send(send, message, exchange)
                         upstream_time = perf_counter() - sent_at
                         exchange.finished = True
                         await self._send(send, {"type": "http.response.body", "body": b""}, exchange)
                         captured = b"".join(kept) if kept is not None else None
-                if capture_limit >= 0:
+                if exchange.capture_limit >= 0:
                     # After the client has its answer: capture costs it no latency.
                     self.capture.submit(
                         request_id=request_id.decode("latin-1"),
@@ -302,6 +315,9 @@ class ProxyApp:
                 self._young.discard(exchange)
                 self._old.discard(exchange)
             metrics.in_flight -= 1
+            if exchange.held:
+                # Submitted or not, the bodies are no longer this request's to keep.
+                self.capture.release(exchange.held)
             if status != CLIENT_CLOSED_REQUEST and _client_gone(exchange.cycle):
                 # The client left before the watcher started (or between its
                 # sweeps) and the answer went nowhere: count what the client got.
@@ -317,7 +333,13 @@ class ProxyApp:
         # the ASGI server pauses reading from the client while we are behind.
         exchange.request_size = len(first)
         limit = exchange.capture_limit
-        kept: list[bytes] | None = [first] if 0 <= len(first) <= limit else None
+        kept: list[bytes] | None = None
+        if 0 <= len(first) <= limit:
+            if self.capture.hold(len(first)):
+                kept = [first]
+                exchange.held = len(first)
+            else:
+                self._give_up_capture(exchange)
         if first:
             yield first
         while True:
@@ -329,16 +351,30 @@ class ProxyApp:
             chunk: bytes = message.get("body", b"")
             exchange.request_size += len(chunk)
             if kept is not None:
-                if exchange.request_size <= limit:
+                if exchange.request_size > limit:
+                    kept = None
+                elif self.capture.hold(len(chunk)):
                     kept.append(chunk)
+                    exchange.held += len(chunk)
                 else:
                     kept = None
+                    self._give_up_capture(exchange)
             if chunk:
                 yield chunk
             if not message.get("more_body", False):
                 break
         exchange.request_body = b"".join(kept) if kept is not None else None
         self._watch_later(exchange, receive, self.client.loop)
+
+    def _give_up_capture(self, exchange: _Exchange) -> None:
+        """Keep no more of this request's bodies: the capture's in-flight budget is spent.
+
+        Counted once, as ``queue_full``: like a full queue, the capture's
+        buffers are full. What the request already holds is given back when it ends.
+        """
+        exchange.capture_limit = -1
+        exchange.request_body = None
+        self.capture.metrics.dropped["queue_full"] += 1
 
     def _send(self, send: Send, message: Message, exchange: _Exchange) -> Awaitable[None]:
         """``send(message)``, bounded by the send timeout when the client is not taking bytes.

@@ -24,7 +24,7 @@ from sidecar.records import Exchange, PredictionRecord
 from sidecar.sampling import RandomSampler
 from sidecar.server import Sidecar
 from tests.http import raw_request, scrape
-from tests.servers import read_body, run_server, run_sidecar
+from tests.servers import read_body, run_server, run_sidecar, run_upstream
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
@@ -241,3 +241,46 @@ async def _attack(sidecar: Sidecar, monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         held.released.set()
     await wait_until(lambda: sidecar.capture.metrics.captured == 31 + kept)
+
+
+async def test_bodies_kept_by_running_requests_stay_within_the_in_flight_budget() -> None:
+    """The attack: many large requests to a slow model at once, each body kept for capture until it answers.
+
+    Without a total, every running request keeps up to SIDECAR_CAPTURE_MAX_BYTES in each direction, so
+    hundreds of them hold far more than the queue's bound. Here 12 requests of 256 KiB share a 1 MiB
+    budget: the ones past it are forwarded whole but not captured, and counted as queue_full.
+    """
+    padding = "x" * (256 * KIB)
+    body = orjson.dumps({"instances": [[0.5]], "note": padding})
+    env = {
+        "SIDECAR_LOG_SINK": "none",
+        "SIDECAR_CAPTURE_MAX_BYTES": str(512 * KIB),
+        "SIDECAR_CAPTURE_IN_FLIGHT_MAX_BYTES": str(MIB),
+    }
+    async with run_upstream() as upstream, run_sidecar(upstream.url, env) as sidecar:
+        capture = sidecar.capture
+        highest = 0
+        sampling = True
+
+        async def sample() -> None:
+            nonlocal highest
+            while sampling:
+                highest = max(highest, capture.in_flight_bytes)
+                await asyncio.sleep(0.001)
+
+        sampler = asyncio.create_task(sample())
+        responses = await asyncio.gather(
+            *(raw_request(sidecar.proxy_port, "POST", "/slow?delay=0.5", body=body) for _ in range(12))
+        )
+        sampling = False
+        await sampler
+        assert [r.status for r in responses] == [200] * 12
+        assert len(upstream.seen) == 12 and all(seen.body == body for seen in upstream.seen)
+        given_up = capture.metrics.dropped["queue_full"]
+        # 12 x 256 KiB is three times the budget: most requests could not keep their body.
+        assert 1 <= given_up <= 12 - 1
+        assert 0 < highest <= MIB
+        # Every request gave back what it held, captured or not.
+        assert capture.in_flight_bytes == 0
+        await wait_until(lambda: capture.metrics.captured == 12 - given_up)
+        assert capture.metrics.dropped["too_large"] == 0
