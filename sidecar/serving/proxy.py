@@ -243,15 +243,7 @@ class ProxyApp:
                         async for chunk in response.iter_chunks():
                             response_size += len(chunk)
                             if kept is not None:
-                                # Keep references only while under the limit; past it, give up.
-                                if response_size > capture_limit:
-                                    kept = None
-                                elif self.capture.hold(len(chunk)):
-                                    kept.append(chunk)
-                                    exchange.held += len(chunk)
-                                else:
-                                    kept = None
-                                    self._give_up_capture(exchange)
+                                kept = self._keep(exchange, kept, chunk, response_size, capture_limit)
                             message = {"type": "http.response.body", "body": chunk, "more_body": True}
                             await self._send(send, message, exchange)
                         upstream_time = perf_counter() - sent_at
@@ -333,13 +325,8 @@ class ProxyApp:
         # the ASGI server pauses reading from the client while we are behind.
         exchange.request_size = len(first)
         limit = exchange.capture_limit
-        kept: list[bytes] | None = None
-        if 0 <= len(first) <= limit:
-            if self.capture.hold(len(first)):
-                kept = [first]
-                exchange.held = len(first)
-            else:
-                self._give_up_capture(exchange)
+        # limit is -1 with capture off: nothing is kept.
+        kept = self._keep(exchange, [], first, len(first), limit)
         if first:
             yield first
         while True:
@@ -351,20 +338,28 @@ class ProxyApp:
             chunk: bytes = message.get("body", b"")
             exchange.request_size += len(chunk)
             if kept is not None:
-                if exchange.request_size > limit:
-                    kept = None
-                elif self.capture.hold(len(chunk)):
-                    kept.append(chunk)
-                    exchange.held += len(chunk)
-                else:
-                    kept = None
-                    self._give_up_capture(exchange)
+                kept = self._keep(exchange, kept, chunk, exchange.request_size, limit)
             if chunk:
                 yield chunk
             if not message.get("more_body", False):
                 break
         exchange.request_body = b"".join(kept) if kept is not None else None
         self._watch_later(exchange, receive, self.client.loop)
+
+    def _keep(self, exchange: _Exchange, kept: list[bytes], chunk: bytes, total: int, limit: int) -> list[bytes] | None:
+        """``kept`` with ``chunk`` added, or None when the body is not to be captured.
+
+        None once the body (``total`` bytes so far) is past ``limit``, or when the
+        in-flight budget is spent; the references kept so far are then dropped.
+        """
+        if total > limit:
+            return None
+        if not self.capture.hold(len(chunk)):
+            self._give_up_capture(exchange)
+            return None
+        kept.append(chunk)
+        exchange.held += len(chunk)
+        return kept
 
     def _give_up_capture(self, exchange: _Exchange) -> None:
         """Keep no more of this request's bodies: the capture's in-flight budget is spent.
