@@ -17,12 +17,10 @@ import orjson
 import pytest
 
 from sidecar.capture.handoff import Capture, Handoff, exchange_bytes
-from sidecar.capture.privacy import Anonymizer
-from sidecar.capture.worker import CaptureWorker
-from sidecar.protocols import AdapterOptions
 from sidecar.records import Exchange, PredictionRecord
 from sidecar.sampling import RandomSampler
 from sidecar.server import Sidecar
+from tests.capture.workers import kserve_worker
 from tests.http import raw_request, scrape
 from tests.servers import read_body, run_server, run_sidecar, run_upstream
 from tests.waiting import wait_until
@@ -122,15 +120,7 @@ async def test_the_worker_takes_a_bounded_amount_of_payload_at_a_time() -> None:
     assert handoff.empty() and handoff.nbytes == 0
 
     capture = Capture(RandomSampler(1.0), model="iris", max_bytes=MIB, queue_size=100)
-    worker = CaptureWorker(
-        capture,
-        AdapterOptions(protocol="kserve-v1"),
-        Anonymizer((), "hash"),
-        [],
-        model_name="iris",
-        model_version=None,
-        version_header=b"x-model-version",
-    )
+    worker = kserve_worker(capture)
     calls: list[int] = []
 
     def subscriber(records: Sequence[PredictionRecord]) -> None:

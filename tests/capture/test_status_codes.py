@@ -13,14 +13,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from sidecar.capture.handoff import Capture
-from sidecar.capture.privacy import Anonymizer
-from sidecar.capture.worker import CaptureWorker
 from sidecar.drift import DriftTracker
-from sidecar.protocols import AdapterOptions
 from sidecar.records import PredictionRecord
 from sidecar.sampling import RandomSampler
 from sidecar.sinks.files import FileSink
 from sidecar.store import LabelItem, PredictionStore
+from tests.capture.workers import kserve_worker
 from tests.drift.helpers import numeric, profile
 from tests.waiting import wait_until
 
@@ -53,15 +51,7 @@ async def test_a_5xx_exchange_is_logged_with_its_status_and_features_and_feeds_n
     sink = FileSink(str(log), queue_size=100, max_bytes=0, backups=0)
     store = PredictionStore(tmp_path)
     capture = Capture(RandomSampler(1.0), model="iris", max_bytes=1 << 20, queue_size=100)
-    worker = CaptureWorker(
-        capture,
-        AdapterOptions(protocol="kserve-v1", feature_names=("x",)),
-        Anonymizer((), "hash"),
-        [sink],
-        model_name="iris",
-        model_version=None,
-        version_header=b"x-model-version",
-    )
+    worker = kserve_worker(capture, [sink], feature_names=("x",))
     reference = profile({"x": numeric(np.random.default_rng(3).normal(0.0, 1.0, 1_000))})
     drift = DriftTracker(reference, window_seconds=60, slice_seconds=60, min_samples=1)
     received: list[PredictionRecord] = []
@@ -111,15 +101,7 @@ async def test_a_5xx_exchange_is_logged_with_its_status_and_features_and_feeds_n
 @pytest.mark.parametrize("status", [199, 204, 299, 302, 404, 500])
 async def test_only_2xx_reaches_the_subscribers(status: int) -> None:
     capture = Capture(RandomSampler(1.0), model="iris", max_bytes=1 << 20, queue_size=100)
-    worker = CaptureWorker(
-        capture,
-        AdapterOptions(protocol="kserve-v1"),
-        Anonymizer((), "hash"),
-        [],
-        model_name="iris",
-        model_version=None,
-        version_header=b"x-model-version",
-    )
+    worker = kserve_worker(capture)
     received: list[PredictionRecord] = []
     worker.subscribe(received.extend)
     submit(capture, "one", 1.0, status, b"")

@@ -10,12 +10,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from sidecar.capture.handoff import Capture
-from sidecar.capture.privacy import Anonymizer
 from sidecar.capture.worker import CaptureWorker
-from sidecar.protocols import AdapterOptions
 from sidecar.records import Exchange, PredictionRecord
 from sidecar.sampling import RandomSampler
 from sidecar.sinks import LogBatch, Sink
+from tests.capture.workers import kserve_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -70,15 +69,7 @@ def errors(worker: CaptureWorker) -> dict[str, float | None]:
 
 def make_worker(sink: Sink) -> CaptureWorker:
     capture = Capture(RandomSampler(0.5), model="iris", max_bytes=1 << 20, queue_size=100)
-    return CaptureWorker(
-        capture,
-        AdapterOptions(protocol="kserve-v1", feature_names=("x",)),
-        Anonymizer((), "hash"),
-        [sink],
-        model_name="iris",
-        model_version=None,
-        version_header=b"x-model-version",
-    )
+    return kserve_worker(capture, [sink], feature_names=("x",))
 
 
 async def test_subscribers_get_every_exchange_of_a_batch_in_one_call_and_sinks_one_batch_each() -> None:
