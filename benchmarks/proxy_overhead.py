@@ -50,7 +50,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["RunResult", "Summary", "main", "parse_wrk", "summarize"]
+__all__ = ["RunResult", "Summary", "main", "parse_wrk", "sidecar_settings", "summarize"]
 
 HOST = "127.0.0.1"
 # (threads, connections): one connection shows the latency a request pays;
@@ -511,6 +511,19 @@ def run(duration: float, warmup: float, settings: Mapping[str, str], naive: bool
     return results
 
 
+def sidecar_settings(
+    parser: argparse.ArgumentParser, items: Sequence[str], defaults: Mapping[str, str]
+) -> dict[str, str]:
+    """``defaults`` overridden by each ``--sidecar-env SIDECAR_NAME=VALUE``; a malformed one is a usage error."""
+    settings = dict(defaults)
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith("SIDECAR_"):
+            parser.error(f"--sidecar-env {item!r}: expected SIDECAR_NAME=VALUE")
+        settings[name] = value
+    return settings
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.proxy_overhead", description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured wrk run (default 10)")
@@ -536,12 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.duration < 1:
         parser.error("--duration must be at least 1 second")
     # The targets are for the proxy alone: capture off unless asked for.
-    settings: dict[str, str] = dict(PROXY_ONLY)
-    for item in args.sidecar_env:
-        name, sep, value = item.partition("=")
-        if not sep or not name.startswith("SIDECAR_"):
-            parser.error(f"--sidecar-env {item!r}: expected SIDECAR_NAME=VALUE")
-        settings[name] = value
+    settings = sidecar_settings(parser, args.sidecar_env, PROXY_ONLY)
     if args.naive and not has_aiohttp:
         parser.error("--naive needs aiohttp (a dev dependency: pip install -e '.[dev]')")
     results = run(args.duration, args.warmup, settings, naive=args.naive)

@@ -61,6 +61,7 @@ from benchmarks.proxy_overhead import (
     _free_port,
     _nginx,
     _serve_process,
+    sidecar_settings,
 )
 
 __all__ = ["Sample", "Soak", "flat", "main", "reconcile"]
@@ -384,12 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.requests < 1 or args.connections < 1 or args.duration <= 0 or args.interval <= 0 or args.warmup < 0:
         parser.error("--requests, --connections, --duration and --interval must be positive, --warmup not negative")
-    settings: dict[str, str] = {}
-    for item in args.sidecar_env:
-        name, sep, value = item.partition("=")
-        if not sep or not name.startswith("SIDECAR_"):
-            parser.error(f"--sidecar-env {item!r}: expected SIDECAR_NAME=VALUE")
-        settings[name] = value
+    settings = sidecar_settings(parser, args.sidecar_env, {})
     soak, upstream, exact = run(args, settings)
     print(_report(soak, upstream, args.warmup, exact, settings))
     if args.json is not None:
