@@ -1,10 +1,20 @@
-"""``python -m demo`` (``make demo``): a model server, ml-sidecar in front of it, and traffic through it.
+"""``python -m demo`` (``make demo``): a model server, ml-sidecar in front of it, and traffic that drifts.
 
-All three run in one process and one event loop, on 127.0.0.1 only. Settings:
+All three run in one process and one event loop, on 127.0.0.1. The
+story (:mod:`demo.scenario`): 30 s of calm traffic like the training data,
+then a shift that the sidecar reports as drift, a data-quality violation and
+firing alerts within about a minute. A summary line every 5 s says so; the
+prediction log goes to a file in the demo's temporary directory, never to
+the terminal. Settings:
 
 - ``DEMO_SECONDS``: stop after this many seconds; 0 (the default) runs until Ctrl-C.
 - ``DEMO_PROXY_PORT`` (8000) and ``DEMO_ADMIN_PORT`` (9100): the sidecar's ports;
   a port already in use is replaced by a free one, and the banner says which.
+- ``DEMO_SPEED`` (1): divides every length of the story (the calm phase, the
+  drift window, the evaluation interval, the alert rules' ``for``) by this
+  factor, from 0.1 to 10; the tests run at 5.
+- ``SIDECAR_*``: the sidecar's own settings (README, Configuration) win over
+  the demo's choices (:mod:`demo.environment`), except ``SIDECAR_UPSTREAM_URL``.
 """
 
 from __future__ import annotations
@@ -19,15 +29,20 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TypeVar
 
 import orjson
 
-from demo.model_server import MODEL_NAME, READY_PATH, create_app, serve, train_model
+from demo.environment import Timings, alert_rules, sidecar_environment
+from demo.model_server import MODEL_NAME, READY_PATH, create_app, serve
+from demo.scenario import Scenario
+from demo.summary import StatusReader, summary_line
 from demo.traffic import PREDICT_PATH, LabelFeedback, TrafficGenerator
+from demo.training import train
 from sidecar.config import Settings
-from sidecar.exceptions import SidecarError
+from sidecar.exceptions import ProblemsError, SidecarError
 from sidecar.server import Sidecar
 from sidecar.upstream.client import UpstreamClient
 
@@ -36,10 +51,15 @@ T = TypeVar("T")
 HOST = "127.0.0.1"
 RATE = 30.0  # requests a second
 CONCURRENCY = 8
-# Fast enough that a few minutes of demo shows drift against the training data, slow enough to look gradual.
-DRIFT_SD_PER_MINUTE = 0.2
-SUMMARY_SECONDS = 5.0
-EXAMPLE = {"instances": [{"income": 48.5, "debt_ratio": 0.31, "age": 40, "credit_lines": 4, "late_payments": 0}]}
+PREDICTION_LOG = "predictions.jsonl"
+EXAMPLE = {
+    "income": 48.5,
+    "debt_ratio": 0.31,
+    "age": 40,
+    "credit_lines": 4,
+    "late_payments": 0,
+    "employment": "salaried",
+}
 
 
 def _seconds(raw: str) -> float:
@@ -47,6 +67,13 @@ def _seconds(raw: str) -> float:
     if not 0 <= seconds < math.inf:
         raise ValueError(raw)
     return seconds
+
+
+def _speed(raw: str) -> float:
+    speed = float(raw)
+    if not 0.1 <= speed <= 10:
+        raise ValueError(raw)
+    return speed
 
 
 def _port(raw: str) -> int:
@@ -64,62 +91,71 @@ def _env(name: str, default: str, parse: Callable[[str], T], allowed: str) -> T:
         raise SystemExit(f"demo: {name}={raw!r} is not valid: expected {allowed}") from None
 
 
-def _free_or_any(port: int) -> int:
-    """``port`` if nothing listens on it, else 0 so that the OS picks a free one."""
+def _free_or_any(port: int, notes: list[str]) -> int:
+    """``port`` if nothing listens on it, else 0 so that the OS picks a free one (and a note says so)."""
     with socket.socket() as sock:
         # Bound as the sidecar binds, so a port left in TIME_WAIT by a previous run counts as free.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
-            print(f"demo: port {port} is in use; the sidecar takes a free one instead", flush=True)
+            notes.append(f"port {port} is in use; the sidecar takes a free one instead")
             return 0
     return port
 
 
-def _banner(model_url: str, proxy_url: str, admin_url: str, seconds: float) -> str:
-    example = orjson.dumps(EXAMPLE).decode()
-    until = f"Stopping after {seconds:g}s." if seconds > 0 else "Press Ctrl-C to stop."
+def _url(host: str, port: int) -> str:
+    """Where this process reaches a listener on ``host``: the loopback for a wildcard address."""
+    host = {"0.0.0.0": HOST, "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _banner(
+    model_url: str, proxy_url: str, admin_url: str, settings: Settings, scenario: Scenario, notes: list[str]
+) -> str:
+    example = orjson.dumps({"instances": [EXAMPLE]}).decode()
+    log = " ".join(settings.log_sink)
+    if settings.state_dir in log:
+        log += "  (removed when the demo stops; set SIDECAR_LOG_SINK to keep it)"
+    window = f"{settings.drift_window_seconds:g} s drift window evaluated every {settings.eval_interval_seconds:g} s"
+    # The status page comes first: it is the one address to open.
+    head = f"ml-sidecar demo: status page {admin_url}/\n" + "".join(f"demo: {note}\n" for note in notes)
     return f"""\
-ml-sidecar demo: a {MODEL_NAME} model (logistic regression, KServe V1) behind ml-sidecar, with live traffic
-  model server  {model_url}  (direct, not monitored)
-  proxy         {proxy_url}  (send predictions here)
-  metrics       {admin_url}/metrics
-  liveness      {admin_url}/healthz
-  readiness     {admin_url}/readyz
-  performance   {admin_url}/api/v1/performance  (labels arrive 5-20 s after each prediction)
-  drift         {admin_url}/api/v1/drift
+{head}
+A {MODEL_NAME} model (logistic regression, KServe V1) behind ml-sidecar, with live traffic:
+  model server    {model_url}  (direct, not monitored)
+  proxy           {proxy_url}  (send predictions here)
+  drift           {admin_url}/api/v1/drift
+  data quality    {admin_url}/api/v1/quality
+  alerts          {admin_url}/api/v1/alerts  (rules: {settings.alert_rules or "built-in"})
+  performance     {admin_url}/api/v1/performance  (labels arrive 5-20 s after each prediction)
+  metrics         {admin_url}/metrics
+  prediction log  {log}
 
 Try:
   curl -s {proxy_url}{PREDICT_PATH} -H 'content-type: application/json' \\
     -d '{example}'
-  curl -s {admin_url}/metrics | grep '^mlsidecar_requests_total'
+  curl -s {admin_url}/metrics | grep '^mlsidecar_feature_drift_score'
 
-Traffic: {RATE:g} requests/s of 1-4 rows, income drifting down {DRIFT_SD_PER_MINUTE:g} sd a minute. {until}
+Traffic: {RATE:g} requests/s of 1-4 applicants. {scenario.describe()}
+Expect drift, a data-quality violation and firing alerts within about a minute ({window}).
 """
 
 
-async def _report(traffic: TrafficGenerator, stop: asyncio.Event) -> None:
+async def _report(traffic: TrafficGenerator, reader: StatusReader, every: float, stop: asyncio.Event) -> None:
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), SUMMARY_SECONDS)
+            await asyncio.wait_for(stop.wait(), every)
         if not stop.is_set():
-            print(traffic.stats.summary(traffic.elapsed, traffic.drift), flush=True)
+            status = await reader.read()
+            print(summary_line(traffic.elapsed, traffic.phase, traffic.stats, status), flush=True)
 
 
-async def run_demo(seconds: float, proxy_port: int, admin_port: int) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    if seconds > 0:
-        loop.call_later(seconds, stop.set)
-
-    settings = {
+def _defaults(directory: Path, reference: Path, speed: float) -> dict[str, str]:
+    """The demo's choice of every setting it needs other than the ports; the user's ``SIDECAR_*`` win over these."""
+    return {
         "SIDECAR_LISTEN_HOST": HOST,
-        "SIDECAR_LISTEN_PORT": str(_free_or_any(proxy_port)),
         "SIDECAR_ADMIN_HOST": HOST,
-        "SIDECAR_ADMIN_PORT": str(_free_or_any(admin_port)),
         "SIDECAR_MODEL_NAME": MODEL_NAME,
         "SIDECAR_UPSTREAM_HEALTH_PATH": READY_PATH,
         # Nothing is in flight once the traffic has stopped, so a demo never needs the 30 s default.
@@ -128,50 +164,88 @@ async def run_demo(seconds: float, proxy_port: int, admin_port: int) -> None:
         "SIDECAR_ADMIN_TOKEN": secrets.token_urlsafe(16),
         "SIDECAR_POSITIVE_LABEL": "1",
         "SIDECAR_PERF_MIN_LABELS": "50",
-        "SIDECAR_EVAL_INTERVAL_SECONDS": "5",
+        "SIDECAR_STATE_DIR": str(directory),
+        "SIDECAR_REFERENCE_PATH": str(reference),
+        "SIDECAR_ALERT_RULES": str(alert_rules(speed, directory)),
+        # One JSON line per row would bury the summary lines.
+        "SIDECAR_LOG_SINK": f"file:{directory / PREDICTION_LOG}",
+        # The banner and the summary lines say what the sidecar's info lines would.
+        "SIDECAR_LOG_LEVEL": "warning",
+        **Timings(speed).environment(),
     }
-    # The prediction store of a demo is thrown away with it.
-    with tempfile.TemporaryDirectory(prefix="ml-sidecar-demo-") as state_dir:
-        settings["SIDECAR_STATE_DIR"] = state_dir
-        await _run(settings, seconds, stop)
 
 
-async def _run(settings: dict[str, str], seconds: float, stop: asyncio.Event) -> None:
-    async with serve(create_app(train_model(seed=0)), HOST) as model_url:
-        async with Sidecar(Settings.from_env({"SIDECAR_UPSTREAM_URL": model_url, **settings})) as sidecar:
-            proxy_url = f"http://{HOST}:{sidecar.proxy_port}"
-            print(_banner(model_url, proxy_url, f"http://{HOST}:{sidecar.admin_port}", seconds), flush=True)
-            client = UpstreamClient(proxy_url, timeout=10.0, connect_timeout=2.0, max_connections=CONCURRENCY)
-            admin = UpstreamClient(
-                f"http://{HOST}:{sidecar.admin_port}", timeout=10.0, connect_timeout=2.0, max_connections=1
-            )
-            await client.open()
-            await admin.open()
-            traffic = TrafficGenerator(
-                client, rate=RATE, concurrency=CONCURRENCY, drift_sd_per_minute=DRIFT_SD_PER_MINUTE
-            )
-            feedback = LabelFeedback(admin, settings["SIDECAR_ADMIN_TOKEN"], traffic.stats)
-            traffic.feedback = feedback
-            try:
-                async with asyncio.TaskGroup() as tasks:
-                    tasks.create_task(traffic.run(stop))
-                    tasks.create_task(feedback.run(stop))
-                    tasks.create_task(_report(traffic, stop))
-            finally:
-                await client.close()
-                await admin.close()
-            print("stopping; " + traffic.stats.summary(traffic.elapsed, traffic.drift), flush=True)
+async def run_demo(seconds: float, speed: float, proxy_port: int, admin_port: int, user: Mapping[str, str]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if seconds > 0:
+        loop.call_later(seconds, stop.set)
+    notes: list[str] = []
+    # The prediction store, the log and the reference of a demo are thrown away with it.
+    with tempfile.TemporaryDirectory(prefix="ml-sidecar-demo-") as name:
+        directory = Path(name)
+        trained = train(directory)
+        defaults = _defaults(directory, trained.reference, speed)
+        # Probed only when they are the demo's to choose, so a port the user set is never second-guessed.
+        for variable, port in (("SIDECAR_LISTEN_PORT", proxy_port), ("SIDECAR_ADMIN_PORT", admin_port)):
+            if not user.get(variable, "").strip():
+                defaults[variable] = str(_free_or_any(port, notes))
+        async with serve(create_app(trained.model), HOST) as model_url:
+            environment, overrides = sidecar_environment(defaults, user, model_url)
+            notes += overrides
+            notes += [
+                f"warning: {name} is not a known setting and is ignored"
+                for name in Settings.unknown_variables(environment)
+            ]
+            settings = Settings.from_env(environment)
+            logging.getLogger().setLevel(settings.log_level.upper())
+            await _run(settings, model_url, Scenario.at_speed(speed), Timings(speed), notes, stop)
+
+
+async def _run(
+    settings: Settings, model_url: str, scenario: Scenario, timings: Timings, notes: list[str], stop: asyncio.Event
+) -> None:
+    async with Sidecar(settings) as sidecar:
+        proxy_url = _url(settings.listen_host, sidecar.proxy_port)
+        admin_url = _url(settings.admin_host, sidecar.admin_port)
+        print(_banner(model_url, proxy_url, admin_url, settings, scenario, notes), flush=True)
+        client = UpstreamClient(proxy_url, timeout=10.0, connect_timeout=2.0, max_connections=CONCURRENCY)
+        # One connection each for the label poster and the summary's reader.
+        admin = UpstreamClient(admin_url, timeout=10.0, connect_timeout=2.0, max_connections=2)
+        await client.open()
+        await admin.open()
+        traffic = TrafficGenerator(client, scenario, rate=RATE, concurrency=CONCURRENCY)
+        feedback = LabelFeedback(admin, settings.admin_token or "", traffic.stats)
+        traffic.feedback = feedback
+        reader = StatusReader(admin)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(traffic.run(stop))
+                tasks.create_task(feedback.run(stop))
+                tasks.create_task(_report(traffic, reader, timings.summary, stop))
+            status = await reader.read()
+        finally:
+            await client.close()
+            await admin.close()
+        print("stopping: " + summary_line(traffic.elapsed, traffic.phase, traffic.stats, status).lstrip(), flush=True)
 
 
 def main() -> int:
     seconds = _env("DEMO_SECONDS", "0", _seconds, "a number of seconds, 0 for until Ctrl-C")
+    speed = _env("DEMO_SPEED", "1", _speed, "a factor from 0.1 to 10")
     proxy_port = _env("DEMO_PROXY_PORT", "8000", _port, "a port from 0 to 65535")
     admin_port = _env("DEMO_ADMIN_PORT", "9100", _port, "a port from 0 to 65535")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    # At the sidecar's SIDECAR_LOG_LEVEL once its settings are read (the demo's default: warning).
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     # Three uvicorn servers would each announce themselves; the banner says it once.
     logging.getLogger("uvicorn").setLevel(logging.WARNING)
     try:
-        asyncio.run(run_demo(seconds, proxy_port, admin_port))
+        asyncio.run(run_demo(seconds, speed, proxy_port, admin_port, os.environ))
+    except ProblemsError as exc:
+        print("demo: the sidecar's settings cannot be used:", *exc.problems, sep="\n  ", file=sys.stderr)
+        return 2
     except SidecarError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1

@@ -6,21 +6,26 @@ generator, so the demo needs no download and gives the same model every run.
 Endpoints::
 
     GET  /v1/models/credit-risk          {"name": "credit-risk", "ready": true, "features": [...], "classes": [...]}
-    POST /v1/models/credit-risk:predict  {"instances": [[48.5, 0.31, 40, 4, 0], {"income": 48.5, ...}]}
+    POST /v1/models/credit-risk:predict  {"instances": [[48.5, 0.31, 40, 4, 0, "salaried"], {"income": 48.5, ...}]}
                                          -> {"predictions": [[0.61, 0.39], [0.61, 0.39]]}
     GET  /v2/health/ready                {"ready": true}
 
 An instance is a list of values in ``FEATURES`` order or an object keyed by
-feature name. Each prediction is the probability vector over ``CLASSES``
-(``["repaid", "default"]``) rather than the class, so a monitor can read the
-model's confidence from it. Malformed input gets a 400 ``{"error": message}``.
+feature name: five numbers and ``employment``, one of ``EMPLOYMENT``. Each
+prediction is the probability vector over ``CLASSES`` (``["repaid",
+"default"]``) rather than the class, so a monitor can read the model's
+confidence from it. Malformed input gets a 400 ``{"error": message}``.
+
+In numpy, applicants are rows of a float matrix, columns in ``FEATURES``
+order, with ``employment`` as its index in ``EMPLOYMENT``; the model one-hot
+encodes it, as a real pipeline would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -37,6 +42,8 @@ from starlette.types import ExceptionHandler
 
 __all__ = [
     "CLASSES",
+    "EMPLOYMENT",
+    "EMPLOYMENT_SHARES",
     "FEATURES",
     "INCOME_MEAN",
     "INCOME_STD",
@@ -56,26 +63,42 @@ FloatArray = NDArray[np.float64]
 
 MODEL_NAME = "credit-risk"
 READY_PATH = "/v2/health/ready"
-FEATURES = ("income", "debt_ratio", "age", "credit_lines", "late_payments")
+FEATURES = ("income", "debt_ratio", "age", "credit_lines", "late_payments", "employment")
 CLASSES = ("repaid", "default")
 INCOME_MEAN = 55.0  # thousands a year
 INCOME_STD = 15.0
+EMPLOYMENT = ("salaried", "self_employed", "retired", "unemployed")
+EMPLOYMENT_SHARES = (0.62, 0.18, 0.14, 0.06)  # in the training data
+# Added to the hidden truth's log-odds of defaulting, per employment status.
+_EMPLOYMENT_RISK = np.array([0.0, 0.4, -0.3, 1.2])
+_EMPLOYMENT = FEATURES.index("employment")
 # Bounds the work one request can ask for.
 MAX_INSTANCES = 1024
 
 
-def sample_features(rng: np.random.Generator, n: int, *, income_shift: float = 0.0) -> FloatArray:
+def sample_features(
+    rng: np.random.Generator,
+    n: int,
+    *,
+    income_shift: float = 0.0,
+    employment_shares: Sequence[float] = EMPLOYMENT_SHARES,
+) -> FloatArray:
     """Draw ``n`` applicants, one row each, columns in ``FEATURES`` order.
 
-    ``income_shift`` moves the income mean by that many standard deviations:
-    the demo's traffic uses it to drift away from the training distribution.
+    ``income_shift`` moves the income mean by that many standard deviations,
+    and ``employment_shares`` sets the share of each ``EMPLOYMENT`` status:
+    the demo's traffic uses them to drift away from the training data. The
+    same generator state gives the same draws whatever they are, so a shift
+    changes its own column and nothing else.
     """
     income = np.maximum(rng.normal(INCOME_MEAN + income_shift * INCOME_STD, INCOME_STD, n), 5.0)
     debt_ratio = rng.beta(2.0, 5.0, n)
     age = rng.integers(21, 76, n)
     credit_lines = rng.poisson(4.0, n)
     late_payments = rng.poisson(0.5, n)
-    return np.column_stack([income, debt_ratio, age, credit_lines, late_payments]).astype(np.float64)
+    cumulative = np.cumsum(employment_shares) / np.sum(employment_shares)
+    employment = np.minimum(np.searchsorted(cumulative, rng.random(n), side="right"), len(EMPLOYMENT) - 1)
+    return np.column_stack([income, debt_ratio, age, credit_lines, late_payments, employment]).astype(np.float64)
 
 
 def _sigmoid(t: FloatArray) -> FloatArray:
@@ -86,7 +109,7 @@ def _sigmoid(t: FloatArray) -> FloatArray:
 def default_probability(x: FloatArray) -> FloatArray:
     """The hidden truth: each applicant's real chance of defaulting. The model never sees these coefficients;
     the demo's traffic draws the delayed labels it posts from them."""
-    income, debt_ratio, age, credit_lines, late_payments = x.T
+    income, debt_ratio, age, credit_lines, late_payments, employment = x.T
     logit = (
         -1.4
         - 0.06 * (income - INCOME_MEAN)
@@ -94,6 +117,7 @@ def default_probability(x: FloatArray) -> FloatArray:
         - 0.03 * (age - 48.0)
         + 0.1 * (credit_lines - 4.0)
         + 1.0 * late_payments
+        + _EMPLOYMENT_RISK[employment.astype(np.int64)]
     )
     return _sigmoid(logit)
 
@@ -103,6 +127,14 @@ def make_dataset(rng: np.random.Generator, n: int) -> tuple[FloatArray, NDArray[
     x = sample_features(rng, n)
     y = (rng.random(n) < default_probability(x)).astype(np.int64)
     return x, y
+
+
+def _design(x: FloatArray) -> FloatArray:
+    """The model's inputs: the numeric columns, then employment one-hot without its first status (the baseline)."""
+    numeric = np.delete(x, _EMPLOYMENT, axis=1)
+    codes = x[:, _EMPLOYMENT].astype(np.int64)
+    one_hot = (codes[:, None] == np.arange(1, len(EMPLOYMENT))).astype(np.float64)
+    return np.hstack([numeric, one_hot])
 
 
 @dataclass(frozen=True)
@@ -125,10 +157,11 @@ class LogisticRegression:
         cls, x: FloatArray, y: NDArray[np.int64], *, steps: int = 300, learning_rate: float = 0.5
     ) -> LogisticRegression:
         """Full-batch gradient descent on the mean log-loss."""
-        mean, scale = x.mean(axis=0), x.std(axis=0)
+        design = _design(x)
+        mean, scale = design.mean(axis=0), design.std(axis=0)
         # Standardised features let one learning rate suit income (tens) and debt ratio (tenths) alike.
-        z = (x - mean) / scale
-        weights = np.zeros(x.shape[1])
+        z = (design - mean) / scale
+        weights = np.zeros(design.shape[1])
         bias = 0.0
         for _ in range(steps):
             error = _sigmoid(z @ weights + bias) - y
@@ -138,7 +171,7 @@ class LogisticRegression:
 
     def predict_proba(self, x: FloatArray) -> FloatArray:
         """Probabilities of ``CLASSES`` per row: ``[P(repaid), P(default)]``."""
-        p_default = _sigmoid(((x - self.mean) / self.scale) @ self.weights + self.bias)
+        p_default = _sigmoid(((_design(x) - self.mean) / self.scale) @ self.weights + self.bias)
         return np.column_stack([1.0 - p_default, p_default])
 
 
@@ -150,6 +183,21 @@ def train_model(seed: int = 0, n: int = 2000) -> LogisticRegression:
 
 class _BadRequest(Exception):
     pass
+
+
+def _value(where: str, name: str, value: Any) -> float:
+    """One feature's value as the model's matrix holds it, or :class:`_BadRequest` saying what is wrong."""
+    if name == "employment":
+        if isinstance(value, str) and value in EMPLOYMENT:
+            return float(EMPLOYMENT.index(value))
+        raise _BadRequest(
+            f"{where}.{name}: expected one of {', '.join(EMPLOYMENT)}, got {orjson.dumps(value).decode()}"
+        )
+    # bool is an int subclass, but true/false is no measurement. orjson
+    # rejects NaN and infinities, so every number here is finite.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _BadRequest(f"{where}.{name}: expected a number, got {orjson.dumps(value).decode()}")
+    return float(value)
 
 
 def _row(index: int, instance: Any) -> list[float]:
@@ -166,12 +214,7 @@ def _row(index: int, instance: Any) -> list[float]:
         values = instance
     else:
         raise _BadRequest(f"{where}: expected a list of values or an object keyed by feature name")
-    for name, value in zip(FEATURES, values, strict=True):
-        # bool is an int subclass, but true/false is no measurement. orjson
-        # rejects NaN and infinities, so every number here is finite.
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _BadRequest(f"{where}.{name}: expected a number, got {orjson.dumps(value).decode()}")
-    return [float(v) for v in values]
+    return [_value(where, name, value) for name, value in zip(FEATURES, values, strict=True)]
 
 
 def _parse_instances(body: bytes) -> FloatArray:

@@ -1,9 +1,8 @@
 """Synthetic client traffic for the demo, sent through the sidecar's proxy port.
 
-Rows come from the training distribution, except that income drifts down by
-``drift_sd_per_minute`` standard deviations a minute (up to ``MAX_DRIFT_SD``),
-so the sidecar's drift monitors have something to find. Requests go out at a
-steady, bounded rate with a bounded number in flight, through
+Rows follow the :class:`~demo.scenario.Scenario`: drawn from the training
+distribution while it is calm, from the shifted mix after. Requests go out
+at a steady, bounded rate with a bounded number in flight, through
 :class:`~sidecar.upstream.client.UpstreamClient`, the project's one HTTP client.
 
 :class:`LabelFeedback` plays the business that learns, later, whether each
@@ -23,32 +22,34 @@ from time import perf_counter
 import numpy as np
 import orjson
 
-from demo.model_server import MODEL_NAME, FloatArray, default_probability, sample_features
+from demo.model_server import EMPLOYMENT, FEATURES, MODEL_NAME, FloatArray, default_probability, sample_features
+from demo.scenario import Scenario
 from sidecar.exceptions import UpstreamError
 from sidecar.upstream.client import UpstreamClient
 
 __all__ = ["PREDICT_PATH", "LabelFeedback", "TrafficGenerator", "TrafficStats", "instance"]
 
 PREDICT_PATH = f"/v1/models/{MODEL_NAME}:predict"
-MAX_DRIFT_SD = 2.0
 _HEADERS = [("content-type", "application/json")]
+_AGE = FEATURES.index("age")
 
 
-def instance(row: FloatArray) -> dict[str, float]:
+def instance(row: FloatArray) -> dict[str, float | str]:
     """One row as a KServe V1 instance keyed by feature name, rounded as a real client would send it."""
-    income, debt_ratio, age, credit_lines, late_payments = row.tolist()
+    income, debt_ratio, age, credit_lines, late_payments, employment = row.tolist()
     return {
         "income": round(income, 1),
         "debt_ratio": round(debt_ratio, 3),
         "age": int(age),
         "credit_lines": int(credit_lines),
         "late_payments": int(late_payments),
+        "employment": EMPLOYMENT[int(employment)],
     }
 
 
 @dataclass
 class TrafficStats:
-    """Running totals, plus latencies since the last :meth:`summary` (so memory stays bounded)."""
+    """Running totals, plus the latencies since the last :meth:`take_latencies` (so memory stays bounded)."""
 
     requests: int = 0
     rows: int = 0
@@ -57,18 +58,13 @@ class TrafficStats:
     labels_joined: int = 0
     latencies: list[float] = field(default_factory=list)
 
-    def summary(self, elapsed: float, drift: float) -> str:
-        """One line for the console; starts a new latency window."""
-        line = f"traffic: {elapsed:5.0f}s  {self.requests} requests ({self.requests / max(elapsed, 1e-9):.1f}/s)"
-        line += f"  {self.rows} rows  {self.errors} errors"
-        if self.latencies:
-            p50, p95 = np.percentile(self.latencies, [50, 95]) * 1000
-            line += f"  latency p50 {p50:.1f} ms p95 {p95:.1f} ms"
+    def take_latencies(self) -> tuple[float, float] | None:
+        """p50 and p99 of the latencies seen since the last call, in seconds (None if none); starts afresh."""
+        if not self.latencies:
+            return None
+        p50, p99 = np.percentile(self.latencies, [50, 99])
         self.latencies.clear()
-        line += f"  income drift {drift:+.2f} sd"
-        if self.labels_posted:
-            line += f"  labels {self.labels_joined}/{self.labels_posted} joined"
-        return line
+        return float(p50), float(p99)
 
 
 class LabelFeedback:
@@ -131,27 +127,27 @@ class TrafficGenerator:
 
         client = UpstreamClient("http://127.0.0.1:8000", timeout=10, connect_timeout=2, max_connections=8)
         await client.open()
-        traffic = TrafficGenerator(client, rate=30, concurrency=8)
+        traffic = TrafficGenerator(client, Scenario(), rate=30, concurrency=8)
         await traffic.run(stop)  # until the asyncio.Event stop is set
-        print(traffic.stats.summary(traffic.elapsed, traffic.drift))
+        print(traffic.stats.requests, traffic.phase)
     """
 
     def __init__(
         self,
         client: UpstreamClient,
+        scenario: Scenario,
         *,
         rate: float = 30.0,
         concurrency: int = 8,
-        drift_sd_per_minute: float = 0.1,
         seed: int = 1,
         feedback: LabelFeedback | None = None,
     ) -> None:
         self._client = client
+        self.scenario = scenario
         self.feedback = feedback  # settable after construction: it shares this generator's stats
         self._sent = 0
         self._interval = 1.0 / rate
         self._concurrency = concurrency
-        self._drift_per_second = drift_sd_per_minute / 60.0
         self._rng = np.random.default_rng(seed)
         self._started = perf_counter()
         self.stats = TrafficStats()
@@ -161,9 +157,8 @@ class TrafficGenerator:
         return perf_counter() - self._started
 
     @property
-    def drift(self) -> float:
-        """The current shift of the income mean, in standard deviations (negative: poorer applicants)."""
-        return -min(self.elapsed * self._drift_per_second, MAX_DRIFT_SD)
+    def phase(self) -> str:
+        return self.scenario.phase(self.elapsed)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Send requests until ``stop`` is set, then wait for those in flight."""
@@ -180,10 +175,19 @@ class TrafficGenerator:
                 next_at = max(next_at + self._interval, loop.time())
                 await asyncio.sleep(next_at - loop.time())
 
+    def _rows(self) -> tuple[FloatArray, FloatArray]:
+        """The applicants of one request, and the rows as sent (with the shifted form's age 0 in some)."""
+        mix = self.scenario.mix(self.elapsed)
+        n = int(self._rng.integers(1, 5))
+        rows = sample_features(self._rng, n, income_shift=mix.income_shift, employment_shares=mix.employment_shares)
+        sent = rows.copy()
+        sent[self._rng.random(n) < mix.age_zero_share, _AGE] = 0.0
+        return rows, sent
+
     async def _send(self, slots: asyncio.Semaphore) -> None:
         try:
-            rows = sample_features(self._rng, int(self._rng.integers(1, 5)), income_shift=self.drift)
-            body = orjson.dumps({"instances": [instance(row) for row in rows]})
+            rows, sent = self._rows()
+            body = orjson.dumps({"instances": [instance(row) for row in sent]})
             self._sent += 1
             request_id = f"demo-{self._sent}"
             start = perf_counter()
@@ -200,6 +204,7 @@ class TrafficGenerator:
             if ok:
                 self.stats.latencies.append(perf_counter() - start)
                 if self.feedback is not None:
+                    # The outcome depends on the applicant's real age, not on the 0 the form sent.
                     self.feedback.predicted(request_id, rows)
             else:
                 self.stats.errors += 1

@@ -1,22 +1,35 @@
-"""The ``make demo`` stack: the model server in-process, then ``python -m demo`` end to end."""
+"""The ``make demo`` stack: the model server in-process, the demo's parts, then ``python -m demo`` end to end.
+
+The end-to-end tests run the demo as ``make demo`` does: ``python -m demo``
+from the checkout, on the runtime venv (``SIDECAR_RUNTIME_VENV``, which
+``make test`` sets) or, run alone, on this interpreter;
+``test_the_demo_imports_no_dev_only_package`` holds the demo to the runtime
+dependencies either way.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
 import pytest
 
+from demo.environment import DEMO_RULES, Timings, alert_rules, sidecar_environment
 from demo.model_server import (
+    EMPLOYMENT,
+    EMPLOYMENT_SHARES,
     FEATURES,
     INCOME_MEAN,
     INCOME_STD,
@@ -27,8 +40,15 @@ from demo.model_server import (
     serve,
     train_model,
 )
+from demo.scenario import SHIFT, Scenario
+from demo.summary import alerts_part, drift_part, quality_part
 from demo.traffic import PREDICT_PATH, instance
+from demo.training import train
+from sidecar.alerting.rules import default_rules, load_rules
+from sidecar.config import Settings
+from sidecar.reference import load_profile
 from tests.http import RawResponse, raw_request, scrape
+from tests.test_installed import DEV_ONLY
 
 pytestmark = pytest.mark.anyio
 
@@ -51,7 +71,7 @@ async def test_predictions_are_probabilities_that_beat_chance() -> None:
     # Fresh data from another seed than the training set's.
     x, y = make_dataset(np.random.default_rng(12345), 500)
     async with model_server() as port:
-        response = await predict(port, orjson.dumps({"instances": x.tolist()}))
+        response = await predict(port, orjson.dumps({"instances": [instance(row) for row in x]}))
     assert response.status == 200
     probabilities = np.array(orjson.loads(response.body)["predictions"])
     assert probabilities.shape == (500, 2)
@@ -87,17 +107,34 @@ async def test_instances_keyed_by_name_equal_instances_in_order() -> None:
         (b"{not json", "not valid JSON"),
         (b"[[1, 2, 3, 4, 5]]", '{"instances": [...]}'),
         (b'{"instances": []}', "at least one instance"),
-        (b'{"instances": [[1, 2]]}', "instances[0]: expected 5 values"),
+        (b'{"instances": [[1, 2]]}', "instances[0]: expected 6 values"),
         (b'{"instances": [{"income": 50, "height": 2}]}', "missing ['debt_ratio'"),
         (
-            b'{"instances": [[50, 0.3, 40, 4, 0], [50, 0.3, "40", 4, 0]]}',
+            b'{"instances": [[50, 0.3, 40, 4, 0, "retired"], [50, 0.3, "40", 4, 0, "retired"]]}',
             'instances[1].age: expected a number, got "40"',
         ),
-        (b'{"instances": [[50, 0.3, 40, true, 0]]}', "instances[0].credit_lines: expected a number"),
-        (b'{"instances": ["50, 0.3, 40, 4, 0"]}', "instances[0]: expected a list of values or an object"),
-        (orjson.dumps({"instances": [[50, 0.3, 40, 4, 0]] * 1025}), "at most 1024 instances"),
+        (b'{"instances": [[50, 0.3, 40, true, 0, "retired"]]}', "instances[0].credit_lines: expected a number"),
+        (
+            b'{"instances": [[50, 0.3, 40, 4, 0, "astronaut"]]}',
+            'instances[0].employment: expected one of salaried, self_employed, retired, unemployed, got "astronaut"',
+        ),
+        (b'{"instances": [[50, 0.3, 40, 4, 0, 1]]}', "instances[0].employment: expected one of"),
+        (b'{"instances": ["50, 0.3, 40, 4, 0, retired"]}', "instances[0]: expected a list of values or an object"),
+        (orjson.dumps({"instances": [[50, 0.3, 40, 4, 0, "retired"]] * 1025}), "at most 1024 instances"),
     ],
-    ids=["not-json", "not-object", "empty", "short-row", "wrong-keys", "string", "bool", "row-type", "too-many"],
+    ids=[
+        "not-json",
+        "not-object",
+        "empty",
+        "short-row",
+        "wrong-keys",
+        "string",
+        "bool",
+        "unknown-category",
+        "category-code",
+        "row-type",
+        "too-many",
+    ],
 )
 async def test_malformed_input_is_a_400_that_says_what_is_wrong(body: bytes, message: str) -> None:
     async with model_server() as port:
@@ -108,7 +145,7 @@ async def test_malformed_input_is_a_400_that_says_what_is_wrong(body: bytes, mes
 
 async def test_unknown_model_is_a_404() -> None:
     async with model_server() as port:
-        response = await predict(port, b'{"instances": [[50, 0.3, 40, 4, 0]]}', "/v1/models/other:predict")
+        response = await predict(port, b'{"instances": [[50, 0.3, 40, 4, 0, "retired"]]}', "/v1/models/other:predict")
     assert response.status == 404
     assert "other" in orjson.loads(response.body)["error"]
 
@@ -121,6 +158,113 @@ def test_income_shift_moves_only_income() -> None:
     assert shifted[:, income].mean() == pytest.approx(INCOME_MEAN - INCOME_STD, abs=0.5)
     others = [i for i in range(len(FEATURES)) if i != income]
     np.testing.assert_array_equal(base[:, others], shifted[:, others])
+
+
+def test_employment_shares_move_only_employment() -> None:
+    base = sample_features(np.random.default_rng(4), 20_000)
+    shifted = sample_features(np.random.default_rng(4), 20_000, employment_shares=SHIFT.employment_shares)
+    employment = FEATURES.index("employment")
+    for rows, shares in ((base, EMPLOYMENT_SHARES), (shifted, SHIFT.employment_shares)):
+        counts = np.bincount(rows[:, employment].astype(np.int64), minlength=len(EMPLOYMENT))
+        np.testing.assert_allclose(counts / len(rows), shares, atol=0.01)
+    others = [i for i in range(len(FEATURES)) if i != employment]
+    np.testing.assert_array_equal(base[:, others], shifted[:, others])
+
+
+def test_the_scenario_is_calm_then_shifted_and_scales_with_speed() -> None:
+    scenario = Scenario.at_speed(5.0)
+    assert scenario.calm_seconds == pytest.approx(6.0)
+    assert (scenario.phase(5.9), scenario.mix(5.9).age_zero_share) == ("calm", 0.0)
+    assert (scenario.phase(6.0), scenario.mix(6.0)) == ("shifted", SHIFT)
+    timings = Timings(5.0).environment()
+    assert timings["SIDECAR_DRIFT_WINDOW_SECONDS"] == "6"
+    assert timings["SIDECAR_EVAL_INTERVAL_SECONDS"] == "1"
+    # The sidecar takes no slice under a second; the window then still holds several.
+    assert Timings(10.0).environment()["SIDECAR_DRIFT_SLICE_SECONDS"] == "1"
+    assert Settings.from_env({"SIDECAR_UPSTREAM_URL": "http://127.0.0.1:1", **Timings(10.0).environment()})
+
+
+def test_the_reference_profiles_the_training_data_with_its_baseline(tmp_path: Path) -> None:
+    trained = train(tmp_path, rows=5_000)
+    profile = load_profile(trained.reference)
+    assert list(profile.features) == list(FEATURES)
+    kinds = {name: distribution.kind for name, distribution in profile.features.items()}
+    assert kinds == {name: "categorical" if name == "employment" else "numeric" for name in FEATURES}
+    assert set(profile.features["employment"].categories) == set(EMPLOYMENT)
+    assert set(profile.outputs) == {"prediction", "confidence"}
+    assert profile.target is not None and profile.target.kind == "categorical"
+    assert 0.6 < profile.baseline["accuracy"] < 1.0
+    assert profile.features["age"].stats.min == 21
+
+
+def test_demo_rules_are_the_built_in_ones_with_short_for_and_scale_with_speed(tmp_path: Path) -> None:
+    rules = {rule.name: rule for rule in load_rules(DEMO_RULES)}
+    assert set(rules) == {rule.name for rule in default_rules()}
+    assert max(rule.for_seconds for rule in rules.values()) <= 60
+    scaled = {rule.name: rule for rule in load_rules(alert_rules(5.0, tmp_path))}
+    for name, rule in rules.items():
+        assert scaled[name].for_seconds == pytest.approx(rule.for_seconds / 5)
+        assert (scaled[name].condition, scaled[name].severity) == (rule.condition, rule.severity)
+    assert alert_rules(1.0, tmp_path) == DEMO_RULES
+
+
+def test_the_users_sidecar_settings_win_except_the_upstream() -> None:
+    defaults = {"SIDECAR_LOG_SINK": "file:/tmp/x.jsonl", "SIDECAR_DRIFT_MIN_SAMPLES": "100"}
+    user = {
+        "SIDECAR_LOG_SINK": "stdout",
+        "SIDECAR_DRIFT_MIN_SAMPLES": " ",  # empty counts as unset
+        "SIDECAR_UPSTREAM_URL": "http://model:8080",
+        "SIDECAR_SAMPLE_RATE": "0.5",
+        "HOME": "/root",
+    }
+    environment, notes = sidecar_environment(defaults, user, "http://127.0.0.1:5000")
+    assert environment == {
+        "SIDECAR_LOG_SINK": "stdout",
+        "SIDECAR_DRIFT_MIN_SAMPLES": "100",
+        "SIDECAR_SAMPLE_RATE": "0.5",
+        "SIDECAR_UPSTREAM_URL": "http://127.0.0.1:5000",
+    }
+    assert notes == [
+        "SIDECAR_UPSTREAM_URL from your environment is ignored: the demo proxies its own model server",
+        "your environment sets SIDECAR_LOG_SINK, over the demo's defaults",
+    ]
+
+
+def _feature(name: str, psi: float | None, verdict: str) -> dict[str, Any]:
+    return {"name": name, "verdict": verdict, "methods": [{"method": "psi", "score": psi}]}
+
+
+def test_summary_parts_name_the_top_drifted_feature_the_top_violation_and_the_alerts() -> None:
+    assert drift_part({"drift": None}) == "drift: waiting for data"
+    calm = [_feature("income", 0.03, "no_drift"), _feature("age", 0.05, "no_drift"), _feature("x", None, "n")]
+    assert drift_part({"drift": {"features": calm}}) == "drift: none (top age PSI 0.05)"
+    # A feature can drift by its test and effect size with a small PSI; the top one named is a drifted one.
+    shifted = [_feature("income", 0.9, "drift"), _feature("age", 0.06, "drift"), _feature("debt", 1.2, "no_drift")]
+    assert drift_part({"drift": {"features": shifted}}) == "drift: 2/3 features (top income PSI 0.90)"
+    violations = [
+        {"feature": "age", "check": "out_of_range", "count": 40},
+        {"feature": "income", "check": "type", "count": 2},
+        {"feature": "debt", "check": "missing", "count": 0},
+    ]
+    assert quality_part({"quality": {"violations": violations}}) == "quality: 42 (top age out_of_range)"
+    assert quality_part({"quality": {"violations": violations[2:]}}) == "quality: 0"
+    active = [{"alert": "feature_drift", "state": "pending"}, {"alert": "data_quality_major", "state": "firing"}]
+    assert alerts_part({"active": active}) == "firing: data_quality_major; 1 pending"
+    assert alerts_part({"active": active[:1]}) == "alerts: 1 pending"
+    assert alerts_part({"active": []}) == "alerts: none"
+
+
+def test_the_demo_imports_no_dev_only_package() -> None:
+    # A fresh interpreter: what the demo's modules pull in, and nothing the tests loaded.
+    probe = (
+        "import sys, demo.environment, demo.model_server, demo.scenario, demo.summary, demo.traffic, demo.training, "
+        "sidecar.server; print(*sorted({m.split('.')[0] for m in sys.modules}))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    loaded = set(result.stdout.split())
+    assert {"demo", "sidecar", "numpy", "starlette"} <= loaded
+    assert loaded.isdisjoint(DEV_ONLY)
 
 
 @dataclass
@@ -140,17 +284,25 @@ def _free_ports(n: int) -> list[int]:
         return [sock.getsockname()[1] for sock in socks]
 
 
+def _python() -> str:
+    """The interpreter ``make demo`` uses: the runtime venv's when ``make test`` names it."""
+    runtime = os.environ.get("SIDECAR_RUNTIME_VENV")
+    return str(Path(runtime).resolve() / "bin" / "python") if runtime else sys.executable
+
+
 @asynccontextmanager
-async def run_demo(seconds: float) -> AsyncIterator[Demo]:
+async def run_demo(seconds: float, **settings: str) -> AsyncIterator[Demo]:
     proxy_port, admin_port = _free_ports(2)
-    env = {
-        **os.environ,
+    # The user's SIDECAR_* would change the demo under test, as they are meant to change the real one.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("SIDECAR_")}
+    env |= {
         "DEMO_SECONDS": str(seconds),
         "DEMO_PROXY_PORT": str(proxy_port),
         "DEMO_ADMIN_PORT": str(admin_port),
+        **settings,
     }
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
+        _python(),
         "-m",
         "demo",
         cwd=ROOT,
@@ -181,6 +333,12 @@ async def wait_for_ok_requests(demo: Demo) -> float:
     return 0.0
 
 
+async def admin_json(demo: Demo, path: str) -> Any:
+    response = await raw_request(demo.admin_port, "GET", path)
+    assert response.status == 200, response
+    return orjson.loads(response.body)
+
+
 @pytest.mark.slow
 async def test_demo_serves_traffic_through_the_sidecar_then_stops_after_demo_seconds() -> None:
     async with run_demo(seconds=4) as demo:
@@ -192,15 +350,86 @@ async def test_demo_serves_traffic_through_the_sidecar_then_stops_after_demo_sec
     text = stdout.decode()
     assert f"http://127.0.0.1:{demo.proxy_port}{PREDICT_PATH}" in text
     assert f"http://127.0.0.1:{demo.admin_port}/metrics" in text
-    assert "stopping; traffic:" in text and " 0 errors" in text
+    assert "stopping: " in text and " 0 errors" in text
+    # Prediction logs go to a file, not to the terminal.
+    assert '"request_id"' not in text
 
 
 @pytest.mark.slow
-async def test_demo_stops_gracefully_on_sigint() -> None:
-    async with run_demo(seconds=0) as demo:
+async def test_demo_stops_gracefully_on_sigint_and_takes_the_users_sidecar_settings() -> None:
+    # The user asks for the prediction log on the terminal, over the demo's file.
+    async with run_demo(seconds=0, SIDECAR_LOG_SINK="stdout") as demo:
         async with asyncio.timeout(30):
             assert await wait_for_ok_requests(demo) > 0
             demo.process.send_signal(signal.SIGINT)
             stdout, stderr = await demo.output
     assert demo.process.returncode == 0, stderr.decode()
-    assert "stopping; traffic:" in stdout.decode()
+    text = stdout.decode()
+    assert "stopping: " in text
+    assert "demo: your environment sets SIDECAR_LOG_SINK, over the demo's defaults" in text
+    assert "  prediction log  stdout\n" in text
+    assert '"request_id"' in text
+
+
+@pytest.mark.slow
+async def test_a_bad_sidecar_setting_from_the_environment_stops_the_demo() -> None:
+    async with run_demo(seconds=0, SIDECAR_DRIFT_MIN_SAMPLES="many") as demo:
+        async with asyncio.timeout(30):
+            stdout, stderr = await demo.output
+    assert demo.process.returncode == 2, stdout.decode() + stderr.decode()
+    assert "SIDECAR_DRIFT_MIN_SAMPLES='many' is not valid" in stderr.decode()
+
+
+SPEED = 5.0
+# What the shift fires first: its quality violations and its feature drift.
+FIRST_ALERTS = {"data_quality_major", "feature_drift"}
+SUMMARY = re.compile(
+    r"^ *(?P<elapsed>\d+)s (?P<phase>calm|shifted) +(?P<requests>\d+) req [\d.]+/s (?P<errors>\d+) errors"
+    r"(?: p50 [\d.]+ms p99 [\d.]+ms)? \| (?P<drift>drift: [^|]+) \| (?P<quality>quality: [^|]+) \| (?P<alerts>.+)$"
+)
+
+
+@pytest.mark.slow
+async def test_the_demo_shows_drift_a_quality_violation_and_a_firing_alert_after_a_calm_phase() -> None:
+    # Five times faster than `make demo`: calm for 6 s, a 6 s window evaluated every second, `for` of 2-6 s.
+    drifted: list[str] = []
+    violations = 0
+    firing: list[str] = []
+    async with run_demo(seconds=0, DEMO_SPEED=str(SPEED)) as demo:
+        async with asyncio.timeout(60):
+            assert await wait_for_ok_requests(demo) > 0
+            while not (drifted and violations and FIRST_ALERTS & set(firing)):
+                assert not demo.output.done(), "the demo stopped early"
+                drift = (await admin_json(demo, "/api/v1/drift"))["drift"]
+                drifted = [f["name"] for f in drift["features"] if f["verdict"] == "drift"] if drift else []
+                quality = (await admin_json(demo, "/api/v1/quality"))["quality"]["violations"]
+                violations = next(v["count"] for v in quality if (v["feature"], v["check"]) == ("age", "out_of_range"))
+                alerts = (await admin_json(demo, "/api/v1/alerts"))["active"]
+                firing = [a["alert"] for a in alerts if a["state"] == "firing"]
+                await asyncio.sleep(0.5)
+            demo.process.send_signal(signal.SIGINT)
+            stdout, stderr = await demo.output
+    assert demo.process.returncode == 0, stderr.decode()
+    assert {"income", "employment"} <= set(drifted)
+    assert violations > 0
+    assert "serving_errors_high" not in firing
+
+    first, *rest = stdout.decode().splitlines()
+    assert first == f"ml-sidecar demo: status page http://127.0.0.1:{demo.admin_port}/"
+    lines = [match for line in rest if (match := SUMMARY.match(line.removeprefix("stopping: ")))]
+    calm = [m for m in lines if m["phase"] == "calm"]
+    shifted = [m for m in lines if m["phase"] == "shifted"]
+    # A line every second at this speed: several of each phase.
+    assert len(calm) >= 3 and len(shifted) >= 3, rest
+    assert all(m["errors"] == "0" for m in lines)
+    # While calm the traffic is like the training data: nothing drifts and nothing fires.
+    for m in calm:
+        assert m["drift"].startswith(("drift: none", "drift: waiting")), m[0]
+        assert m["alerts"] == "alerts: none", m[0]
+    last = shifted[-1]
+    assert re.match(r"drift: \d/6 features \(top (income|employment) PSI ", last["drift"]), last[0]
+    assert last["quality"].startswith("quality: ") and "(top age out_of_range)" in last["quality"], last[0]
+    assert last["alerts"].startswith("firing: "), last[0]
+    assert int(last["requests"]) > int(calm[-1]["requests"])
+    # Prediction logs go to a file, not to the terminal.
+    assert '"request_id"' not in stdout.decode()
