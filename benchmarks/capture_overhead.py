@@ -1,17 +1,23 @@
 """What does capture cost? The sidecar at sampling rates 0, 0.1 and 1.0 with the file sink, in one run.
 
 The same fast nginx upstream as ``proxy_overhead``; one sidecar per rate, each
-writing its prediction log to a file in the run's temporary directory. wrk
-drives each at 1 and 32 connections. Reported: req/s and CPU per request per
-rate; then, per rate r, its ratios to rate 0 measured in the same run
-(throughput at 32 connections, p50 and p99 at 1 connection) and the CPU each
-captured record costs, (CPU at rate r − CPU at rate 0) / r, also as a ratio
-to the CPU of proxying one request at rate 0.
+writing its prediction log to a file in the run's temporary directory, with
+its default monitoring (the store, quality, drift from a learned reference),
+in its default mode (``SIDECAR_MONITORING_PLANE=process``). wrk drives each at
+1 and 32 connections. The same run measures ``proxy_overhead``'s baselines:
+an nginx reverse proxy and the naive uvicorn + aiohttp proxy.
 
-No target is set for these ratios yet (the capture-latency work sets one),
-so they are printed without a verdict. The earlier absolute target, rate 1.0
-at 0.8x the throughput of rate 0, was set on another machine and is retired
-(docs/architecture.md, "Performance targets").
+Targets (issue 15), each against the same run's baseline:
+
+- p99 at 1 connection, rate 1.0: at most 1 ms above rate 0's;
+- p99 at 32 connections, rate 1.0: at most 2x rate 0's;
+- throughput at 32 connections: rate 1.0 at least 0.55x rate 0's, rate 0.1 at least 0.9x;
+- the proxy alone (rate 0, which turns capture off): throughput at least
+  0.30x nginx's, CPU per request at most 0.5x the naive proxy's.
+
+Also printed, without a target: CPU per captured record, and the share of
+the exchanges each sidecar kept that reached the monitors (the rest were
+dropped and counted, as a busy monitoring side must).
 
 Usage::
 
@@ -21,52 +27,99 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import sys
 import tempfile
+import time
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.proxy_overhead import (
+    _PROXY_SERVER,
     _UPSTREAM_SERVER,
     HOST,
     LATENCY_CONNECTIONS,
-    NO_TARGET,
+    NAIVE,
     RESPONSE_BODY,
     THROUGHPUT_CONNECTIONS,
     RunResult,
     _find,
     _free_port,
     _measure,
+    _naive,
     _nginx,
     _sidecar,
     _write_wrk_script,
 )
+from sidecar.prometheus import PREFIX
 
-__all__ = ["main", "ratios"]
+__all__ = ["Run", "main", "ratios", "targets"]
 
 RATES = (0.0, 0.1, 1.0)
 
 
-def run(duration: float, warmup: float) -> tuple[dict[float, list[RunResult]], dict[float, int]]:
-    """Measure each rate; also count the log lines each sidecar wrote, as a check that capture ran."""
-    results: dict[float, list[RunResult]] = {}
+@dataclass(frozen=True)
+class Run:
+    """One run: each rate's results, the baselines', and what each sidecar's capture did."""
+
+    rates: dict[float, list[RunResult]]
+    baselines: list[RunResult]  # nginx, and naive when aiohttp is installed
+    lines: dict[float, int]  # log lines written, after the sidecar stopped and flushed
+    kept: dict[float, float]  # exchanges the sampler kept, and of them...
+    dropped: dict[float, float]  # ...those dropped (counted) rather than monitored
+
+
+def _capture_counts(admin_port: int) -> tuple[float, float]:
+    """``mlsidecar_captures_total`` and the sum of ``mlsidecar_capture_dropped_total``, scraped."""
+    with urllib.request.urlopen(f"http://{HOST}:{admin_port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    captured = dropped = 0.0
+    for line in text.splitlines():
+        if line.startswith(PREFIX + "captures_total{"):
+            captured += float(line.rsplit(" ", 1)[1])
+        elif line.startswith(PREFIX + "capture_dropped_total{"):
+            dropped += float(line.rsplit(" ", 1)[1])
+    return captured + dropped, dropped
+
+
+def run(duration: float, warmup: float) -> Run:
+    """Measure the baselines, then each rate."""
+    rates: dict[float, list[RunResult]] = {}
     lines: dict[float, int] = {}
-    upstream_port = _free_port()
-    with tempfile.TemporaryDirectory(prefix="sidecar-capture-bench-") as name:
+    kept: dict[float, float] = {}
+    dropped: dict[float, float] = {}
+    baselines: list[RunResult] = []
+    upstream_port, nginx_port, naive_port = _free_port(), _free_port(), _free_port()
+    with tempfile.TemporaryDirectory(prefix="sidecar-capture-bench-") as name, contextlib.ExitStack() as stack:
         tmp = Path(name)
         script = _write_wrk_script(tmp)
         block = _UPSTREAM_SERVER.format(host=HOST, port=upstream_port, response=RESPONSE_BODY)
-        with _nginx(tmp, "upstream", block, upstream_port) as upstream_pid:
-            for rate in RATES:
-                log = tmp / f"predictions-{rate}.jsonl"
-                settings = {"SIDECAR_SAMPLE_RATE": str(rate), "SIDECAR_LOG_SINK": f"file:{log}"}
-                port = _free_port()
-                with _sidecar(tmp, upstream_port, port, settings) as pid:
-                    results[rate] = _measure(f"rate {rate:g}", port, pid, (upstream_pid, pid), script, duration, warmup)
-                # The sidecar has stopped and flushed its sink.
-                lines[rate] = sum(1 for _ in log.open("rb")) if log.exists() else 0
-    return results, lines
+        upstream_pid = stack.enter_context(_nginx(tmp, "upstream", block, upstream_port))
+        proxy_block = _PROXY_SERVER.format(host=HOST, port=nginx_port, upstream_port=upstream_port)
+        targets = [("nginx", nginx_port, stack.enter_context(_nginx(tmp, "proxy", proxy_block, nginx_port)))]
+        if importlib.util.find_spec("aiohttp") is not None:
+            targets.append((NAIVE, naive_port, stack.enter_context(_naive(tmp, upstream_port, naive_port))))
+        ours = (upstream_pid, *(pid for _, _, pid in targets))
+        for target, port, pid in targets:
+            baselines += _measure(target, port, pid, ours, script, duration, warmup)
+        for rate in RATES:
+            log = tmp / f"predictions-{rate}.jsonl"
+            admin_port = _free_port()
+            settings = {
+                "SIDECAR_SAMPLE_RATE": str(rate),
+                "SIDECAR_LOG_SINK": f"file:{log}",
+                "SIDECAR_ADMIN_PORT": str(admin_port),
+            }
+            port = _free_port()
+            with _sidecar(tmp, upstream_port, port, settings) as pid:
+                rates[rate] = _measure(f"rate {rate:g}", port, pid, (*ours, pid), script, duration, warmup)
+                time.sleep(1.0)  # the monitoring side's last batches, and its counters' next mirror
+                kept[rate], dropped[rate] = _capture_counts(admin_port)
+            lines[rate] = sum(1 for _ in log.open("rb")) if log.exists() else 0
+    return Run(rates, baselines, lines, kept, dropped)
 
 
 @dataclass(frozen=True)
@@ -101,33 +154,74 @@ def ratios(results: Mapping[float, Sequence[RunResult]]) -> dict[float, RateRati
     return out
 
 
-def report(results: dict[float, list[RunResult]], lines: dict[float, int]) -> str:
-    out = [f"{'rate':>5} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>10} {'other CPU':>9}"]
-    for rate, runs in results.items():
-        for r in runs:
-            out.append(
-                f"{rate:>5g} {r.connections:>5} {r.requests_per_second:>9.0f} {r.p50_ms:>8.3f} {r.p99_ms:>8.3f}"
-                f" {r.cpu_us_per_request:>10.1f} {r.other_cpu_cores:>9.2f}"
-            )
-    out += ["", f"each rate against rate 0 of the same run ({NO_TARGET}; the capture-latency work sets it):"]
-    for rate, measured in ratios(results).items():
+# The targets (see the module docstring).
+MAX_ADDED_P99_MS_AT_1 = 1.0
+MAX_P99_RATIO_AT_32 = 2.0
+MIN_THROUGHPUT = {1.0: 0.55, 0.1: 0.9}
+MIN_PROXY_TO_NGINX = 0.30
+MAX_PROXY_CPU_TO_NAIVE = 0.5
+
+
+def targets(run: Run) -> list[tuple[str, float, str, bool]]:
+    """Each target: what, the measured value, the bound as text, whether it is met."""
+    base_lo = _find(run.rates[0.0], "rate 0", LATENCY_CONNECTIONS)
+    base_hi = _find(run.rates[0.0], "rate 0", THROUGHPUT_CONNECTIONS)
+    full_lo = _find(run.rates[1.0], "rate 1", LATENCY_CONNECTIONS)
+    full_hi = _find(run.rates[1.0], "rate 1", THROUGHPUT_CONNECTIONS)
+    added = full_lo.p99_ms - base_lo.p99_ms
+    out = [
+        (f"rate 1 p99 at {LATENCY_CONNECTIONS} connection, ms above rate 0", added,
+         f"<= {MAX_ADDED_P99_MS_AT_1:g}", added <= MAX_ADDED_P99_MS_AT_1),
+        (f"rate 1 p99 at {THROUGHPUT_CONNECTIONS} connections / rate 0's", full_hi.p99_ms / base_hi.p99_ms,
+         f"<= {MAX_P99_RATIO_AT_32:g}", full_hi.p99_ms / base_hi.p99_ms <= MAX_P99_RATIO_AT_32),
+    ]  # fmt: skip
+    for rate, bound in MIN_THROUGHPUT.items():
+        ratio = _find(run.rates[rate], f"rate {rate:g}", THROUGHPUT_CONNECTIONS).requests_per_second
+        ratio /= base_hi.requests_per_second
+        out.append((f"rate {rate:g} throughput at {THROUGHPUT_CONNECTIONS} connections / rate 0's", ratio,
+                    f">= {bound:g}", ratio >= bound))  # fmt: skip
+    nginx = _find(run.baselines, "nginx", THROUGHPUT_CONNECTIONS)
+    ratio = base_hi.requests_per_second / nginx.requests_per_second
+    out.append(("proxy alone (rate 0) throughput / nginx's", ratio, f">= {MIN_PROXY_TO_NGINX:g}",
+                ratio >= MIN_PROXY_TO_NGINX))  # fmt: skip
+    naive = next((r for r in run.baselines if r.target == NAIVE and r.connections == THROUGHPUT_CONNECTIONS), None)
+    if naive is not None:
+        ratio = base_hi.cpu_us_per_request / naive.cpu_us_per_request
+        out.append(("proxy alone (rate 0) CPU per request / the naive proxy's", ratio,
+                    f"<= {MAX_PROXY_CPU_TO_NAIVE:g}", ratio <= MAX_PROXY_CPU_TO_NAIVE))  # fmt: skip
+    return out
+
+
+def report(run: Run) -> str:
+    out = [f"{'target':>8} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>10} {'other CPU':>9}"]
+    every = [*run.baselines, *(r for runs in run.rates.values() for r in runs)]
+    for r in every:
         out.append(
-            f"rate {rate:g}: throughput {measured.throughput:.3f}x at {THROUGHPUT_CONNECTIONS} connections;"
-            f" p50 {measured.p50:.2f}x, p99 {measured.p99:.2f}x at {LATENCY_CONNECTIONS} connection;"
-            f" CPU per captured record {measured.cpu_us_per_record:.1f} us"
-            f" = {measured.record_to_request:.2f}x the CPU of proxying a request"
+            f"{r.target:>8} {r.connections:>5} {r.requests_per_second:>9.0f} {r.p50_ms:>8.3f} {r.p99_ms:>8.3f}"
+            f" {r.cpu_us_per_request:>10.1f} {r.other_cpu_cores:>9.2f}"
         )
-    out.append("log lines written per rate: " + ", ".join(f"{r:g}: {n}" for r, n in lines.items()))
+    out += ["", "(a sidecar's CPU us/req is all its processes': the proxy, the fork server, the monitoring process)"]
+    out += ["", "targets, each against the same run:"]
+    for what, value, bound, met in targets(run):
+        out.append(f"  {what}: {value:.3f}  (target {bound}: {'met' if met else 'MISSED'})")
+    out += ["", "capture, per rate (no target):"]
+    for rate, measured in ratios(run.rates).items():
+        monitored = 1 - run.dropped[rate] / run.kept[rate] if run.kept[rate] else float("nan")
+        out.append(
+            f"  rate {rate:g}: CPU per captured record {measured.cpu_us_per_record:.1f} us"
+            f" = {measured.record_to_request:.2f}x the CPU of proxying a request;"
+            f" {run.kept[rate]:.0f} exchanges kept, {monitored:.1%} of them monitored, the rest dropped and counted;"
+            f" {run.lines[rate]} log lines"
+        )
     return "\n".join(out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.capture_overhead", description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured wrk run (default 10)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per rate (default 2)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per target (default 2)")
     args = parser.parse_args(argv)
-    results, lines = run(args.duration, args.warmup)
-    print(report(results, lines))
+    print(report(run(args.duration, args.warmup)))
     return 0
 
 

@@ -45,13 +45,15 @@ from sidecar.monitoring.evaluator import DataMonitors, DriftSettings, ReferenceS
 from sidecar.monitoring.learning import ReferenceLearner
 from sidecar.monitoring.metrics import DataMetrics
 from sidecar.performance import METRICS, PerformanceConfig
+from sidecar.plane.front import create_front_app
+from sidecar.plane.supervisor import MonitorLink
 from sidecar.prometheus import create_registry
 from sidecar.protocols import AdapterOptions
 from sidecar.quality import QualityMonitor, QualityRulesError, load_rules
 from sidecar.reference import ProfileError, ReferenceProfile, load_profile
 from sidecar.sampling import build_sampler
 from sidecar.serving.flags import Flags, fallback_gauge
-from sidecar.serving.metrics import ProxyMetrics
+from sidecar.serving.metrics import ProxyMetrics, ServingCounts
 from sidecar.serving.proxy import ProxyApp
 from sidecar.sinks import LogMetrics, Sink, build_sinks
 from sidecar.store import PredictionStore
@@ -67,6 +69,7 @@ __all__ = [
     "build_alerting",
     "build_components",
     "load_reference",
+    "register_monitoring",
 ]
 
 logger = logging.getLogger("sidecar")
@@ -125,17 +128,28 @@ class Assembly:
     metrics: ProxyMetrics
     client: UpstreamClient
     readiness: Readiness
-    components: Components
-    alerting: Alerting
+    capture: Capture  # the proxy's hand-off, in either mode
+    # Inline (SIDECAR_MONITORING_PLANE=inline): the monitoring objects, in this process.
+    components: Components | None
+    alerting: Alerting | None
+    # Process mode: the link to the monitoring process, which builds its own components.
+    monitor: MonitorLink | None
     outgoing: tuple[UpstreamClient, ...]
     proxy_app: ProxyApp
     admin_app: Starlette
 
 
 def assemble(settings: Settings) -> Assembly:
-    """Build every object of one sidecar from ``settings``; bad files raise start-up errors naming the variable."""
+    """Build every object of one sidecar from ``settings``; bad files raise start-up errors naming the variable.
+
+    With ``SIDECAR_MONITORING_PLANE=process`` (the default), the monitoring
+    components are built here too, but only to check the files they read, so
+    that a bad file still stops start-up with its message before anything
+    runs; the monitoring process builds its own (:mod:`sidecar.plane`).
+    """
     flags = Flags(fallback_available=settings.fallback_url is not None)
-    metrics = ProxyMetrics(settings.model_name, (PRIMARY, FALLBACK) if settings.fallback_url else (PRIMARY,))
+    variants = (PRIMARY, FALLBACK) if settings.fallback_url else (PRIMARY,)
+    metrics = ProxyMetrics(settings.model_name, variants)
     client = _upstream_client(settings, settings.upstream_url)
     fallback = None if settings.fallback_url is None else _upstream_client(settings, settings.fallback_url)
     readiness = Readiness(
@@ -145,26 +159,17 @@ def assemble(settings: Settings) -> Assembly:
         timeout=min(settings.upstream_timeout_seconds, _READY_PROBE_TIMEOUT),
     )
     parts = build_components(settings)
+    if settings.monitoring_plane == "process":
+        build_alerting(settings, parts, metrics, flags, PRIMARY)  # checks the alert rules file
+        return _assemble_serving(settings, flags, metrics, client, fallback, readiness, parts.capture, variants)
     alerting = build_alerting(settings, parts, metrics, flags, PRIMARY)
     registry = create_registry(settings.model_name, max_series=settings.metrics_max_series)
     model = settings.model_name
-    for collector in (
-        # The hot path's and the snapshots' own collectors, rendered at scrape time...
-        metrics,
-        parts.capture.metrics,
-        LogMetrics(model, parts.sinks),
-        DataMetrics(model, parts.monitors),
-        LabelMetrics(
-            parts.performance, parts.labels, parts.store, baseline=parts.baseline, trained_at=parts.trained_at
-        ),
-        alerting.metrics,
-        # ...and the cold prometheus-client metrics, every child bound when its owner was built.
-        parts.worker.metrics.errors,
-        parts.retrainer.metrics.triggers,
-        alerting.notifier.metrics.notifications,
-        fallback_gauge(model, flags),
-    ):
-        registry.register(collector)
+    # The hot path's own collector, and the cold gauge of the flag it follows...
+    registry.register(metrics)
+    registry.register(fallback_gauge(model, flags))
+    # ...and the monitoring side's.
+    register_monitoring(registry, parts, alerting, model)
     proxy_app = ProxyApp(
         client,
         metrics,
@@ -185,7 +190,79 @@ def assemble(settings: Settings) -> Assembly:
         labels_max_bytes=settings.labels_max_bytes,
     )
     outgoing = (*alerting.clients, *(c for c in (parts.webhook, fallback) if c is not None))
-    return Assembly(registry, flags, metrics, client, readiness, parts, alerting, outgoing, proxy_app, admin_app)
+    return Assembly(
+        registry,
+        flags,
+        metrics,
+        client,
+        readiness,
+        parts.capture,
+        parts,
+        alerting,
+        None,
+        outgoing,
+        proxy_app,
+        admin_app,
+    )
+
+
+def _assemble_serving(
+    settings: Settings,
+    flags: Flags,
+    metrics: ProxyMetrics,
+    client: UpstreamClient,
+    fallback: UpstreamClient | None,
+    readiness: Readiness,
+    capture: Capture,
+    variants: tuple[str, ...],
+) -> Assembly:
+    """The serving process of process mode: the proxy, the link to the monitoring process, the front admin app."""
+    link = MonitorLink(settings, capture, metrics, flags, variants)
+    # The serving process's families are bounded by HTTP itself (status codes, variants): none is ever
+    # cut, so mlsidecar_metrics_series_dropped comes from the monitoring process's registry alone.
+    registry = create_registry(settings.model_name, max_series=settings.metrics_max_series, report_cuts=False)
+    for collector in (metrics, fallback_gauge(settings.model_name, flags), link.restarts, link.up):
+        registry.register(collector)
+    proxy_app = ProxyApp(
+        client,
+        metrics,
+        capture,
+        variant=PRIMARY,
+        fallback=None if fallback is None else (fallback, FALLBACK, flags),
+        send_timeout=settings.send_timeout_seconds,
+    )
+    admin_app = create_front_app(
+        registry,
+        readiness,
+        flags,
+        link,
+        admin_token=settings.admin_token,
+        # The largest body an admin endpoint takes: labels; a flag's is 64 KiB.
+        body_max_bytes=max(settings.labels_max_bytes, 64 << 10),
+    )
+    outgoing = () if fallback is None else (fallback,)
+    return Assembly(
+        registry, flags, metrics, client, readiness, capture, None, None, link, outgoing, proxy_app, admin_app
+    )
+
+
+def register_monitoring(registry: CollectorRegistry, parts: Components, alerting: Alerting, model: str) -> None:
+    """Register the monitoring side's collectors, in whichever process it runs."""
+    for collector in (
+        # The snapshots' own collectors, rendered at scrape time...
+        parts.capture.metrics,
+        LogMetrics(model, parts.sinks),
+        DataMetrics(model, parts.monitors),
+        LabelMetrics(
+            parts.performance, parts.labels, parts.store, baseline=parts.baseline, trained_at=parts.trained_at
+        ),
+        alerting.metrics,
+        # ...and the cold prometheus-client metrics, every child bound when its owner was built.
+        parts.worker.metrics.errors,
+        parts.retrainer.metrics.triggers,
+        alerting.notifier.metrics.notifications,
+    ):
+        registry.register(collector)
 
 
 def load_reference(settings: Settings) -> tuple[ReferenceProfile | None, ReferenceStatus]:
@@ -359,7 +436,7 @@ def _build_labels(
 
 
 def build_alerting(
-    settings: Settings, parts: Components, metrics: ProxyMetrics, flags: Flags, variant: str
+    settings: Settings, parts: Components, metrics: ServingCounts, flags: Flags, variant: str
 ) -> Alerting:
     """The alert engine over the rules file (or the built-in defaults), its notifier, and the hooks."""
     if settings.alert_rules is None:

@@ -41,6 +41,8 @@ PREFIX = "SIDECAR_"
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
+MonitoringPlane = Literal["process", "inline"]
+MONITORING_PLANES: tuple[MonitoringPlane, ...] = get_args(MonitoringPlane)
 # What a missing, corrupt or mismatched reference profile does: stop start-up, or log and disable drift.
 ReferenceOnError = Literal["fail", "warn"]
 REFERENCE_ON_ERROR: tuple[ReferenceOnError, ...] = get_args(ReferenceOnError)
@@ -290,6 +292,9 @@ class Settings:
     admin_token: str | None = _env(_parse_text, None, secret=True)
     metrics_max_series: int = _env(_parse_int(100, 10_000_000), 20_000)
     log_level: LogLevel = _env(_parse_choice(LOG_LEVELS), "info")
+    # process: monitoring runs in a child process, off the proxy's loop and GIL (sidecar.plane);
+    # inline: on the proxy's own loop, for a pod limited to one CPU, where a second process gains nothing.
+    monitoring_plane: MonitoringPlane = _env(_parse_choice(MONITORING_PLANES), "process")
     # Capture: payload adapters.
     protocol: Protocol = _env(_parse_choice(PROTOCOLS), "auto")
     feature_names: tuple[str, ...] = _env(_parse_names, ())

@@ -75,15 +75,22 @@ def gauge(name: str, documentation: str, labelnames: Sequence[str]) -> Gauge:
     return Gauge(PREFIX + name, documentation, labelnames, registry=None)
 
 
-def create_registry(model: str, *, max_series: int) -> CollectorRegistry:
-    """A fresh registry with the process, platform and GC collectors, at most ``max_series`` series per family.
+def create_registry(
+    model: str, *, max_series: int, process: bool = True, report_cuts: bool = True
+) -> CollectorRegistry:
+    """A fresh registry, at most ``max_series`` series per family.
 
     Never the global ``REGISTRY``: tests and embedders get an isolated one.
+    With ``process``, it has the process, platform and GC collectors; with
+    ``report_cuts``, ``mlsidecar_metrics_series_dropped``. Where ``/metrics``
+    joins two registries' expositions (the serving and the monitoring
+    process), each of these families must come from one of them only.
     """
-    registry = CappedRegistry(model, max_series=max_series)
-    ProcessCollector(registry=registry)
-    PlatformCollector(registry=registry)
-    GCCollector(registry=registry)
+    registry = CappedRegistry(model, max_series=max_series, report_cuts=report_cuts)
+    if process:
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
     return registry
 
 
@@ -104,12 +111,13 @@ class CappedRegistry(CollectorRegistry):
         generate_latest(registry)  # at most 20,000 series of each family, plus the dropped gauge
     """
 
-    def __init__(self, model: str, *, max_series: int) -> None:
+    def __init__(self, model: str, *, max_series: int, report_cuts: bool = True) -> None:
         if max_series < 1:
             raise ValueError(f"max_series must be at least 1, not {max_series}")
         super().__init__(auto_describe=True)
         self.model = model
         self.max_series = max_series
+        self.report_cuts = report_cuts
         self._cut: dict[str, int] = {}  # family (as the text format names it) -> series cut from the last exposition
 
     def collect(self) -> Iterator[Metric]:
@@ -128,6 +136,8 @@ class CappedRegistry(CollectorRegistry):
                 cut[name] = dropped
             yield capped
         self._cut = cut
+        if not self.report_cuts:
+            return
         family = GaugeMetricFamily(
             PREFIX + "metrics_series_dropped",
             "Series left out of this exposition because their family has more than SIDECAR_METRICS_MAX_SERIES; "

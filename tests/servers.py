@@ -191,10 +191,15 @@ async def run_sidecar(upstream_url: str, env: Mapping[str, str] | None = None) -
             yield sidecar
 
 
+# SIDECAR_MONITORING_PLANE when a test does not set it; conftest's monitoring_plane fixture sets it per test.
+default_plane = "process"
+
+
 @asynccontextmanager
 async def _sidecar(upstream_url: str, env: Mapping[str, str]) -> AsyncIterator[Sidecar]:
     settings = Settings.from_env(
         {
+            "SIDECAR_MONITORING_PLANE": default_plane,
             "SIDECAR_UPSTREAM_URL": upstream_url,
             "SIDECAR_LISTEN_HOST": "127.0.0.1",
             "SIDECAR_LISTEN_PORT": "0",

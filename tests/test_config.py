@@ -202,6 +202,7 @@ def test_choices_are_literal_types_and_the_parser_allows_exactly_their_values(na
 RICH = {
     "SIDECAR_UPSTREAM_URL": " https://model.internal:8443/ ",
     "SIDECAR_LISTEN_HOST": "127.0.0.1",
+    "SIDECAR_MONITORING_PLANE": "inline",
     "SIDECAR_LISTEN_PORT": "8001",
     "SIDECAR_ADMIN_HOST": "::1",
     "SIDECAR_ADMIN_PORT": "9101",

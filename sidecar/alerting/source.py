@@ -35,7 +35,7 @@ from sidecar.alerting import Signals, rank_drift
 from sidecar.labels.evaluate import PerformanceEvaluator
 from sidecar.monitoring.evaluator import DataMonitors
 from sidecar.records import PredictionRecord
-from sidecar.serving.metrics import LATENCY_BUCKETS, ProxyMetrics
+from sidecar.serving.metrics import LATENCY_BUCKETS, ServingCounts
 
 __all__ = ["PERFORMANCE_SIGNALS", "SignalSource", "histogram_quantile"]
 
@@ -56,7 +56,7 @@ class SignalSource:
 
     def __init__(
         self,
-        metrics: ProxyMetrics,
+        metrics: ServingCounts,
         monitors: DataMonitors,
         performance: PerformanceEvaluator,
         *,

@@ -37,7 +37,8 @@ __all__ = ["Capture", "CaptureMetrics", "DEFAULT_QUEUE_MAX_BYTES", "DROP_REASONS
 logger = logging.getLogger("sidecar.capture.handoff")
 
 # error: a fault in the sampler itself (a bug); the exchange is lost, the response was already sent.
-DROP_REASONS = ("queue_full", "too_large", "parse_error", "error")
+# monitor_restart: handed to a monitoring process that ended before processing it (sidecar.plane).
+DROP_REASONS = ("queue_full", "too_large", "parse_error", "error", "monitor_restart")
 
 # SIDECAR_CAPTURE_QUEUE_MAX_BYTES's default. The example manifest gives the sidecar 256 MiB, of
 # which a loaded sidecar uses about 150 MiB before any queue backs up: 32 MiB here, plus each
@@ -78,6 +79,9 @@ class CaptureMetrics(Collector):
         self.strategy = strategy
         self.captured = 0
         self.dropped = dict.fromkeys(DROP_REASONS, 0)
+        # With a monitoring process, the drops the serving process counted (its
+        # request path, its queue), mirrored every second and added at exposition.
+        self.serving_dropped: dict[str, int] = {}
 
     def collect(self) -> Iterable[Metric]:
         captures = CounterMetricFamily(
@@ -91,10 +95,11 @@ class CaptureMetrics(Collector):
             "capture_dropped_total",
             "Exchanges the sampler kept but capture lost: queue_full (the queue's count or byte bound), "
             "too_large (body over the capture limit), "
-            "parse_error (the payload adapter could not read it), error (a fault in the sampler).",
+            "parse_error (the payload adapter could not read it), error (a fault in the sampler), "
+            "monitor_restart (lost with a monitoring process that ended).",
             self.model,
             "reason",
-            self.dropped,
+            {reason: n + self.serving_dropped.get(reason, 0) for reason, n in self.dropped.items()},
         )
 
 

@@ -15,8 +15,9 @@ never interleaves with an update.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from math import fsum
+from typing import Protocol
 
 import numpy as np
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -31,6 +32,8 @@ __all__ = [
     "Histogram",
     "RouteMetrics",
     "ProxyMetrics",
+    "RouteCounts",
+    "ServingCounts",
 ]
 
 # Seconds. Model servers answer in 1 ms (a linear model) to several seconds (a
@@ -47,6 +50,33 @@ PROXY_ERROR_REASONS: tuple[str, ...] = ("connect", "timeout", "protocol", "pool"
 # the work of one flush, and is large enough that numpy's per-call cost is
 # shared by many requests.
 _FLUSH_AT = 1024
+
+
+class BucketCounts(Protocol):
+    @property
+    def counts(self) -> Sequence[int]: ...
+
+
+class RouteCounts(Protocol):
+    """What readers of one route's counters need: status codes and request durations."""
+
+    @property
+    def codes(self) -> Mapping[int, int]: ...
+
+    @property
+    def duration(self) -> BucketCounts: ...
+
+
+class ServingCounts(Protocol):
+    """The Layer-1 counters as their readers see them, by variant.
+
+    :class:`ProxyMetrics` in the serving process, and its once-a-second
+    mirror in the monitoring process (:class:`sidecar.plane.mirror.ServingMirror`),
+    so that the alert signals and the status page read either the same way.
+    """
+
+    @property
+    def routes(self) -> Mapping[str, RouteCounts]: ...
 
 
 class Histogram:

@@ -108,7 +108,12 @@ async def test_model_is_the_first_label_of_every_family(tmp_path: Path) -> None:
     # The text format sorts labels by name, so the declared order shows only inside the process,
     # in the assembled registry (nothing started: no upstream needed).
     upstream = "http://127.0.0.1:9"
-    env = {"SIDECAR_UPSTREAM_URL": upstream, "SIDECAR_STATE_DIR": str(tmp_path / "state")}
+    # Inline: one registry holds every family (in process mode the monitoring families are in the other process).
+    env = {
+        "SIDECAR_UPSTREAM_URL": upstream,
+        "SIDECAR_STATE_DIR": str(tmp_path / "state"),
+        "SIDECAR_MONITORING_PLANE": "inline",
+    }
     built = assemble(Settings.from_env({**env, **_every_part(tmp_path, upstream)}))
     families = [family for family in built.registry.collect() if family.name.startswith("mlsidecar_")]
     assert _RELABELLED <= {family.name for family in families}
@@ -155,6 +160,7 @@ async def test_admin_paths_are_not_proxied(upstream: Upstream, sidecar: Sidecar)
     assert upstream.seen[-1].path == "/metrics"
 
 
+@pytest.mark.monitoring_inline  # reads the evaluator's snapshot object
 async def test_performance_renders_the_published_snapshot(sidecar: Sidecar) -> None:
     # Admin reads, never computes: the body is the evaluator's last snapshot as it was published.
     for _ in range(5):

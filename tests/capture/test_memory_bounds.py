@@ -25,7 +25,9 @@ from tests.http import raw_request, scrape
 from tests.servers import read_body, run_server, run_sidecar, run_upstream
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.anyio
+# These tests read the monitoring objects themselves (subscribers, snapshots, the store, the sinks), which
+# in the default process mode live in the monitoring process (tests/plane covers that path end to end).
+pytestmark = [pytest.mark.anyio, pytest.mark.monitoring_inline]
 
 Scope = dict[str, Any]
 KIB = 1 << 10

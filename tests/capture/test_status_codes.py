@@ -22,7 +22,9 @@ from tests.capture.workers import kserve_worker
 from tests.drift.helpers import numeric, profile
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.anyio
+# These tests read the monitoring objects themselves (subscribers, snapshots, the store, the sinks), which
+# in the default process mode live in the monitoring process (tests/plane covers that path end to end).
+pytestmark = [pytest.mark.anyio, pytest.mark.monitoring_inline]
 
 JSON = [(b"content-type", b"application/json")]
 
@@ -91,7 +93,13 @@ async def test_a_5xx_exchange_is_logged_with_its_status_and_features_and_feeds_n
     outcomes = await store.attach_labels([LabelItem("ok", None, 1), LabelItem("failed", None, 1)])
     assert [outcome.kind for outcome in outcomes] == ["joined", "unmatched"]
     await store.close(loop.time() + 5.0)
-    assert capture.metrics.dropped == {"queue_full": 0, "too_large": 0, "parse_error": 0, "error": 0}
+    assert capture.metrics.dropped == {
+        "queue_full": 0,
+        "too_large": 0,
+        "parse_error": 0,
+        "error": 0,
+        "monitor_restart": 0,
+    }
     registry = CollectorRegistry()
     registry.register(worker.metrics.errors)
     for stage in ("process", "subscriber"):

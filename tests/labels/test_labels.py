@@ -22,7 +22,9 @@ from sidecar.server import Sidecar
 from tests.http import raw_request, scrape
 from tests.servers import Scope, read_body, run_server, run_sidecar
 
-pytestmark = pytest.mark.anyio
+# These tests read the monitoring objects themselves (subscribers, snapshots, the store, the sinks), which
+# in the default process mode live in the monitoring process (tests/plane covers that path end to end).
+pytestmark = [pytest.mark.anyio, pytest.mark.monitoring_inline]
 
 TOKEN = "s3cret-token"
 AUTH = [("authorization", f"Bearer {TOKEN}"), ("content-type", "application/json")]

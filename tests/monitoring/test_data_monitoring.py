@@ -21,7 +21,9 @@ from sidecar.server import Sidecar
 from tests.http import raw_request, scrape
 from tests.servers import read_body, run_server, run_sidecar
 
-pytestmark = pytest.mark.anyio
+# These tests read the monitoring objects themselves (snapshots), which in the default process mode live
+# in the monitoring process (tests/plane covers that path end to end).
+pytestmark = [pytest.mark.anyio, pytest.mark.monitoring_inline]
 
 Scope = dict[str, Any]
 COUNTRIES = ("DE", "FR", "US")

@@ -1,0 +1,226 @@
+"""The monitoring process: capture worker, sinks, monitors, store, labels and alerts, off the proxy's CPU.
+
+The serving process starts it (:mod:`sidecar.plane.supervisor`) with two
+private sockets. Exchanges arrive on the data channel in batches and go
+straight to :meth:`CaptureWorker.process`; the kernel's socket buffer and
+the serving process's bounded hand-off are the queue, so a slow monitoring
+side makes the serving side drop and count, never wait. On the control
+channel it answers admin requests and scrapes, receives the Layer-1 mirror,
+and sends the alert hooks' actions back.
+
+It exits when the data channel ends: after an ``END`` message (a graceful
+stop: it drains within ``SIDECAR_FLUSH_TIMEOUT_SECONDS``) or at end of
+stream (the serving process is gone: it drains the same way, so a parent
+killed by the OOM killer still leaves complete log files).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from starlette.applications import Starlette
+
+from sidecar.admin.app import create_admin_app
+from sidecar.assembly import PRIMARY, Alerting, Components, build_alerting, build_components, register_monitoring
+from sidecar.config import Settings
+from sidecar.monitoring.evaluator import status_json
+from sidecar.plane import frames
+from sidecar.plane.asgi import call_app
+from sidecar.plane.mirror import MirrorFlags, RemoteSampler, ServingMirror
+from sidecar.prometheus import create_registry
+from sidecar.upstream.client import UpstreamClient
+
+__all__ = ["NICENESS", "main"]
+
+logger = logging.getLogger("sidecar.plane.monitor")
+
+# Under CPU contention the kernel then prefers the proxy (weight 1024 against 110), so
+# monitoring takes the CPU the proxy leaves; when there is none, its bounded queue
+# fills and the proxy drops and counts, as the capture contract has always said.
+NICENESS = 10
+_PROGRESS_SECONDS = 1.0
+
+
+def main(settings: Settings, data: socket.socket, control: socket.socket, variants: tuple[str, ...]) -> None:
+    """The process's entry point (a ``multiprocessing`` target)."""
+    with contextlib.suppress(OSError):
+        os.nice(NICENESS)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s[monitor]: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvicorn[standard] brings it
+        loop_factory = None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(MonitoringProcess(settings, variants).run(data, control))
+
+
+class MonitoringProcess:
+    """Everything the monitoring plane runs, wired to the serving process through two channels.
+
+    Usage (in the child process)::
+
+        await MonitoringProcess(settings, ("primary",)).run(data_socket, control_socket)
+    """
+
+    def __init__(self, settings: Settings, variants: tuple[str, ...]) -> None:
+        self.settings = settings
+        self.variants = variants
+        self.processed = 0
+        self._control: asyncio.StreamWriter | None = None
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        if self._control is not None and not self._control.is_closing():
+            self._control.write(frames.encode(message))
+
+    async def run(self, data_socket: socket.socket, control_socket: socket.socket) -> None:
+        data, _ = await asyncio.open_unix_connection(sock=data_socket)
+        control_reader, self._control = await asyncio.open_unix_connection(sock=control_socket)
+        s = self.settings
+        try:
+            parts = build_components(s)
+        except Exception as exc:  # the serving process validated these files; they changed since
+            self._send((frames.FAILED, str(exc)))
+            await self._control.drain()
+            return
+        mirror = ServingMirror(self.variants)
+        flags = MirrorFlags(
+            fallback_available=s.fallback_url is not None,
+            send=lambda name, value, source, reason: self._send((frames.FLAG, name, value, source, reason)),
+        )
+        parts.capture.sampler = RemoteSampler(
+            parts.capture.sampler, lambda reason, hold: self._send((frames.TRIGGER, reason, hold))
+        )
+        alerting = build_alerting(s, parts, mirror, flags, PRIMARY)
+        # The process_* and python_* families describe the serving process, whose registry has them.
+        registry = create_registry(s.model_name, max_series=s.metrics_max_series, process=False)
+        register_monitoring(registry, parts, alerting, s.model_name)
+        app = create_admin_app(
+            registry,
+            None,
+            parts.monitors,
+            parts.labels,
+            parts.performance,
+            alerting.engine,
+            flags,
+            admin_token=s.admin_token,
+            labels_max_bytes=s.labels_max_bytes,
+        )
+        outgoing = [*alerting.clients, *(c for c in (parts.webhook,) if c is not None)]
+        loop = asyncio.get_running_loop()
+        try:
+            for sink in parts.sinks:
+                await sink.start()
+            await parts.store.start()
+            for client in outgoing:
+                await client.open()
+        except Exception as exc:
+            self._send((frames.FAILED, str(exc)))
+            await self._control.drain()
+            await self._close(parts, alerting, outgoing, [], loop.time())
+            return
+        # What was built at start-up lives as long as the process: the cyclic collector need not
+        # walk it again. Without this, a full collection of the monitors' heap took 44 ms.
+        gc.freeze()
+
+        def on_control(message: tuple[Any, ...]) -> None:
+            kind = message[0]
+            if kind == frames.SERVING:
+                state = message[1]
+                mirror.update(state)
+                flags.mirror(state)
+                parts.capture.metrics.serving_dropped = state.dropped
+            elif kind == frames.CALL:
+                _, call_id, what, payload = message
+                tasks.add(loop.create_task(self._answer(call_id, what, payload, app, registry)))
+
+        tasks: set[asyncio.Task[None]] = set()
+        background = [
+            loop.create_task(parts.monitors.run(s.eval_interval_seconds), name="evaluator"),
+            loop.create_task(parts.performance.run(s.eval_interval_seconds), name="performance"),
+            loop.create_task(alerting.runner.run(s.eval_interval_seconds), name="alerts"),
+            loop.create_task(alerting.notifier.run(), name="alert-notifier"),
+            loop.create_task(self._read_control(control_reader, on_control), name="control"),
+            loop.create_task(self._report(parts), name="progress"),
+        ]
+        self._send((frames.READY,))
+        # The data channel: batches until END or the end of the stream.
+        worker = parts.worker
+        while True:
+            message = await frames.read_frame(data)
+            if message is None or message[0] == frames.END:
+                break
+            batch = message[1]
+            try:
+                worker.process(batch)
+            except Exception:  # process() already fails open per exchange; this is a bug
+                logger.exception("monitoring: a batch failed; continuing")
+            self.processed += len(batch)
+            # Let scrapes, admin calls and the evaluator in between batches.
+            await asyncio.sleep(0)
+        deadline = loop.time() + s.flush_timeout_seconds
+        self._send((frames.PROGRESS, self.processed, self._status(parts)))
+        await self._close(parts, alerting, outgoing, [*background, *tasks], deadline)
+
+    async def _close(
+        self,
+        parts: Components,
+        alerting: Alerting,
+        outgoing: list[UpstreamClient],
+        tasks: list[asyncio.Task[None]],
+        deadline: float,
+    ) -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await parts.monitors.close()
+        await asyncio.gather(*(sink.close(deadline) for sink in parts.sinks))
+        await parts.store.close(deadline)
+        await parts.retrainer.close(deadline)
+        await alerting.notifier.close(deadline)
+        for client in outgoing:
+            await client.close()
+        if self._control is not None:
+            self._control.close()
+
+    @staticmethod
+    async def _read_control(reader: asyncio.StreamReader, handle: Callable[[tuple[Any, ...]], None]) -> None:
+        while (message := await frames.read_frame(reader)) is not None:
+            handle(message)
+
+    async def _answer(self, call_id: int, what: str, payload: Any, app: Starlette, registry: CollectorRegistry) -> None:
+        try:
+            if what == "metrics":
+                encoder, content_type = choose_encoder(payload)
+                reply: Any = (encoder(registry), content_type)
+            else:
+                reply = await call_app(app, *payload)
+        except Exception as exc:
+            logger.exception("monitoring: answering a %s call failed", what)
+            reply = exc.__class__.__name__
+        self._send((frames.REPLY, call_id, reply))
+
+    def _status(self, parts: Components) -> dict[str, Any]:
+        return {"reference": status_json(parts.monitors.snapshot.reference)}
+
+    async def _report(self, parts: Components) -> None:
+        # How far processing got (what a crash would lose is what was sent after this), and the
+        # reference status /readyz shows.
+        while True:
+            self._send((frames.PROGRESS, self.processed, self._status(parts)))
+            await asyncio.sleep(_PROGRESS_SECONDS)
