@@ -1,0 +1,420 @@
+"""The rows of the ml-sidecar dashboard, top to bottom; :mod:`tools.dashboard` lays them out.
+
+Each function returns one row's panels in order. See :mod:`tools.dashboard` for what each row
+shows and why drift is read from the recording rules only.
+"""
+
+from __future__ import annotations
+
+from tools.panels import MODEL, PanelBuilder, Steps, graph, listing, quantile, rate, ratio, single, states
+
+__all__ = ["ROWS"]
+
+PSI = "model_feature:mlsidecar_feature_psi:fleet1h"
+
+# The verdicts' thresholds (docs/architecture.md, "Statistics"): moderate above 0.1, drift above 0.2.
+PSI_STEPS: Steps = ((None, "green"), (0.1, "yellow"), (0.2, "red"))
+
+
+def serving() -> list[PanelBuilder]:
+    """Layer 1: rate, latency percentiles and errors, from the proxy's own counters."""
+    requests = "mlsidecar_requests_total"
+    errors, everything = rate(requests, ',code=~"5.."'), rate(requests)
+    return [
+        single(
+            "Replicas",
+            "Sidecars exporting this model now: one per model-server pod.",
+            (f"count(mlsidecar_requests_in_flight{{{MODEL}}})", "replicas"),
+            unit="none",
+        ),
+        single(
+            "Requests",
+            "Requests per second through every sidecar of the model.",
+            (f"sum({everything})", "requests/s"),
+            unit="reqps",
+        ),
+        single(
+            "5xx share",
+            "Share of the requests answered with a 5xx (the proxy's own 502, 503 and 504 included), all sidecars.",
+            (ratio(f"sum({errors})", f"sum({everything})"), "5xx"),
+            unit="percentunit",
+            steps=((None, "green"), (0.05, "yellow"), (0.5, "red")),
+        ),
+        single(
+            "Client latency p99",
+            "99th percentile of the latency the clients see, all sidecars together.",
+            (quantile(0.99, "mlsidecar_request_duration_seconds"), "p99"),
+            unit="s",
+        ),
+        single(
+            "Since the last request",
+            "Seconds since the most recent request any sidecar of the model served.",
+            (f"time() - max(mlsidecar_last_request_timestamp_seconds{{{MODEL}}})", "idle"),
+            unit="s",
+        ),
+        single(
+            "Fallback model",
+            "use_fallback_model: traffic goes to SIDECAR_FALLBACK_URL while it is set on any sidecar.",
+            (f"max(mlsidecar_fallback_active{{{MODEL}}})", "fallback"),
+            unit="none",
+            mappings={"0": ("off", "green"), "1": ("ON", "red")},
+        ),
+        graph(
+            "Requests by status code",
+            "Requests per second by the status the client received (499: the client went away).",
+            [(f"sum by (code) ({everything})", "{{code}}")],
+            unit="reqps",
+        ),
+        graph(
+            "Latency",
+            "Client latency percentiles, and the upstream's p99 (request sent to response end): the gap is "
+            "the sidecar and the network.",
+            [
+                (quantile(0.5, "mlsidecar_request_duration_seconds"), "p50"),
+                (quantile(0.9, "mlsidecar_request_duration_seconds"), "p90"),
+                (quantile(0.99, "mlsidecar_request_duration_seconds"), "p99"),
+                (quantile(0.99, "mlsidecar_upstream_duration_seconds"), "p99 upstream"),
+            ],
+            unit="s",
+        ),
+        graph(
+            "5xx share per sidecar",
+            "The serving_errors_high alert (P1) fires above 0.5 for one sidecar, over 5 minutes.",
+            [(ratio(f"sum by (instance) ({errors})", f"sum by (instance) ({everything})"), "{{instance}}")],
+            unit="percentunit",
+            steps=((None, "green"), (0.5, "red")),
+        ),
+        graph(
+            "Proxy errors by reason",
+            "Requests the sidecar could not forward or finish: connect, timeout, protocol (a broken upstream "
+            "response), pool (no free upstream connection), client_stall (a client that stopped reading).",
+            [(f"sum by (reason) ({rate('mlsidecar_proxy_errors_total')})", "{{reason}}")],
+            unit="reqps",
+        ),
+        graph(
+            "Requests in flight and open connections",
+            "Requests being served, and client connections open on each port.",
+            [
+                (f"sum(mlsidecar_requests_in_flight{{{MODEL}}})", "in flight"),
+                (f"sum by (port) (mlsidecar_connections_open{{{MODEL}}})", "open connections ({{port}})"),
+            ],
+            unit="none",
+            span=8,
+        ),
+        graph(
+            "Connections closed by a limit",
+            "Connections the limits closed (Limits and hardening in the README): oversized or slow request "
+            "heads, evictions and refusals past the connection limit.",
+            [(f"sum by (port, reason) ({rate('mlsidecar_connections_closed_total')})", "{{port}} {{reason}}")],
+            unit="cps",
+            span=8,
+        ),
+        graph(
+            "Body sizes (p50, p99)",
+            "Request and response body sizes.",
+            [
+                (quantile(0.5, "mlsidecar_request_size_bytes"), "request p50"),
+                (quantile(0.99, "mlsidecar_request_size_bytes"), "request p99"),
+                (quantile(0.5, "mlsidecar_response_size_bytes"), "response p50"),
+                (quantile(0.99, "mlsidecar_response_size_bytes"), "response p99"),
+            ],
+            unit="bytes",
+            span=8,
+        ),
+    ]
+
+
+def capture() -> list[PanelBuilder]:
+    """What was captured, and every place a capture or a log row can be dropped."""
+    return [
+        graph(
+            "Captured exchanges by strategy",
+            "Exchanges the sampler kept, per second.",
+            [(f"sum by (strategy) ({rate('mlsidecar_captures_total')})", "{{strategy}}")],
+            unit="reqps",
+            span=8,
+        ),
+        graph(
+            "Capture drops by reason",
+            "Exchanges not captured: queue_full (the capture queue or the in-flight budget, in items or "
+            "bytes), too_large (a body over SIDECAR_CAPTURE_MAX_BYTES), parse_error, error. The responses "
+            "are unaffected.",
+            [(f"sum by (reason) ({rate('mlsidecar_capture_dropped_total')})", "{{reason}}")],
+            unit="reqps",
+            span=8,
+        ),
+        graph(
+            "Prediction-log records by sink and outcome",
+            "Rows written, dropped (a full sink queue) or failed, per sink.",
+            [(f"sum by (sink, outcome) ({rate('mlsidecar_log_records_total')})", "{{sink}} {{outcome}}")],
+            unit="rps",
+            span=8,
+        ),
+        graph(
+            "Prediction store rows",
+            "Stored predictions that delayed labels can join, summed over the replicas (each has its own store).",
+            [(f"sum(mlsidecar_prediction_store_rows{{{MODEL}}})", "rows")],
+            unit="short",
+            span=6,
+        ),
+        graph(
+            "Prediction store: evicted, dropped, failed",
+            "Rows evicted (TTL, max rows), exchanges dropped before the store (buffer full, shutdown) and "
+            "failed writes.",
+            [
+                (f"sum by (reason) ({rate('mlsidecar_prediction_store_evicted_total')})", "evicted {{reason}}"),
+                (f"sum by (reason) ({rate('mlsidecar_prediction_store_dropped_total')})", "dropped {{reason}}"),
+                (f"sum by (kind) ({rate('mlsidecar_prediction_store_failures_total')})", "failed {{kind}}"),
+            ],
+            unit="rps",
+            span=7,
+        ),
+        graph(
+            "Monitoring faults",
+            "Faults inside the monitoring, by stage; each is counted and never reaches a response.",
+            [(f"sum by (stage) ({rate('mlsidecar_monitor_errors_total')})", "{{stage}}")],
+            unit="ops",
+            span=7,
+        ),
+        single(
+            "Series cut from /metrics",
+            "Series left out of the last scrape because their family has more than SIDECAR_METRICS_MAX_SERIES, "
+            "by family, summed over the replicas. Panels that read a cut family are incomplete.",
+            (f"sum by (family) (mlsidecar_metrics_series_dropped{{{MODEL}}})", "{{family}}"),
+            unit="none",
+            steps=((None, "green"), (1, "red")),
+            no_value="none cut",
+        ),
+    ]
+
+
+def drift() -> list[PanelBuilder]:
+    """Fleet-wide drift from the recording rules, with the inputs of their guards."""
+    features = f'{MODEL},feature=~"$feature"'
+    return [
+        graph(
+            "Fleet PSI by feature",
+            "PSI of each feature over the last hour, computed by the recording rules from the per-bin counters "
+            "summed over every replica; never the average of the replicas' PSI. Absent below 200 observations "
+            "and while replicas disagree on the reference version. Moderate above 0.1, drift above 0.2.",
+            [(f"{PSI}{{{features}}}", "{{feature}}")],
+            unit="none",
+            span=16,
+            steps=PSI_STEPS,
+        ),
+        single(
+            "Drifted features (fleet)",
+            "Share of the features with a fleet PSI above 0.2, among those with a fleet PSI.",
+            (ratio(f"count({PSI}{{{MODEL}}} > 0.2)", f"count({PSI}{{{MODEL}}})"), "drifted"),
+            unit="percentunit",
+            steps=((None, "green"), (0.01, "yellow"), (0.5, "red")),
+        ),
+        single(
+            "Reference versions in the window",
+            "Reference profile versions the replicas reported over the last hour. Above 1 (a profile rollout, "
+            "or learned references) the fleet PSI is withheld: bins differ between versions.",
+            (f"model:mlsidecar_reference_versions:count1h{{{MODEL}}}", "versions"),
+            unit="none",
+            steps=((None, "green"), (2, "red")),
+        ),
+        graph(
+            "Which bins drift: PSI term per bin",
+            "Each reference bin's term (cur - ref) * ln(cur / ref) of the fleet PSI; the PSI is their sum.",
+            [(f"model_feature_bin:mlsidecar_feature_psi_contribution:fleet1h{{{features}}}", "{{feature}} {{bin}}")],
+            unit="none",
+        ),
+        graph(
+            "Bin shares: last hour against the reference",
+            "The fleet's share of each bin over the last hour, and the reference profile's share.",
+            [
+                (f"model_feature_bin:mlsidecar_feature_bin_share:ratio1h{{{features}}}", "{{feature}} {{bin}}"),
+                (
+                    f"model_feature_bin:mlsidecar_feature_reference_bin_ratio:max{{{features}}}",
+                    "{{feature}} {{bin}} reference",
+                ),
+            ],
+            unit="percentunit",
+        ),
+        graph(
+            "Observations in the window",
+            "Weighted observations per feature over the last hour, all replicas: the fleet PSI needs 200.",
+            [(f"model_feature:mlsidecar_feature_observations:increase1h{{{features}}}", "{{feature}}")],
+            unit="short",
+            steps=((None, "red"), (200, "green")),
+        ),
+        graph(
+            "Output drift (PSI), worst replica",
+            "PSI of the prediction, the confidence and the labels. Their bins are not exported, so there is no "
+            "fleet rule: this is the largest replica's PSI, never an average.",
+            [(f'max by (output) (mlsidecar_prediction_drift_score{{{MODEL},method="psi"}})', "{{output}}")],
+            unit="none",
+            steps=PSI_STEPS,
+        ),
+    ]
+
+
+def quality() -> list[PanelBuilder]:
+    """Data-quality violations, per record as the alert reads them, by check and by feature."""
+    violations = "mlsidecar_data_quality_violations_total"
+    per_record = rate(violations, ',feature!="__all__"')
+    return [
+        graph(
+            "Violations per captured record",
+            "Schema and value violations per captured record, all replicas; volume checks (feature __all__) "
+            "count per slice and are left out. data_quality_major (P2) fires above 0.1 over 10 minutes.",
+            [
+                (
+                    f"sum({per_record}) / sum({rate('mlsidecar_quality_records_total')})",
+                    "violations per record",
+                )
+            ],
+            unit="none",
+            span=8,
+            steps=((None, "green"), (0.1, "red")),
+        ),
+        graph(
+            "Violations by check",
+            "Violations per second by check: missing, unexpected, type, null, out_of_range, unseen_category, "
+            "negative; volume_low, volume_high and missing_period per slice.",
+            [(f"sum by (check) ({rate(violations)})", "{{check}}")],
+            unit="ops",
+            span=8,
+        ),
+        graph(
+            "Captured records checked",
+            "Records per second the quality checks saw: the denominator of the violations per record.",
+            [(f"sum({rate('mlsidecar_quality_records_total')})", "records/s")],
+            unit="rps",
+            span=8,
+        ),
+        listing(
+            "Features with violations, last hour",
+            "The ten feature and check pairs with the most violations over the last hour, all replicas.",
+            [(f"topk(10, sum by (feature, check) (increase({violations}{{{MODEL}}}[1h])) > 0)", "")],
+            span=24,
+        ),
+    ]
+
+
+def performance() -> list[PanelBuilder]:
+    """Performance from joined labels, per replica, and the labels themselves."""
+    accuracy, baseline = "mlsidecar_model_performance", "mlsidecar_model_performance_baseline"
+    delays = f"increase(mlsidecar_label_delay_seconds_bucket{{{MODEL}}}[1h])"
+    return [
+        graph(
+            "Performance per replica",
+            "Metrics from joined delayed labels, per replica: each joins the labels of the predictions it served. "
+            "Absent below SIDECAR_PERF_MIN_LABELS labels. estimated_accuracy needs no labels.",
+            [
+                (f"{accuracy}{{{MODEL}}}", "{{metric}} {{variant}} {{instance}}"),
+                (f"max by (metric) ({baseline}{{{MODEL}}})", "{{metric}} baseline"),
+            ],
+            unit="none",
+        ),
+        graph(
+            "Accuracy drop against the baseline",
+            "(baseline - accuracy) / baseline per variant and replica: accuracy_drop (P2) fires above 0.1.",
+            [
+                (
+                    f'({baseline}{{{MODEL},metric="accuracy"}} - ignoring (variant) group_right () '
+                    f'{accuracy}{{{MODEL},metric="accuracy"}}) / ignoring (variant) group_left () '
+                    f'{baseline}{{{MODEL},metric="accuracy"}}',
+                    "{{variant}} {{instance}}",
+                )
+            ],
+            unit="percentunit",
+            steps=((None, "green"), (0.1, "red")),
+        ),
+        graph(
+            "Labelled samples",
+            "Labelled predictions behind each metric, summed over the replicas.",
+            [(f"sum by (variant, metric) (mlsidecar_model_performance_samples{{{MODEL}}})", "{{metric}} {{variant}}")],
+            unit="short",
+            span=8,
+        ),
+        graph(
+            "Labels received by outcome",
+            "Labels posted per second: joined, unmatched (no stored prediction: evicted, never captured or "
+            "another replica's), duplicate, invalid.",
+            [(f"sum by (outcome) ({rate('mlsidecar_labels_total')})", "{{outcome}}")],
+            unit="ops",
+            span=8,
+        ),
+        graph(
+            "Label coverage per replica",
+            "Share of the stored predictions in the window that have a label.",
+            [(f"mlsidecar_label_coverage{{{MODEL}}}", "{{instance}}")],
+            unit="percentunit",
+            span=8,
+        ),
+        graph(
+            "Label delay, last hour",
+            "Time from a prediction to its label, over the labels joined in the last hour, all replicas.",
+            [
+                (
+                    f"histogram_quantile({q}, sum by (le) ({delays}))",
+                    f"p{round(q * 100)}",
+                )
+                for q in (0.5, 0.9)
+            ],
+            unit="s",
+            span=10,
+        ),
+        graph(
+            "Retraining triggers, last hour",
+            "Triggers by reason and outcome (sent, failed, suppressed by the cooldown, recorded without a webhook).",
+            [
+                (
+                    f"sum by (reason, outcome) (increase(mlsidecar_retrain_triggers_total{{{MODEL}}}[1h]))",
+                    "{{reason}} {{outcome}}",
+                )
+            ],
+            unit="short",
+            span=10,
+        ),
+        single(
+            "Model age",
+            "Time since the model was trained (SIDECAR_MODEL_TRAINED_AT, else the profile's created_at).",
+            (f"max(mlsidecar_model_age_seconds{{{MODEL}}})", "age"),
+            unit="s",
+        ),
+    ]
+
+
+def alerts() -> list[PanelBuilder]:
+    """The sidecars' own alerts and notifications, and Prometheus' alerts from deploy/prometheus."""
+    return [
+        states(
+            "Sidecar alerts",
+            "The alert rules each sidecar judges itself (SIDECAR_ALERT_RULES or the built-in defaults): "
+            "firing on any replica.",
+            (f"max by (alert, severity) (mlsidecar_alert_active{{{MODEL}}})", "{{alert}} {{severity}}"),
+        ),
+        graph(
+            "Alert notifications",
+            "Notifications the sidecars sent to Alertmanager and the webhook: delivered, failed, dropped.",
+            [
+                (
+                    f"sum by (target, outcome) ({rate('mlsidecar_alert_notifications_total')})",
+                    "{{target}} {{outcome}}",
+                )
+            ],
+            unit="ops",
+        ),
+        listing(
+            "Prometheus alerts",
+            "Pending and firing alerts from deploy/prometheus/alerting_rules.yml for this model.",
+            [(f"ALERTS{{{MODEL}}}", "")],
+            span=24,
+        ),
+    ]
+
+
+ROWS = (
+    ("Serving: rate, latency, errors", serving),
+    ("Capture and drops", capture),
+    ("Drift (fleet-wide, from the recording rules)", drift),
+    ("Data quality", quality),
+    ("Labels and performance", performance),
+    ("Alerts", alerts),
+)
