@@ -361,7 +361,15 @@ def build_components(settings: Settings) -> Components:
         profile,
         status,
         quality,
-        drift=DriftSettings(settings.drift_window_seconds, settings.drift_slice_seconds, settings.drift_min_samples),
+        drift=DriftSettings(
+            settings.drift_window_seconds,
+            settings.drift_slice_seconds,
+            settings.drift_min_samples,
+            verdict=settings.drift_verdict,
+            alpha=settings.drift_alpha,
+            wasserstein=settings.drift_wasserstein_threshold,
+            jensenshannon=settings.drift_jensenshannon_threshold,
+        ),
         warmup=ReferenceLearner(
             target=settings.reference_warmup, bins=settings.drift_bins, max_features=settings.max_features
         )

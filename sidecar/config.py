@@ -331,6 +331,11 @@ class Settings:
     drift_window_seconds: float = _env(_parse_float(1.0, 30 * 86_400.0), 3600.0)
     drift_slice_seconds: float = _env(_parse_float(1.0, 86_400.0), 60.0)
     drift_min_samples: int = _env(_parse_int(1, 100_000_000), 200)
+    # The verdict rule: real (Holm-corrected p) and material (effect size), or PSI alone (sidecar/drift/rule.py).
+    drift_verdict: Literal["combined", "psi"] = _env(_parse_choice(("combined", "psi")), "combined")
+    drift_alpha: float = _env(_parse_float(0.0, 0.5, low_open=True), 0.05)
+    drift_wasserstein_threshold: float = _env(_parse_float(0.0, 10.0, low_open=True), 0.1)
+    drift_jensenshannon_threshold: float = _env(_parse_float(0.0, 0.8, low_open=True), 0.1)
     eval_interval_seconds: float = _env(_parse_float(0.1, 3600.0), 15.0)
     quality_rules: str | None = _env(_parse_text, None)
     quality_range_tolerance: float = _env(_parse_float(0.0, 100.0), 0.1)

@@ -8,9 +8,11 @@ Usage::
 
     snapshot = evaluate(tracker)
     age = snapshot.feature("age")
-    age.verdict                  # "drift", PSI's verdict
-    age.method("ks").pvalue      # 3.1e-12
-    snapshot.drifted_share       # 0.25
+    age.verdict                           # "drift": real (corrected p) and material (effect), or PSI > 0.2
+    age.method("ks").pvalue               # 3.1e-12, raw
+    age.method("ks").corrected_pvalue     # 6.2e-11, Holm-corrected across the features
+    age.method("wasserstein").score       # 0.31, the effect size
+    snapshot.drifted_share                # 0.25
 """
 
 from __future__ import annotations
@@ -18,22 +20,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from sidecar.drift.rule import VerdictRule
 from sidecar.drift.verdicts import Verdict
 from sidecar.reference import Kind
 
 __all__ = ["Method", "MethodResult", "WindowStats", "DriftResult", "DriftSnapshot"]
 
-Method = Literal["psi", "ks", "chi2"]
+Method = Literal["psi", "ks", "chi2", "wasserstein", "jensenshannon"]
 
 
 @dataclass(frozen=True)
 class MethodResult:
-    """One detector's outcome. ``score`` is PSI, the KS D, or the chi-square statistic; PSI has no p-value."""
+    """One detector's outcome.
+
+    ``score`` is PSI, the KS D, the chi-square statistic, or the effect size
+    (normed Wasserstein, Jensen–Shannon distance). The tests (``ks``,
+    ``chi2``) have a raw ``pvalue`` and a ``corrected_pvalue``, Holm's across
+    the features (or the outputs) of one evaluation, and their verdict follows
+    the corrected one; PSI and the effect sizes have neither.
+    """
 
     method: Method
     score: float | None
     pvalue: float | None
     verdict: Verdict
+    corrected_pvalue: float | None = None
 
 
 @dataclass(frozen=True)
@@ -64,9 +75,11 @@ class DriftResult:
 
     ``weight`` is the weighted non-null count (the traffic it stands for),
     ``effective_samples`` its Kish effective sample size. ``reference`` and
-    ``current`` are the bin shares, in the order of ``labels``. ``verdict``
-    is PSI's verdict: KS and chi-square p-values are reported alongside,
-    because with thousands of samples they flag shifts too small to matter.
+    ``current`` are the bin shares, in the order of ``labels``, the bins'
+    display names (:func:`sidecar.drift.bin_labels`). ``methods`` are PSI,
+    the test (KS or chi-square) and the effect size (``wasserstein`` or
+    ``jensenshannon``), in that order. ``verdict`` follows the snapshot's
+    :class:`VerdictRule`.
     """
 
     name: str
@@ -92,7 +105,8 @@ class DriftSnapshot:
     Dataset level, over the features only: ``drifted_share`` is the share of
     the features with enough data whose verdict is ``"drift"``, and
     ``verdict`` is ``"drift"`` when it exceeds ``drift_share``,
-    ``"insufficient_data"`` when no feature has enough data.
+    ``"insufficient_data"`` when no feature has enough data. ``rule`` is the
+    verdict rule every verdict in it followed.
     """
 
     evaluated_at: float
@@ -104,6 +118,7 @@ class DriftSnapshot:
     drifted_share: float | None
     drift_share: float
     verdict: Verdict
+    rule: VerdictRule
 
     def feature(self, name: str) -> DriftResult:
         """The result of one feature; KeyError if the profile has no such feature."""

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from sidecar.drift.rule import DEFAULT_RULE, VerdictRule
 from sidecar.drift.window import Window, as_number
 from sidecar.records import PredictionRecord
 from sidecar.reference import Distribution, ReferenceProfile, category_key
@@ -59,7 +60,9 @@ class DriftTracker:
     ``window_seconds`` must be a whole number of slices. ``min_samples`` is
     the fewest non-null values (raw, not weighted) on each side, window and
     reference, for a verdict. ``drift_share`` is the share of drifted
-    features above which the dataset as a whole has drifted.
+    features above which the dataset as a whole has drifted. ``rule`` is how
+    each feature's verdict is reached (:class:`VerdictRule`: real and
+    material, or PSI > 0.2, by default).
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class DriftTracker:
         slice_seconds: float = 60.0,
         min_samples: int = 200,
         drift_share: float = 0.5,
+        rule: VerdictRule = DEFAULT_RULE,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not (math.isfinite(slice_seconds) and slice_seconds > 0):
@@ -88,6 +92,7 @@ class DriftTracker:
         self.slice_seconds = float(slice_seconds)
         self.min_samples = min_samples
         self.drift_share = drift_share
+        self.rule = rule
         self.clock = clock
         now = clock()
 

@@ -17,7 +17,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from sidecar.drift import DriftSnapshot, DriftTracker, collect, compute, evaluate
+from sidecar.drift import (
+    ALPHA,
+    EFFECT_THRESHOLD,
+    DriftSnapshot,
+    DriftTracker,
+    Rule,
+    VerdictRule,
+    collect,
+    compute,
+    evaluate,
+)
 from sidecar.monitoring.learning import LeftOut, ReferenceLearner
 from sidecar.quality import QualityMonitor, QualitySnapshot
 from sidecar.records import PredictionRecord
@@ -61,9 +71,24 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class DriftSettings:
+    """The drift window and the verdict rule, as the settings give them (``SIDECAR_DRIFT_*``).
+
+    Usage::
+
+        DriftSettings(3600, 60, 200, verdict="combined", alpha=0.05, wasserstein=0.1, jensenshannon=0.1)
+    """
+
     window_seconds: float
     slice_seconds: float
     min_samples: int
+    verdict: Rule = "combined"
+    alpha: float = ALPHA
+    wasserstein: float = EFFECT_THRESHOLD
+    jensenshannon: float = EFFECT_THRESHOLD
+
+    @property
+    def rule(self) -> VerdictRule:
+        return VerdictRule(self.verdict, self.alpha, self.wasserstein, self.jensenshannon)
 
 
 class DataMonitors:
@@ -144,6 +169,7 @@ class DataMonitors:
             window_seconds=d.window_seconds,
             slice_seconds=d.slice_seconds,
             min_samples=d.min_samples,
+            rule=d.rule,
             clock=self.clock,
         )
         self.quality.set_profile(profile)

@@ -78,38 +78,58 @@ class DataMetrics(Collector):
 
         scores = GaugeMetricFamily(
             PREFIX + "feature_drift_score",
-            "Drift score per feature: PSI, the KS statistic D, or the chi-square statistic; absent below the "
-            "minimum sample count.",
+            "Drift score per feature: PSI, the KS statistic D, the chi-square statistic, or the effect size"
+            " (wasserstein: Wasserstein-1 over the reference std; jensenshannon: Jensen-Shannon distance); absent"
+            " below the minimum sample count.",
             labels=("model", "feature", "method"),
         )
         pvalues = GaugeMetricFamily(
             PREFIX + "feature_drift_pvalue",
-            "p-value of the KS or chi-square test per feature; absent below the minimum sample count.",
+            "Raw p-value of the KS or chi-square test per feature; absent below the minimum sample count.",
+            labels=("model", "feature", "method"),
+        )
+        corrected = GaugeMetricFamily(
+            PREFIX + "feature_drift_corrected_pvalue",
+            "p-value of the KS or chi-square test per feature, Holm-corrected across the features of one"
+            " evaluation: the shift is real below SIDECAR_DRIFT_ALPHA; absent below the minimum sample count.",
             labels=("model", "feature", "method"),
         )
         outputs = GaugeMetricFamily(
             PREFIX + "prediction_drift_score",
-            "Drift score of the model's outputs (prediction, confidence) and of received labels (label).",
+            "Drift score of the model's outputs (prediction, confidence) and of received labels (label): PSI, the"
+            " test statistic, or the effect size.",
+            labels=("model", "output", "method"),
+        )
+        output_pvalues = GaugeMetricFamily(
+            PREFIX + "prediction_drift_pvalue",
+            "Raw p-value of the KS or chi-square test of the model's outputs and of received labels.",
+            labels=("model", "output", "method"),
+        )
+        output_corrected = GaugeMetricFamily(
+            PREFIX + "prediction_drift_corrected_pvalue",
+            "p-value of the KS or chi-square test of the model's outputs (Holm-corrected across the outputs) and"
+            " of received labels (a family of one, so uncorrected).",
             labels=("model", "output", "method"),
         )
         share = GaugeMetricFamily(
             PREFIX + "drifted_feature_share",
-            "Share of the features with enough data whose PSI verdict is drift.",
+            "Share of the features with enough data whose verdict (SIDECAR_DRIFT_VERDICT) is drift.",
             labels=("model",),
         )
         drift = snapshot.drift
         if drift is not None:
             for result in drift.features:
-                _add_scores(scores, pvalues, (model, result.name), result)
+                _add_scores((scores, pvalues, corrected), (model, result.name), result)
             for result in (*drift.outputs, *((drift.label,) if drift.label is not None else ())):
-                for method in result.methods:
-                    if method.score is not None:
-                        outputs.add_metric((model, result.name, method.method), method.score)
+                _add_scores((outputs, output_pvalues, output_corrected), (model, result.name), result)
             if drift.drifted_share is not None:
                 share.add_metric((model,), drift.drifted_share)
         yield scores
         yield pvalues
+        yield corrected
         yield outputs
+        yield output_pvalues
+        yield output_corrected
         yield share
 
         violations = CounterMetricFamily(
@@ -129,11 +149,13 @@ class DataMetrics(Collector):
         yield records
 
 
-def _add_scores(
-    scores: GaugeMetricFamily, pvalues: GaugeMetricFamily, labels: tuple[str, str], result: DriftResult
-) -> None:
+_Families = tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]
+
+
+def _add_scores(families: _Families, labels: tuple[str, str], result: DriftResult) -> None:
+    """Each method's score, raw p-value and corrected p-value into the three families, where it has them."""
+    scores, pvalues, corrected = families
     for method in result.methods:
-        if method.score is not None:
-            scores.add_metric((*labels, method.method), method.score)
-        if method.pvalue is not None:
-            pvalues.add_metric((*labels, method.method), method.pvalue)
+        for family, value in ((scores, method.score), (pvalues, method.pvalue), (corrected, method.corrected_pvalue)):
+            if value is not None:
+                family.add_metric((*labels, method.method), value)

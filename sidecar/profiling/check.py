@@ -7,7 +7,10 @@ column into the very windows that count live traffic
 (:meth:`DriftTracker.update_columns`), then evaluated once by
 :func:`evaluate`. The verdicts are therefore the ones the sidecar would give
 if this data were its traffic, every row with weight 1: PSI, KS and
-chi-square over the reference bins, ``min_samples``, the dataset-level share.
+chi-square over the reference bins with Holm's correction, the effect sizes,
+the verdict rule (``verdict``, ``alpha`` and the thresholds, as the
+``SIDECAR_DRIFT_*`` settings set them for the sidecar), ``min_samples``, the
+dataset-level share.
 
 Columns are matched by name: each profile feature by its own name, and the
 outputs and the target by the columns they were built from (the profile's
@@ -26,8 +29,8 @@ last row for JSON Lines, which learns its columns as it reads.
 
 The verdict, which is the exit status of ``profile check``: the data has
 drifted when the dataset has (more than ``drift_share`` of the judged features
-drifted by PSI), or when an output (``prediction``, ``confidence``) or the
-target drifted by PSI. A model whose inputs look the same but whose
+have the verdict drift), or when an output (``prediction``, ``confidence``) or
+the target has. A model whose inputs look the same but whose
 predictions or labels moved is the drift a gate exists to stop.
 ``ignore_output_drift`` (``--ignore-output-drift``) judges the features alone;
 the outputs are still reported.
@@ -40,7 +43,7 @@ Usage::
 
     result = check_data(load_profile(Path("reference.json")), Path("today.csv"), CheckOptions())
     result.snapshot.verdict          # "drift" when the share of drifted features exceeds drift_share
-    result.drifted_outputs           # ("prediction",): the outputs and target that drifted by PSI
+    result.drifted_outputs           # ("prediction",): the outputs and target whose verdict is drift
     result.drifted                   # either of them, unless ignore_output_drift: exit status 3
     print(render_check(result))
 """
@@ -58,7 +61,18 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from sidecar.drift import ColumnValues, DriftResult, DriftSnapshot, DriftTracker, evaluate
+from sidecar.drift import (
+    ALPHA,
+    EFFECT_THRESHOLD,
+    RULES,
+    ColumnValues,
+    DriftResult,
+    DriftSnapshot,
+    DriftTracker,
+    Rule,
+    VerdictRule,
+    evaluate,
+)
 from sidecar.drift.window import as_number
 from sidecar.profiling.errors import DataError, OptionError
 from sidecar.profiling.progress import Progress
@@ -75,7 +89,11 @@ _LISTED = 20  # data columns named in an unknown-column error
 
 @dataclass(frozen=True)
 class CheckOptions:
-    """How to read the data and judge it; None for a role means the column the profile was built from."""
+    """How to read the data and judge it; None for a role means the column the profile was built from.
+
+    ``verdict``, ``alpha``, ``wasserstein`` and ``jensenshannon`` make the
+    verdict rule (:class:`VerdictRule`), with the sidecar's defaults.
+    """
 
     format: Format | None = None
     prediction: str | None = None
@@ -84,6 +102,14 @@ class CheckOptions:
     min_samples: int = 200
     drift_share: float = 0.5
     ignore_output_drift: bool = False
+    verdict: Rule = "combined"
+    alpha: float = ALPHA
+    wasserstein: float = EFFECT_THRESHOLD
+    jensenshannon: float = EFFECT_THRESHOLD
+
+    @property
+    def rule(self) -> VerdictRule:
+        return VerdictRule(self.verdict, self.alpha, self.wasserstein, self.jensenshannon)
 
     @property
     def roles(self) -> dict[str, str]:
@@ -97,6 +123,14 @@ class CheckOptions:
             out.append(f"--min-samples must be at least 1, not {self.min_samples}")
         if not 0.0 <= self.drift_share < 1.0:
             out.append(f"--drift-share must be in [0, 1), not {self.drift_share}")
+        if self.verdict not in RULES:
+            out.append(f"--verdict must be one of {', '.join(RULES)}, not {self.verdict!r}")
+        if not 0.0 < self.alpha < 1.0:
+            out.append(f"--alpha must be between 0 and 1, not {self.alpha}")
+        thresholds = (("--wasserstein-threshold", self.wasserstein), ("--jensenshannon-threshold", self.jensenshannon))
+        for option, threshold in thresholds:
+            if not (math.isfinite(threshold) and threshold > 0.0):
+                out.append(f"{option} must be a positive number, not {threshold}")
         return out
 
 
@@ -116,7 +150,7 @@ class CheckResult:
 
     @property
     def drifted_outputs(self) -> tuple[str, ...]:
-        """The outputs (``prediction``, ``confidence``) and the ``target`` whose PSI verdict is drift."""
+        """The outputs (``prediction``, ``confidence``) and the ``target`` whose verdict is drift."""
         snapshot = self.snapshot
         judged = [*snapshot.outputs, *([snapshot.label] if snapshot.label is not None else [])]
         # The snapshot names the target's channel "label", as the live tracker does; the report says "target".
@@ -143,6 +177,7 @@ def check_data(
         slice_seconds=_WINDOW_SECONDS,
         min_samples=options.min_samples,
         drift_share=options.drift_share,
+        rule=options.rule,
         clock=lambda: now,
     )
     kinds = {name: dist.kind == "numeric" for name, dist in profile.features.items()}
@@ -269,7 +304,7 @@ def render_check(result: CheckResult) -> str:
     lines = [
         f"checked {result.path} against reference {result.profile.version}:"
         f" {result.rows:,} rows in {result.seconds:.2f} s",
-        f"  {'name':<24} {'kind':<12} {'PSI':>8} {'test':>5} {'p-value':>9}  verdict",
+        f"  {'name':<24} {'kind':<12} {'PSI':>8} {'test':>5} {'p-value':>9} {'p (Holm)':>9} {'effect':>9}  verdict",
     ]
     lines += [_line(result.name, result) for result in snapshot.features]
     lines += [_line(f"output {o.name}", o) for o in snapshot.outputs]
@@ -280,23 +315,44 @@ def render_check(result: CheckResult) -> str:
     if result.unchecked:
         columns = ", ".join(f"{role} ({result.columns[role]})" for role in result.unchecked)
         lines.append(f"not judged, their columns are not in the data: {columns}")
+    lines.append(_rule(snapshot.rule))
     lines.append(_dataset(snapshot))
     if (outputs := _outputs(result)) is not None:
         lines.append(outputs)
     return "\n".join(lines)
 
 
+# The effect sizes' short names in the report.
+_EFFECTS = {"wasserstein": "W", "jensenshannon": "JS"}
+
+
 def _line(name: str, result: DriftResult) -> str:
-    psi, test = result.methods[0], result.methods[1]
+    psi, test, effect = result.methods
     method = {"ks": "KS", "chi2": "chi2"}.get(test.method, test.method)
+    size = "-" if effect.score is None else f"{_EFFECTS[effect.method]} {_number(effect.score, '.3f')}"
     return (
         f"  {name:<24} {result.kind:<12} {_number(psi.score, '.4f'):>8} {method:>5}"
-        f" {_number(test.pvalue, '.2e'):>9}  {result.verdict}"
+        f" {_number(test.pvalue, '.2e'):>9} {_number(test.corrected_pvalue, '.2e'):>9} {size:>9}  {result.verdict}"
     )
 
 
 def _number(value: float | None, spec: str) -> str:
     return "-" if value is None or not math.isfinite(value) else format(value, spec)
+
+
+def _rule(rule: VerdictRule) -> str:
+    """How the verdicts above were reached, in one line."""
+    if rule.name == "psi":
+        return "verdicts by PSI: drift above 0.2, moderate above 0.1"
+    return (
+        f"verdicts by the combined rule: drift when real (Holm-corrected p < {rule.alpha:g}) and material"
+        f" (W >= {rule.wasserstein:g}, JS >= {rule.jensenshannon:g}), or when PSI > 0.2; moderate when real and"
+        " PSI > 0.1 or the effect is above half its threshold"
+    )
+
+
+def _by(snapshot: DriftSnapshot) -> str:
+    return "by PSI" if snapshot.rule.name == "psi" else "by the combined rule"
 
 
 def _dataset(snapshot: DriftSnapshot) -> str:
@@ -305,7 +361,7 @@ def _dataset(snapshot: DriftSnapshot) -> str:
     if snapshot.drifted_share is None:
         return f"dataset: {snapshot.verdict} (no feature has enough data for a verdict)"
     return (
-        f"dataset: {snapshot.verdict} ({drifted} of {len(judged)} features drifted by PSI,"
+        f"dataset: {snapshot.verdict} ({drifted} of {len(judged)} features drifted {_by(snapshot)},"
         f" share {snapshot.drifted_share:.2f}; drift above {snapshot.drift_share:.2f})"
     )
 
@@ -317,9 +373,9 @@ def _outputs(result: CheckResult) -> str | None:
         return None
     drifted = result.drifted_outputs
     if not drifted:
-        return "outputs: no_drift (no output or target drifted by PSI)"
+        return f"outputs: no_drift (no output or target drifted {_by(snapshot)})"
     effect = "ignored, --ignore-output-drift" if result.ignore_output_drift else "the check fails on it"
-    return f"outputs: drift ({', '.join(drifted)} drifted by PSI; {effect})"
+    return f"outputs: drift ({', '.join(drifted)} drifted {_by(snapshot)}; {effect})"
 
 
 def check_json(result: CheckResult) -> dict[str, Any]:

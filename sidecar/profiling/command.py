@@ -5,11 +5,13 @@ against) is missing, unreadable or malformed, or the output cannot be
 written; 2 for options that cannot be used (argparse's own errors included);
 3 from ``check`` when the data has drifted, so that a pipeline can stop on
 it: when more than ``--drift-share`` of the judged features drifted, or when
-a judged output (prediction, confidence) or the target drifted by PSI, unless
-``--ignore-output-drift``. For ``check``, an option naming a column that
-neither DATA nor the profile has, or an output or target the profile does not
-describe, is a bad option (2), as an unknown column is for ``build``. A
-failed build leaves no output file behind, not even a partial one.
+a judged output (prediction, confidence) or the target drifted, unless
+``--ignore-output-drift``. ``--verdict``, ``--alpha`` and the thresholds
+choose the verdict rule as the ``SIDECAR_DRIFT_*`` settings do for the
+sidecar. For ``check``, an option naming a column that neither DATA nor the
+profile has, or an output or target the profile does not describe, is a bad
+option (2), as an unknown column is for ``build``. A failed build leaves no
+output file behind, not even a partial one.
 """
 
 from __future__ import annotations
@@ -74,12 +76,15 @@ def add_profile_commands(commands: argparse._SubParsersAction[Any]) -> None:
         "check",
         help="judge a data file's drift against a reference profile, as the sidecar judges live traffic",
         description=(
-            "Count a data file (CSV, JSON Lines, Parquet) into the sidecar's drift windows and print PSI, KS and"
-            " chi-square per feature, output and target against the profile."
+            "Count a data file (CSV, JSON Lines, Parquet) into the sidecar's drift windows and print PSI, KS or"
+            " chi-square (raw and Holm-corrected p), the effect size and the verdict per feature, output and target"
+            " against the profile."
         ),
         epilog=(
-            "The data has drifted when more than --drift-share of the judged features drifted by PSI, or when the"
-            " prediction, the confidence or the target drifted by PSI (unless --ignore-output-drift)."
+            "A verdict is drift when the shift is real (Holm-corrected p < --alpha) and material (effect size at"
+            " least its threshold), or when PSI > 0.2; --verdict psi judges by PSI alone."
+            " The data has drifted when more than --drift-share of the judged features drifted, or when the"
+            " prediction, the confidence or the target drifted (unless --ignore-output-drift)."
             " Exit status: 0 no drift; 1 DATA or PROFILE missing, unreadable or malformed; 2 bad options, including"
             " a --prediction/--confidence/--target column that neither DATA nor the profile has, or one the profile"
             " has no reference for; 3 drift."
@@ -93,6 +98,27 @@ def add_profile_commands(commands: argparse._SubParsersAction[Any]) -> None:
     check.add_argument("--min-samples", type=int, default=200, help="fewest values for a verdict (default 200)")
     check.add_argument(
         "--drift-share", type=float, default=0.5, help="share of drifted features for dataset drift (default 0.5)"
+    )
+    check.add_argument(
+        "--verdict",
+        default="combined",
+        metavar="RULE",
+        help="combined (real and material, or PSI > 0.2; the default) or psi (PSI alone)",
+    )
+    check.add_argument("--alpha", type=float, default=0.05, help="level of the corrected tests (default 0.05)")
+    check.add_argument(
+        "--wasserstein-threshold",
+        type=float,
+        default=0.1,
+        metavar="W",
+        help="normed Wasserstein distance at which a numeric shift is material (default 0.1)",
+    )
+    check.add_argument(
+        "--jensenshannon-threshold",
+        type=float,
+        default=0.1,
+        metavar="JS",
+        help="Jensen-Shannon distance at which a categorical shift is material (default 0.1)",
     )
     check.add_argument(
         "--ignore-output-drift",
@@ -177,6 +203,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         min_samples=args.min_samples,
         drift_share=args.drift_share,
         ignore_output_drift=args.ignore_output_drift,
+        verdict=args.verdict,
+        alpha=args.alpha,
+        wasserstein=args.wasserstein_threshold,
+        jensenshannon=args.jensenshannon_threshold,
     )
     progress = _progress(args)
     check = partial(check_data, profile, args.data, options, progress=progress)

@@ -71,10 +71,12 @@ def test_the_snapshot_does_not_change_when_the_tracker_does() -> None:
 def test_lookups() -> None:
     result = snapshot()
     x = result.feature("x")
-    assert [m.method for m in x.methods] == ["psi", "ks"]
-    assert x.method("chi2") is None
-    assert result.feature("c").method("chi2") is not None
-    assert x.labels == tuple(str(i) for i in range(10))
+    assert [m.method for m in x.methods] == ["psi", "ks", "wasserstein"]
+    assert x.method("chi2") is None and x.method("jensenshannon") is None
+    assert [m.method for m in result.feature("c").methods] == ["psi", "chi2", "jensenshannon"]
+    # The bins' display names, not the metrics' bin label values ("0".."9").
+    assert len(x.labels) == 10 and x.labels[0].startswith("≤ ") and x.labels[-1].startswith("> ")
+    assert result.feature("c").labels == ("a", "b", "(other)")
     assert len(x.reference) == len(x.current) == 10
     with pytest.raises(KeyError):
         result.feature("nope")

@@ -69,7 +69,9 @@ def test_below_min_samples_there_is_no_verdict_and_no_number() -> None:
     snapshot = evaluate(tracker)
     for feature in snapshot.features:
         assert feature.verdict == "insufficient_data"
-        assert [(m.score, m.pvalue, m.verdict) for m in feature.methods] == [(None, None, "insufficient_data")] * 2
+        assert [(m.score, m.pvalue, m.corrected_pvalue, m.verdict) for m in feature.methods] == [
+            (None, None, None, "insufficient_data")
+        ] * 3
         assert feature.stats.count == 199  # the window's facts are still reported
     assert (snapshot.drifted_share, snapshot.verdict) == (None, "insufficient_data")
     tracker.update(traffic(rng, 1, income_shift=50.0, country_shares=[0.0, 0.0, 0.0, 1.0]))

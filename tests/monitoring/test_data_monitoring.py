@@ -107,14 +107,21 @@ async def _send(sidecar: Sidecar, rows: list[dict[str, Any]], batch: int = 20) -
         assert response.status == 200
 
 
+async def _get(sidecar: Sidecar, path: str) -> Any:
+    return orjson.loads((await raw_request(sidecar.admin_port, "GET", path)).body)
+
+
 async def _settled(sidecar: Sidecar, records: int) -> dict[str, float]:
-    """/metrics once the worker has counted ``records`` rows and the evaluator has run since."""
+    """/metrics once the worker has counted ``records`` rows and the evaluator has run since.
+
+    Read through the admin API, as a user would: the monitoring may run in a process of its own.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 10
     while True:
         # Drift and quality are evaluated together, so once quality has seen
         # every record, the drift in the same snapshot has too.
-        if sidecar.monitors.snapshot.quality.records_total >= records:
+        if (await _get(sidecar, "/api/v1/quality"))["quality"]["records_total"] >= records:
             return await scrape(sidecar.admin_port)
         assert loop.time() < deadline, "the evaluator did not catch up"
         await asyncio.sleep(0.05)
@@ -150,13 +157,32 @@ async def test_shifted_numeric_and_rebalanced_categorical_are_exactly_the_flagge
     assert _flagged(metrics) == {"income", "country"}
     assert metrics['mlsidecar_feature_drift_pvalue{feature="income",method="ks",model="credit"}'] < 0.05
     assert metrics['mlsidecar_feature_drift_pvalue{feature="country",method="chi2",model="credit"}'] < 0.05
+    # Real (Holm-corrected p) and material (effect size): the combined verdict's two questions, exported.
+    assert metrics['mlsidecar_feature_drift_corrected_pvalue{feature="income",method="ks",model="credit"}'] < 0.05
+    assert metrics['mlsidecar_feature_drift_corrected_pvalue{feature="country",method="chi2",model="credit"}'] < 0.05
+    assert metrics['mlsidecar_feature_drift_score{feature="income",method="wasserstein",model="credit"}'] > 0.1
+    assert metrics['mlsidecar_feature_drift_score{feature="age",method="wasserstein",model="credit"}'] < 0.1
+    assert metrics['mlsidecar_feature_drift_score{feature="country",method="jensenshannon",model="credit"}'] > 0.1
+    assert metrics['mlsidecar_prediction_drift_pvalue{method="chi2",model="credit",output="prediction"}'] < 0.05
+    corrected = 'mlsidecar_prediction_drift_corrected_pvalue{method="chi2",model="credit",output="prediction"}'
+    assert (
+        metrics['mlsidecar_prediction_drift_pvalue{method="chi2",model="credit",output="prediction"}']
+        <= (metrics[corrected])
+    )
     # The prediction follows income, so the prediction distribution drifts too.
     assert metrics['mlsidecar_prediction_drift_score{method="psi",model="credit",output="prediction"}'] > 0.1
     assert metrics['mlsidecar_prediction_drift_score{method="psi",model="credit",output="confidence"}'] >= 0
     verdicts = {f["name"]: f["verdict"] for f in drift["features"]}
     assert verdicts == {"income": "drift", "age": "no_drift", "country": "drift"}
+    assert drift["rule"] == {"name": "combined", "alpha": 0.05, "wasserstein": 0.1, "jensenshannon": 0.1}
     income = next(f for f in drift["features"] if f["name"] == "income")
     assert len(income["reference"]) == len(income["current"]) == len(income["labels"])
+    # The bins by their edges, for people; the metrics keep the indexes.
+    assert income["labels"][0].startswith("≤ ") and income["labels"][-1].startswith("> ")
+    assert "–" in income["labels"][1]
+    country = next(f for f in drift["features"] if f["name"] == "country")
+    assert country["labels"] == ["DE", "FR", "US", "(other)"]
+    assert [m["method"] for m in income["methods"]] == ["psi", "ks", "wasserstein"]
     assert income["stats"]["mean"] == pytest.approx(55.0, abs=1.0)
     # Per-bin counters add up to the traffic, and the reference gauges to 1.
     bins = [
@@ -233,7 +259,7 @@ async def test_reference_is_learned_from_warm_up_traffic(tmp_path: Path) -> None
         await _send(sidecar, _rows(400, seed=7))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
-        while sidecar.monitors.snapshot.reference.source != "learned":
+        while (await _get(sidecar, "/api/v1/drift"))["reference"]["source"] != "learned":
             assert loop.time() < deadline
             await asyncio.sleep(0.05)
         drift = orjson.loads((await raw_request(sidecar.admin_port, "GET", "/api/v1/drift")).body)
@@ -255,3 +281,37 @@ async def test_bad_profile_fails_start_up_or_warns(tmp_path: Path) -> None:
     assert drift["reference"]["source"] == "disabled"
     assert "cannot read reference profile" in drift["reference"]["problem"]
     assert drift["drift"] is None
+
+
+async def test_profile_check_gives_the_verdicts_of_the_same_rows_as_live_traffic(
+    profile_path: Path, tmp_path: Path
+) -> None:
+    """A 0.3σ shift of income: the running sidecar and ``ml-sidecar profile check`` judge the same rows alike."""
+    rows = _rows(3000, seed=8, income_shift=0.3)
+    async with monitored(profile_path) as sidecar:
+        await _send(sidecar, rows)
+        await _settled(sidecar, len(rows))
+        live = (await _get(sidecar, "/api/v1/drift"))["drift"]
+    data = tmp_path / "today.csv"
+    with data.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=["income", "age", "country", "prediction", "confidence"])
+        writer.writeheader()
+        for row in rows:
+            # The scorer's outputs, as the proxy captured them.
+            p = _p_positive(row["income"])
+            writer.writerow({**row, "prediction": int(p >= 0.5), "confidence": max(p, 1 - p)})
+    result = subprocess.run(
+        [sys.executable, "-m", "sidecar", "profile", "check", str(profile_path), str(data), "--json"],
+        capture_output=True,
+        text=True,
+    )
+    checked = orjson.loads(result.stdout)["drift"]
+    assert [f["name"] for f in live["features"] if f["verdict"] == "drift"] == ["income"]
+    for mine, theirs in zip(
+        [*checked["features"], *checked["outputs"]], [*live["features"], *live["outputs"]], strict=True
+    ):
+        assert (mine["name"], mine["verdict"], mine["labels"]) == (theirs["name"], theirs["verdict"], theirs["labels"])
+        for method, same in zip(mine["methods"], theirs["methods"], strict=True):
+            assert (method["method"], method["verdict"]) == (same["method"], same["verdict"])
+            for key in ("score", "pvalue", "corrected_pvalue"):
+                assert method[key] == (None if same[key] is None else pytest.approx(same[key], rel=1e-9))

@@ -49,7 +49,7 @@ def test_unshifted_data_passes_and_shifted_data_is_flagged_exactly_where_it_move
     same = write_csv(tmp_path / "same.csv", table(2))
     assert main(["profile", "check", str(reference), str(same)]) == 0
     out = capsys.readouterr().out
-    assert "dataset: no_drift (0 of 4 features drifted by PSI" in out
+    assert "dataset: no_drift (0 of 4 features drifted by the combined rule" in out
     shifted = write_csv(tmp_path / "shifted.csv", table(3, age_shift=5.0, countries=(0.1, 0.2, 0.3, 0.4)))
     assert main(["profile", "check", str(reference), str(shifted), "--drift-share", "0.25"]) == 3
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
@@ -132,6 +132,9 @@ def test_json_report_roles_and_missing_columns(
         (["{data}", "{data}"], 1, "is not valid JSON"),
         (["{reference}", "{data}", "--min-samples", "0"], 2, "--min-samples must be at least 1"),
         (["{reference}", "{data}", "--drift-share", "1"], 2, "--drift-share must be in [0, 1)"),
+        (["{reference}", "{data}", "--verdict", "evidently"], 2, "--verdict must be one of combined, psi"),
+        (["{reference}", "{data}", "--alpha", "0"], 2, "--alpha must be between 0 and 1"),
+        (["{reference}", "{data}", "--wasserstein-threshold", "-1"], 2, "--wasserstein-threshold must be a positive"),
     ],
 )
 def test_errors_name_the_problem_and_exit_1_or_2(
@@ -163,8 +166,8 @@ def test_drift_of_the_prediction_or_the_target_alone_fails_the_check_unless_igno
     path = str(write_csv(tmp_path / "today.csv", shifted_outputs(11, shifted)))
     assert main(["profile", "check", str(reference), path]) == 3
     out = capsys.readouterr().out
-    assert "dataset: no_drift (0 of 4 features drifted by PSI" in out  # the inputs did not move
-    assert f"outputs: drift ({', '.join(drifted)} drifted by PSI; the check fails on it)" in out
+    assert "dataset: no_drift (0 of 4 features drifted by the combined rule" in out  # the inputs did not move
+    assert f"outputs: drift ({', '.join(drifted)} drifted by the combined rule; the check fails on it)" in out
     assert main(["profile", "check", str(reference), path, "--json"]) == 3
     report = orjson.loads(capsys.readouterr().out)
     assert (report["verdict"], report["drifted_outputs"], report["drift"]["verdict"]) == ("drift", drifted, "no_drift")
@@ -173,7 +176,7 @@ def test_drift_of_the_prediction_or_the_target_alone_fails_the_check_unless_igno
         assert result["verdict"] == "drift" and result["methods"][0]["score"] > 0.2
     assert main(["profile", "check", str(reference), path, "--ignore-output-drift"]) == 0
     out = capsys.readouterr().out
-    assert f"outputs: drift ({', '.join(drifted)} drifted by PSI; ignored, --ignore-output-drift)" in out
+    assert f"outputs: drift ({', '.join(drifted)} drifted by the combined rule; ignored, --ignore-output-drift)" in out
     assert main(["profile", "check", str(reference), path, "--ignore-output-drift", "--json"]) == 0
     report = orjson.loads(capsys.readouterr().out)
     assert (report["verdict"], report["drifted_outputs"], report["ignore_output_drift"]) == ("no_drift", drifted, True)
@@ -184,7 +187,7 @@ def test_feature_drift_still_fails_when_output_drift_is_ignored(
 ) -> None:
     path = write_csv(tmp_path / "today.csv", table(12, age_shift=8.0, countries=(0.1, 0.2, 0.3, 0.4)))
     assert main(["profile", "check", str(reference), str(path), "--drift-share", "0.25", "--ignore-output-drift"]) == 3
-    assert "outputs: no_drift (no output or target drifted by PSI)" in capsys.readouterr().out
+    assert "outputs: no_drift (no output or target drifted by the combined rule)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
@@ -247,3 +250,51 @@ def test_a_wide_file_lists_its_first_columns_only(reference: Path, tmp_path: Pat
         check_data(load_profile(reference), path, CheckOptions(target="c99"))
     [problem] = raised.value.problems
     assert problem.endswith("'c18', 'c19', and 10 more)") and "'c20'" not in problem
+
+
+def test_the_combined_verdicts_of_a_file_are_those_of_its_rows_as_live_records(tmp_path: Path) -> None:
+    """Twenty features, one shifted by 0.3σ: the same verdicts, corrected p-values and effect sizes either way."""
+    rng = np.random.default_rng(19)
+    names = [f"n{i}" for i in range(15)] + [f"c{i}" for i in range(5)]
+
+    def rows(n: int, shift: float) -> dict[str, Any]:
+        data: dict[str, Any] = {name: rng.normal(0.0, 1.0, n).round(4).tolist() for name in names[:15]}
+        data["n0"] = rng.normal(shift, 1.0, n).round(4).tolist()
+        data.update({name: rng.choice(COUNTRIES, n, p=[0.4, 0.3, 0.2, 0.1]).tolist() for name in names[15:]})
+        return data
+
+    reference = tmp_path / "reference.json"
+    train = write_csv(tmp_path / "train.csv", rows(20_000, 0.0))
+    assert main(["profile", "build", str(train), "-o", str(reference)]) == 0
+    profile = load_profile(reference)
+    today = rows(3_000, 0.3)
+    result = check_data(profile, write_csv(tmp_path / "today.csv", today), CheckOptions())
+    live = DriftTracker(profile, window_seconds=60, slice_seconds=60, clock=lambda: 0.0)
+    live.update([make_record(features=dict(zip(names, row, strict=True))) for row in zip(*today.values(), strict=True)])
+    expected = evaluate(live)
+    assert [f.name for f in result.snapshot.features if f.verdict == "drift"] == ["n0"]
+    for mine, theirs in zip(result.snapshot.features, expected.features, strict=True):
+        assert (mine.name, mine.verdict, mine.labels) == (theirs.name, theirs.verdict, theirs.labels)
+        for method, same in zip(mine.methods, theirs.methods, strict=True):
+            assert (method.method, method.verdict) == (same.method, same.verdict)
+            for value, other in ((method.score, same.score), (method.corrected_pvalue, same.corrected_pvalue)):
+                assert value == (None if other is None else pytest.approx(other, rel=1e-9))
+
+
+def test_the_verdict_rule_and_its_thresholds_are_options(
+    reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 0.3σ shift of age: drift by the combined rule, not by PSI alone, nor with a higher threshold."""
+    path = str(write_csv(tmp_path / "today.csv", table(3, age_shift=3.0)))
+    verdicts = {}
+    for options in ([], ["--verdict", "psi"], ["--wasserstein-threshold", "0.5"], ["--alpha", "1e-30"]):
+        assert main(["profile", "check", str(reference), path, "--json", *options]) == 0
+        report = orjson.loads(capsys.readouterr().out)
+        age = next(f for f in report["drift"]["features"] if f["name"] == "age")
+        verdicts[" ".join(options)] = (age["verdict"], report["drift"]["rule"]["name"])
+    assert verdicts == {
+        "": ("drift", "combined"),  # real (p ~ 1e-26) and material (W ~ 0.3)
+        "--verdict psi": ("no_drift", "psi"),  # PSI ~ 0.09
+        "--wasserstein-threshold 0.5": ("moderate", "combined"),  # real, and W above half of 0.5
+        "--alpha 1e-30": ("no_drift", "combined"),  # not real at that level
+    }
