@@ -158,10 +158,10 @@ async def test_a_killed_monitoring_process_is_restarted_and_counted_and_serving_
             assert loop.time() < deadline, "the monitoring process was not restarted"
             await asyncio.sleep(0.05)
         assert await _monitor_pid(sidecar.admin_port) not in (pid, None)
-        # Captures flow again into the same log.
+        # Captures flow again into the same log (after what was queued while it was down, so at least these).
         logged = len(_lines(log))
         await _send(sidecar.proxy_port, 10, seed=6)
-        await wait_until(lambda: len(_lines(log)) == logged + 10 * ROWS_PER_REQUEST, timeout=10)
+        await wait_until(lambda: len(_lines(log)) >= logged + 10 * ROWS_PER_REQUEST, timeout=10)
 
 
 def _gone(pid: int) -> bool:
