@@ -170,14 +170,7 @@ def assemble(settings: Settings) -> Assembly:
     registry.register(fallback_gauge(model, flags))
     # ...and the monitoring side's.
     register_monitoring(registry, parts, alerting, model)
-    proxy_app = ProxyApp(
-        client,
-        metrics,
-        parts.capture,
-        variant=PRIMARY,
-        fallback=None if fallback is None else (fallback, FALLBACK, flags),
-        send_timeout=settings.send_timeout_seconds,
-    )
+    proxy_app = _proxy_app(settings, client, metrics, parts.capture, fallback, flags)
     admin_app = create_admin_app(
         registry,
         readiness,
@@ -223,14 +216,7 @@ def _assemble_serving(
     registry = create_registry(settings.model_name, max_series=settings.metrics_max_series, report_cuts=False)
     for collector in (metrics, fallback_gauge(settings.model_name, flags), link.restarts, link.up):
         registry.register(collector)
-    proxy_app = ProxyApp(
-        client,
-        metrics,
-        capture,
-        variant=PRIMARY,
-        fallback=None if fallback is None else (fallback, FALLBACK, flags),
-        send_timeout=settings.send_timeout_seconds,
-    )
+    proxy_app = _proxy_app(settings, client, metrics, capture, fallback, flags)
     admin_app = create_front_app(
         registry,
         readiness,
@@ -493,6 +479,25 @@ def build_alerting(
     )
     engine.subscribe(notifier.enqueue)
     return Alerting(engine, runner, notifier, AlertMetrics(engine), clients)
+
+
+def _proxy_app(
+    settings: Settings,
+    client: UpstreamClient,
+    metrics: ProxyMetrics,
+    capture: Capture,
+    fallback: UpstreamClient | None,
+    flags: Flags,
+) -> ProxyApp:
+    """The proxy app, the same in both monitoring modes."""
+    return ProxyApp(
+        client,
+        metrics,
+        capture,
+        variant=PRIMARY,
+        fallback=None if fallback is None else (fallback, FALLBACK, flags),
+        send_timeout=settings.send_timeout_seconds,
+    )
 
 
 def _upstream_client(settings: Settings, url: str) -> UpstreamClient:

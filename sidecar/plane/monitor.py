@@ -147,7 +147,10 @@ class MonitoringProcess:
                 parts.capture.metrics.serving_dropped = state.dropped
             elif kind == frames.CALL:
                 _, call_id, what, payload = message
-                tasks.add(loop.create_task(self._answer(call_id, what, payload, app, registry)))
+                task = loop.create_task(self._answer(call_id, what, payload, app, registry))
+                # Held until done (the loop keeps only weak references), then let go: one per admin call.
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
 
         tasks: set[asyncio.Task[None]] = set()
         background = [

@@ -174,8 +174,8 @@ class MonitorLink:
         control_reader, self._control = await asyncio.open_unix_connection(sock=control_parent)
         self._spawned_at = self._progress_at = time.monotonic()
         self._sent = self._processed = 0
-        reader = loop.create_task(self._read_control(control_reader), name="monitor-link-control")
-        self._reader = reader
+        # Kept: the loop holds tasks only weakly.
+        self._reader = loop.create_task(self._read_control(control_reader), name="monitor-link-control")
         try:
             await asyncio.wait_for(asyncio.shield(self._started), _START_TIMEOUT)
         except TimeoutError:
@@ -186,7 +186,6 @@ class MonitorLink:
             raise
         self._ready.set()
         self._up_gauge.set(1)
-        self._backoff = _BACKOFF_FIRST if time.monotonic() - self._spawned_at < _STABLE_SECONDS else self._backoff
         logger.info("monitoring process %d started", process.pid)
 
     async def _read_control(self, reader: asyncio.StreamReader) -> None:
@@ -239,6 +238,9 @@ class MonitorLink:
         self._data = self._control = None
         if self._stopping or not was_ready:
             return
+        if time.monotonic() - self._spawned_at >= _STABLE_SECONDS:
+            # It ran long enough to count as healthy: this is no crash loop, so no long wait.
+            self._backoff = _BACKOFF_FIRST
         lost = self._sent - self._processed
         self.capture.metrics.dropped["monitor_restart"] += lost
         self._restarts.inc()
