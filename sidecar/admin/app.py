@@ -21,6 +21,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sidecar.admin.health import Readiness
+from sidecar.admin.history import History
+from sidecar.admin.page import refresh_interval, status_route
 from sidecar.admin.requests import authorize, error, read_limited
 from sidecar.admin.serving import serving_routes
 from sidecar.alerting import AlertEngine
@@ -49,11 +51,15 @@ def create_admin_app(
     *,
     admin_token: str | None,
     labels_max_bytes: int,
+    history: History | None = None,
+    eval_interval_seconds: float = 15.0,
 ) -> Starlette:
     """Build the admin ASGI app over an explicit registry, the readiness check and the monitors.
 
     ``monitors`` and ``performance`` are read for their latest snapshots only;
-    ``labels`` takes the posted labels.
+    ``labels`` takes the posted labels. The status page (``GET /``) also reads
+    ``history`` (past evaluations and the request counters; its owner runs
+    :meth:`History.run`) and refreshes every ``eval_interval_seconds``.
 
     ``admin_token`` guards the endpoints that change state (``POST``); unset, they refuse every request.
     """
@@ -125,6 +131,9 @@ def create_admin_app(
 
     return Starlette(
         routes=[
+            status_route(
+                flags, monitors, performance, alerts, history, refresh_seconds=refresh_interval(eval_interval_seconds)
+            ),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/api/v1/drift", drift, methods=["GET"]),
             Route("/api/v1/quality", quality, methods=["GET"]),
