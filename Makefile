@@ -59,11 +59,13 @@ $(LOWER_STAMP): pyproject.toml $(LOWEST)
 demo: runtime
 	DEMO_SECONDS=$(DEMO_SECONDS) $(RUNTIME_PY) -m demo
 
-# Debian packages the tests drive for real: prometheus and promtool, alertmanager and amtool.
+# Debian packages the tests drive for real: prometheus and promtool, alertmanager and amtool,
+# and chromium for the status page (Playwright drives it; it cannot download browsers here).
 apt-test:
-	@{ command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null; } || \
+	@{ command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null && \
+	  command -v chromium >/dev/null; } || \
 	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
-	  --no-install-recommends prometheus prometheus-alertmanager; }
+	  --no-install-recommends prometheus prometheus-alertmanager chromium; }
 
 apt-bench:
 	@{ command -v wrk >/dev/null && command -v nginx >/dev/null; } || { $(SUDO) apt-get update -qq && \

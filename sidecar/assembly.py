@@ -27,6 +27,7 @@ from starlette.applications import Starlette
 
 from sidecar.admin.app import create_admin_app
 from sidecar.admin.health import Readiness
+from sidecar.admin.history import History
 from sidecar.alerting import AlertEngine, AlertMetrics, AlertRulesError, default_rules
 from sidecar.alerting import load_rules as load_alert_rules
 from sidecar.alerting.notify import Notifier, alertmanager_url
@@ -134,6 +135,8 @@ class Assembly:
     alerting: Alerting | None
     # Process mode: the link to the monitoring process, which builds its own components.
     monitor: MonitorLink | None
+    # Inline: the status page's ring of past evaluations; the server runs it beside the evaluators.
+    history: History | None
     outgoing: tuple[UpstreamClient, ...]
     proxy_app: ProxyApp
     admin_app: Starlette
@@ -171,6 +174,7 @@ def assemble(settings: Settings) -> Assembly:
     # ...and the monitoring side's.
     register_monitoring(registry, parts, alerting, model)
     proxy_app = _proxy_app(settings, client, metrics, parts.capture, fallback, flags)
+    history = History(parts.monitors, parts.performance, metrics)
     admin_app = create_admin_app(
         registry,
         readiness,
@@ -181,6 +185,8 @@ def assemble(settings: Settings) -> Assembly:
         flags,
         admin_token=settings.admin_token,
         labels_max_bytes=settings.labels_max_bytes,
+        history=history,
+        eval_interval_seconds=settings.eval_interval_seconds,
     )
     outgoing = (*alerting.clients, *(c for c in (parts.webhook, fallback) if c is not None))
     return Assembly(
@@ -193,6 +199,7 @@ def assemble(settings: Settings) -> Assembly:
         parts,
         alerting,
         None,
+        history,
         outgoing,
         proxy_app,
         admin_app,
@@ -228,7 +235,7 @@ def _assemble_serving(
     )
     outgoing = () if fallback is None else (fallback,)
     return Assembly(
-        registry, flags, metrics, client, readiness, capture, None, None, link, outgoing, proxy_app, admin_app
+        registry, flags, metrics, client, readiness, capture, None, None, link, None, outgoing, proxy_app, admin_app
     )
 
 

@@ -130,6 +130,7 @@ class Sidecar:
         self.readiness, self.capture = built.readiness, built.capture
         self.components, self._alerting, self.monitor = built.components, built.alerting, built.monitor
         self._outgoing = built.outgoing
+        self._history = built.history
         self._background: list[asyncio.Task[None]] = []
         proxy_guard = ConnectionGuard("proxy", _limits(settings, settings.max_connections))
         admin_guard = ConnectionGuard("admin", _limits(settings, settings.admin_max_connections))
@@ -254,6 +255,9 @@ class Sidecar:
                 asyncio.create_task(self.alerting.runner.run(self.settings.eval_interval_seconds), name="alerts"),
                 asyncio.create_task(self.alerting.notifier.run(), name="alert-notifier"),
             ]
+            if self._history is not None:
+                interval = self.settings.eval_interval_seconds
+                self._background.append(asyncio.create_task(self._history.run(interval), name="history"))
         # What was built at start-up lives as long as the process: the cyclic collector need not
         # walk it on every full collection (measured: a full collection of the monitoring heap
         # stalled the loop for 44 ms). Objects made later are collected as before.

@@ -31,6 +31,7 @@ from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 
 from sidecar.admin.app import create_admin_app
+from sidecar.admin.history import History
 from sidecar.assembly import PRIMARY, Alerting, Components, build_alerting, build_components, register_monitoring
 from sidecar.config import Settings
 from sidecar.monitoring.evaluator import status_json
@@ -110,6 +111,7 @@ class MonitoringProcess:
         # The process_* and python_* families describe the serving process, whose registry has them.
         registry = create_registry(s.model_name, max_series=s.metrics_max_series, process=False)
         register_monitoring(registry, parts, alerting, s.model_name)
+        history = History(parts.monitors, parts.performance, mirror)
         app = create_admin_app(
             registry,
             None,
@@ -120,6 +122,8 @@ class MonitoringProcess:
             flags,
             admin_token=s.admin_token,
             labels_max_bytes=s.labels_max_bytes,
+            history=history,
+            eval_interval_seconds=s.eval_interval_seconds,
         )
         outgoing = [*alerting.clients, *(c for c in (parts.webhook,) if c is not None)]
         loop = asyncio.get_running_loop()
@@ -158,6 +162,7 @@ class MonitoringProcess:
             loop.create_task(parts.performance.run(s.eval_interval_seconds), name="performance"),
             loop.create_task(alerting.runner.run(s.eval_interval_seconds), name="alerts"),
             loop.create_task(alerting.notifier.run(), name="alert-notifier"),
+            loop.create_task(history.run(s.eval_interval_seconds), name="history"),
             loop.create_task(self._read_control(control_reader, on_control), name="control"),
             loop.create_task(self._report(parts), name="progress"),
         ]
