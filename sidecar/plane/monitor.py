@@ -45,9 +45,13 @@ __all__ = ["NICENESS", "main"]
 
 logger = logging.getLogger("sidecar.plane.monitor")
 
-# Under CPU contention the kernel then prefers the proxy (weight 1024 against 110), so
-# monitoring takes the CPU the proxy leaves; when there is none, its bounded queue
-# fills and the proxy drops and counts, as the capture contract has always said.
+# The monitoring process runs at SCHED_IDLE: the kernel gives it a CPU only when nothing else of
+# normal priority wants one, so it never preempts the proxy. Measured (capture_overhead, quiet,
+# two runs): at nice 10 alone, rate 1 added 1.4 ms to p99 at one connection and made p99 at 32
+# connections 2.3x rate 0's (the proxy lost its core to the monitor for whole timeslices); at
+# SCHED_IDLE, +0.02 and +0.34 ms, and 1.3-1.4x, with every kept exchange still monitored.
+# When no CPU is left at all, the bounded queue fills and the proxy drops and counts, as the
+# capture contract has always said. The nice value stays for kernels without SCHED_IDLE.
 NICENESS = 10
 _PROGRESS_SECONDS = 1.0
 
@@ -56,6 +60,9 @@ def main(settings: Settings, data: socket.socket, control: socket.socket, varian
     """The process's entry point (a ``multiprocessing`` target)."""
     with contextlib.suppress(OSError):
         os.nice(NICENESS)
+    if hasattr(os, "SCHED_IDLE"):  # Linux
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s[monitor]: %(message)s",
