@@ -7,6 +7,7 @@ The hierarchy, with the module of each class defined elsewhere::
     │   ├── ConfigError              SIDECAR_* settings invalid or missing → exit 2
     │   ├── AlertRulesError          the SIDECAR_ALERT_RULES file          (sidecar.alerting.rules)
     │   ├── QualityRulesError        the SIDECAR_QUALITY_RULES file        (sidecar.quality.rules)
+    │   ├── ExperimentError          the SIDECAR_EXPERIMENT_PATH file      (sidecar.experiments.definition)
     │   └── OptionError              ``profile`` options that do not fit   (sidecar.profiling.errors)
     ├── UpstreamError                the model server could not give a response
     │   ├── UpstreamConnectError     refused, unreachable, DNS failure     → 502

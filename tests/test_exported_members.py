@@ -56,7 +56,14 @@ def test_the_drawn_exception_hierarchy_is_the_real_one() -> None:
         assert parent is not None
         assert classes[parent] in classes[name].__bases__, (name, parent)
     problems = {name for name, cls in classes.items() if issubclass(cls, sidecar.ProblemsError)}
-    assert problems == {"ProblemsError", "ConfigError", "AlertRulesError", "QualityRulesError", "OptionError"}
+    assert problems == {
+        "ProblemsError",
+        "ConfigError",
+        "AlertRulesError",
+        "QualityRulesError",
+        "ExperimentError",
+        "OptionError",
+    }
 
 
 def test_a_problems_error_keeps_every_problem_and_shows_one_per_line() -> None:

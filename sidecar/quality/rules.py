@@ -47,12 +47,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
-
 from sidecar.exceptions import ProblemsError
 from sidecar.quality.checks import CHECKS, FEATURE_CHECKS, Expectation, reference_expectation
 from sidecar.reference import Kind, ReferenceProfile, category_key
-from sidecar.yamlfile import read_yaml
+from sidecar.yamlfile import StrictLoader, read_yaml
 
 __all__ = ["QualityRulesError", "FeatureRule", "QualityRules", "load_rules"]
 
@@ -187,7 +185,7 @@ class QualityRules:
 def load_rules(path: str | Path) -> QualityRules:
     """Read and validate a rules file; every failure is a :class:`QualityRulesError` naming the path."""
     try:
-        data = read_yaml(path, "quality rules", _StrictLoader)
+        data = read_yaml(path, "quality rules", StrictLoader)
     except ValueError as exc:
         raise QualityRulesError([str(exc)]) from exc
     return QualityRules.from_mapping(data, source=str(path))
@@ -283,31 +281,3 @@ def _what(value: object) -> str:
         return "nothing"
     names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
     return names.get(type(value), type(value).__name__)
-
-
-_MERGE_TAG: Final = "tag:yaml.org,2002:merge"
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys, which plain YAML loading silently resolves to the last."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[object] = set()
-    for key_node, _ in node.value:
-        if key_node.tag == _MERGE_TAG:
-            continue  # "<<: *base" then overriding a key is what merge keys are for
-        key = loader.construct_object(key_node)
-        try:
-            duplicate = key in seen
-            seen.add(key)
-        except TypeError:
-            continue  # an unhashable key: construct_mapping reports it with its position
-        if duplicate:
-            raise yaml.constructor.ConstructorError(
-                "while reading a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
-            )
-    return loader.construct_mapping(node)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)

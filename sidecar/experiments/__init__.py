@@ -1,0 +1,20 @@
+"""A/B experiments and shadow traffic (issue 17): the definition, assignment, and the statistics.
+
+One module per concept, and this ``__init__`` imports none of them, as
+uvicorn keeps its subpackages', so the request path can take
+:mod:`.assignment` (the standard library and the definition) without loading
+numpy or scipy:
+
+- :mod:`.definition`: the ``SIDECAR_EXPERIMENT_PATH`` file, validated into an
+  :class:`~.definition.Experiment` (every problem at once, :class:`~.definition.ExperimentError`);
+  :mod:`.fields` reads its typed values;
+- :mod:`.assignment`: :class:`~.assignment.Assigner`, a keyed hash of the unit into an arm;
+- per-arm summaries: :mod:`.moments` (means, proportions, delta-method ratios);
+- the tests, one file each: :mod:`.welch`, :mod:`.proportions` (returning a
+  :class:`~.comparison.Comparison`), the relative :mod:`.lift`, the
+  always-valid :mod:`.sequential` one, and :mod:`.compare`, which puts them
+  together into an :class:`~.compare.Effect` per metric; :mod:`.correction`
+  for multiplicity and :mod:`.power` for the MDE and the n still needed;
+- the checks: :mod:`.srm`, :mod:`.novelty`, :mod:`.simpson`, :mod:`.guardrails`;
+- :mod:`.decision`: invalid, revert, roll_out, no_difference or keep_running.
+"""
