@@ -14,7 +14,8 @@ Rows, top to bottom:
   upstream's p99), 5xx share (per sidecar, as the P1 alert reads it), proxy errors,
   connections, body sizes, the fallback flag;
 - **Capture and drops**: captured exchanges, capture drops by reason, prediction-log records
-  by sink and outcome, the prediction store, monitoring faults, series cut from ``/metrics``;
+  by sink and outcome, the prediction store, monitoring faults, series cut from ``/metrics``,
+  and the monitoring process: up or restarting per replica, and its restarts over the time range;
 - **Drift**: fleet-wide, from the recording rules only (the PSI of the summed per-bin counters,
   never an average of the replicas' PSI gauges), with the guard inputs (observations, reference
   versions), and output drift, for which no fleet rule exists, as the worst replica;
@@ -32,7 +33,7 @@ not exist. Add an "Experiments" row here when they do.
 Variables: ``datasource`` (a Prometheus data source), ``model`` (one model; every family has it
 as its first label) and ``feature`` (the drift panels; all features by default). Rates use
 Grafana's ``$__rate_interval``, so set the data source's scrape interval to the scrape interval
-of the sidecars.
+of the sidecars; counts "over the time range" use Grafana's ``$__range``.
 """
 
 from __future__ import annotations

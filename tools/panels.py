@@ -11,7 +11,7 @@ Usage::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from grafana_foundation_sdk.builders import common, dashboard, prometheus, stat, statetimeline, table, timeseries
 from grafana_foundation_sdk.cog import builder as cogbuilder
@@ -31,6 +31,7 @@ from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 __all__ = [
     "DATASOURCE",
     "MODEL",
+    "Mappings",
     "PanelBuilder",
     "Query",
     "Steps",
@@ -50,6 +51,10 @@ RATE = "$__rate_interval"
 PanelBuilder = cogbuilder.Builder[Panel]
 Query = tuple[str, str]  # (PromQL, legend)
 Steps = Sequence[tuple[float | None, str]]  # (from value, colour); None is the base step
+Mappings = Mapping[str, tuple[str, str]]  # value -> (text, colour)
+
+# A 0/1 gauge that is 1 when something is wrong, as mlsidecar_alert_active is.
+_FIRING: Mappings = {"0": ("ok", "green"), "1": ("firing", "red")}
 
 
 def rate(family: str, matchers: str = "") -> str:
@@ -65,6 +70,12 @@ def quantile(q: float, family: str) -> str:
 def ratio(part: str, whole: str) -> str:
     """``part / whole``, and 0 rather than no data where ``whole`` has series and ``part`` none (no 5xx yet)."""
     return f"({part} or 0 * {whole}) / {whole}"
+
+
+def _value_map(mappings: Mappings) -> ValueMap:
+    return ValueMap(
+        options={value: ValueMappingResult(text=text, color=colour) for value, (text, colour) in mappings.items()}
+    )
 
 
 def _thresholds(steps: Steps) -> dashboard.ThresholdsConfig:
@@ -126,8 +137,9 @@ def single(
     *,
     unit: str,
     steps: Steps = ((None, "green"),),
-    mappings: dict[str, tuple[str, str]] | None = None,
+    mappings: Mappings | None = None,
     no_value: str | None = None,
+    height: int = 4,
 ) -> stat.Panel:
     """A stat panel of the last value; ``mappings`` turn values into words (``{"1": ("ON", "red")}``)."""
     panel = (
@@ -138,15 +150,14 @@ def single(
         .targets(_targets([query]))
         .unit(unit)
         .span(4)
-        .height(4)
+        .height(height)
         .thresholds(_thresholds(steps))
         .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
         .graph_mode(common_models.BigValueGraphMode.AREA)
         .color_mode(common_models.BigValueColorMode.VALUE)
     )
     if mappings:
-        options = {value: ValueMappingResult(text=text, color=colour) for value, (text, colour) in mappings.items()}
-        panel = panel.mappings([ValueMap(options=options)])
+        panel = panel.mappings([_value_map(mappings)])
     if no_value is not None:
         panel = panel.no_value(no_value)
     return panel
@@ -167,11 +178,10 @@ def listing(title: str, description: str, queries: Sequence[Query], *, span: int
     )
 
 
-def states(title: str, description: str, query: Query, *, span: int = 12) -> statetimeline.Panel:
-    """A state timeline of a 0/1 gauge: green "ok", red "firing"."""
-    mapping = ValueMap(
-        options={"0": ValueMappingResult(text="ok", color="green"), "1": ValueMappingResult(text="firing", color="red")}
-    )
+def states(
+    title: str, description: str, query: Query, *, span: int = 12, mappings: Mappings = _FIRING
+) -> statetimeline.Panel:
+    """A state timeline of a 0/1 gauge, each value named by ``mappings`` (by default green "ok", red "firing")."""
     return (
         statetimeline.Panel()
         .title(title)
@@ -180,7 +190,7 @@ def states(title: str, description: str, query: Query, *, span: int = 12) -> sta
         .targets(_targets([query]))
         .span(span)
         .height(8)
-        .mappings([mapping])
+        .mappings([_value_map(mappings)])
         .show_value(common_models.VisibilityMode.NEVER)
         .merge_values(True)
         .legend(common.VizLegendOptions().show_legend(False))

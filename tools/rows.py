@@ -6,11 +6,26 @@ shows and why drift is read from the recording rules only.
 
 from __future__ import annotations
 
-from tools.panels import MODEL, PanelBuilder, Steps, graph, listing, quantile, rate, ratio, single, states
+from tools.panels import (
+    MODEL,
+    Mappings,
+    PanelBuilder,
+    Steps,
+    graph,
+    listing,
+    quantile,
+    rate,
+    ratio,
+    single,
+    states,
+)
 
 __all__ = ["ROWS"]
 
 PSI = "model_feature:mlsidecar_feature_psi:fleet1h"
+
+# mlsidecar_monitor_up: 1 while the monitoring process runs, 0 while it restarts.
+UP: Mappings = {"1": ("up", "green"), "0": ("restarting", "red")}
 
 # The verdicts' thresholds (docs/architecture.md, "Statistics"): moderate above 0.1, drift above 0.2.
 PSI_STEPS: Steps = ((None, "green"), (0.1, "yellow"), (0.2, "red"))
@@ -125,7 +140,7 @@ def serving() -> list[PanelBuilder]:
 
 
 def capture() -> list[PanelBuilder]:
-    """What was captured, and every place a capture or a log row can be dropped."""
+    """What was captured, every place a capture or a log row can be dropped, and the monitoring process."""
     return [
         graph(
             "Captured exchanges by strategy",
@@ -137,8 +152,9 @@ def capture() -> list[PanelBuilder]:
         graph(
             "Capture drops by reason",
             "Exchanges not captured: queue_full (the capture queue or the in-flight budget, in items or "
-            "bytes), too_large (a body over SIDECAR_CAPTURE_MAX_BYTES), parse_error, error. The responses "
-            "are unaffected.",
+            "bytes), too_large (a body over SIDECAR_CAPTURE_MAX_BYTES), parse_error, error (a fault in the "
+            "sampler), monitor_restart (handed to a monitoring process that ended before processing it). The "
+            "responses are unaffected.",
             [(f"sum by (reason) ({rate('mlsidecar_capture_dropped_total')})", "{{reason}}")],
             unit="reqps",
             span=8,
@@ -184,6 +200,25 @@ def capture() -> list[PanelBuilder]:
             unit="none",
             steps=((None, "green"), (1, "red")),
             no_value="none cut",
+        ),
+        states(
+            "Monitoring process per replica",
+            "Each sidecar's monitoring process (SIDECAR_MONITORING_PLANE=process, the default; no data in inline "
+            "mode): up, or restarting after it ended (a crash, the OOM killer). While it restarts the proxy serves "
+            "on, /metrics carries the serving families only and captures are dropped and counted.",
+            (f"mlsidecar_monitor_up{{{MODEL}}}", "{{instance}}"),
+            span=20,
+            mappings=UP,
+        ),
+        single(
+            "Monitoring process restarts",
+            "Times a monitoring process ended unexpectedly and was restarted, over the dashboard's time range, all "
+            "replicas. The exchanges it held count as capture drops (monitor_restart). Above 0, read that "
+            "replica's log: a crash, or the OOM killer (the container's memory limit).",
+            (f"sum(increase(mlsidecar_monitor_restarts_total{{{MODEL}}}[$__range]))", "restarts"),
+            unit="none",
+            steps=((None, "green"), (1, "red")),
+            height=8,
         ),
     ]
 

@@ -21,9 +21,9 @@ __all__ = ["DEFAULT_QUEUE_MAX_BYTES", "LogBatch", "Sink", "LogMetrics"]
 
 logger = logging.getLogger("sidecar.sinks")
 
-# SIDECAR_LOG_QUEUE_MAX_BYTES's default, per sink. The example manifest's 256 MiB limit holds a
-# loaded sidecar (about 150 MiB), the capture queue's 32 MiB and the store's 8 MiB; 8 MiB per sink
-# is still above the default 10,000 rows of a typical prediction (300-800 bytes a line), so for
+# SIDECAR_LOG_QUEUE_MAX_BYTES's default, per sink: the example manifest's memory limit was measured
+# with it full, beside the capture queue's 32 MiB and the store's 8 MiB (benchmarks/memory). 8 MiB
+# per sink is still above the default 10,000 rows of a typical prediction (300-800 bytes a line), so for
 # small payloads the row bound binds first, and large ones are what this bound is for.
 DEFAULT_QUEUE_MAX_BYTES = 8 << 20
 # CPython's objects around a batch's bytes: the batch, its tuple and request id, and each line's

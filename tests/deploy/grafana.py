@@ -19,8 +19,9 @@ __all__ = ["BUILTINS", "DASHBOARD", "load", "panels", "queries", "substitute", "
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "ml-sidecar.json"
 
 # Grafana's own variables that the panels may use, and a value for each that suits a test whose
-# Prometheus scrapes every second: a rate window of several scrapes.
-BUILTINS = {"__rate_interval": "1m"}
+# Prometheus scrapes every second: a rate window of several scrapes, and the dashboard's default
+# time range (now-3h to now) for the counts over the range.
+BUILTINS = {"__rate_interval": "1m", "__range": "3h"}
 
 _VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)(?::\w+)?\}")
 

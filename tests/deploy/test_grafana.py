@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from sidecar.capture.handoff import DROP_REASONS
 from tests.deploy.grafana import BUILTINS, DASHBOARD, load, panels, queries, used, variables
 from tools import dashboard
 
@@ -65,6 +66,36 @@ def test_drift_is_fleet_wide_and_never_an_average_of_replicas() -> None:
     assert not [expr for expr in exprs if re.search(r"\bavg(_over_time)?\b", expr)]
     (fleet,) = [panel for panel in panels(board) if panel["title"] == "Fleet PSI by feature"]
     assert fleet["targets"][0]["expr"].startswith("model_feature:mlsidecar_feature_psi:fleet1h{")
+
+
+def test_the_drops_panel_names_every_drop_reason() -> None:
+    (drops,) = [panel for panel in panels(load()) if panel["title"] == "Capture drops by reason"]
+    assert drops["targets"][0]["expr"].startswith("sum by (reason) (rate(mlsidecar_capture_dropped_total{")
+    # The reasons are label values the code defines: the description names each, so none goes unexplained.
+    assert [reason for reason in DROP_REASONS if reason not in drops["description"]] == []
+    assert "monitor_restart" in DROP_REASONS
+
+
+def test_the_monitoring_process_is_shown_up_per_replica_and_restarts_over_the_range() -> None:
+    board = load()
+    reading = {
+        name: [(panel, target["expr"]) for panel, target in queries(board) if name in target["expr"]]
+        for name in ("mlsidecar_monitor_up", "mlsidecar_monitor_restarts_total")
+    }
+    ((up, up_expr),) = reading["mlsidecar_monitor_up"]
+    assert up["type"] == "state-timeline" and up_expr == 'mlsidecar_monitor_up{model="$model"}'
+    (mapping,) = up["fieldConfig"]["defaults"]["mappings"]
+    assert mapping["options"] == {"1": {"text": "up", "color": "green"}, "0": {"text": "restarting", "color": "red"}}
+    ((restarts, restarts_expr),) = reading["mlsidecar_monitor_restarts_total"]
+    # A count of restarts over what the dashboard shows, summed over the replicas (counters add up).
+    assert restarts["type"] == "stat"
+    assert restarts_expr == 'sum(increase(mlsidecar_monitor_restarts_total{model="$model"}[$__range]))'
+    assert [step["value"] for step in restarts["fieldConfig"]["defaults"]["thresholds"]["steps"]] == [None, 1]
+    # Both sit with the capture drops: the row between "Capture and drops" and the next row.
+    rows = [panel for panel in board["panels"] if panel["type"] == "row"]
+    (capture,) = [index for index, row in enumerate(rows) if row["title"] == "Capture and drops"]
+    top, bottom = rows[capture]["gridPos"]["y"], rows[capture + 1]["gridPos"]["y"]
+    assert all(top < panel["gridPos"]["y"] < bottom for panel in (up, restarts))
 
 
 def test_every_series_read_is_documented_or_recorded() -> None:

@@ -20,12 +20,14 @@ The traffic produces every series a panel reads, the conditional ones included:
 - alert notifications: each sidecar has a webhook (a path of the model server);
 - ``mlsidecar_metrics_series_dropped``: the second replica runs with
   ``SIDECAR_METRICS_MAX_SERIES=100``, and the profile's 18 features give the data-quality family
-  112 series, so that family, and only it, is cut there.
+  112 series, so that family, and only it, is cut there;
+- the monitoring process: both sidecars run in the default process mode (``tests/servers.py``),
+  so ``mlsidecar_monitor_up`` is 1 and the restarts' increase over the range is 0, which is data.
 
 Then every expression, with the dashboard's variables substituted (``$model``, ``$feature`` as
-All, Grafana's ``$__rate_interval`` as 1m), goes through ``/api/v1/query``: each must be valid
-and return at least one finite sample. The variables' own ``label_values`` queries must list
-the model and its features.
+All, Grafana's ``$__rate_interval`` as 1m and ``$__range`` as 3h), goes through ``/api/v1/query``:
+each must be valid and return at least one finite sample. The variables' own ``label_values``
+queries must list the model and its features.
 """
 
 from __future__ import annotations

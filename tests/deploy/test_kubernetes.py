@@ -20,6 +20,7 @@ import jsonschema
 import pytest
 import yaml
 
+from sidecar.config import Settings, variable
 from tests.deploy.operator import SCHEMAS
 from tests.tools import run_tool
 from tools import prometheusrule
@@ -32,9 +33,12 @@ EXAMPLES = {"secret.yaml"}  # shipped for reading and copying, never applied by 
 VERSIONS = tuple(f"1.{minor}" for minor in range(30, 38))
 OPERATOR_KINDS = set(SCHEMAS)
 
-# The README's soak: 148.7 MiB RSS at capture rate 1 over 1,000,000 requests, flat. The payload
-# buffers' byte bounds must fit between it and the memory limit.
-MEASURED_RSS_BYTES = 150 * 2**20
+# benchmarks/memory, the PSS of the sidecar container's processes summed (default process mode,
+# capture rate 1, wrk at 32 connections): at rest, 204 MiB at most; under load with small bodies,
+# 261 MiB steady; with 64 KiB bodies that fill every payload buffer's byte bound, 560 MiB at peak.
+MEASURED_AT_REST_BYTES = 204 * 2**20
+MEASURED_STEADY_BYTES = 261 * 2**20
+MEASURED_PEAK_BYTES = 560 * 2**20
 
 Resource = dict[str, Any]
 
@@ -190,18 +194,27 @@ def test_the_admin_token_comes_from_the_example_secret_with_a_placeholder() -> N
     assert not reference.get("optional", False)  # no Secret, no start: never a sidecar without a token
 
 
-def test_the_payload_buffers_fit_the_memory_limit_beside_the_measured_rss() -> None:
+def test_the_memory_request_and_limit_fit_what_was_measured() -> None:
     sidecar = _sidecar()
     env = _env(sidecar)
-    sinks = len(env["SIDECAR_LOG_SINK"].split(","))
-    payloads = (
-        int(env["SIDECAR_CAPTURE_IN_FLIGHT_MAX_BYTES"])
-        + int(env["SIDECAR_CAPTURE_QUEUE_MAX_BYTES"])
-        + int(env["SIDECAR_LOG_QUEUE_MAX_BYTES"]) * sinks
-        + int(env["SIDECAR_STORE_BUFFER_MAX_BYTES"])
-    )
+    # The peak was measured with one sink and the default byte bounds, all full: the manifest's must
+    # be those, or the measurement no longer describes it (raise them with a new measurement).
+    assert len(env["SIDECAR_LOG_SINK"].split(",")) == 1
+    for name in ("capture_in_flight_max_bytes", "capture_queue_max_bytes", "log_queue_max_bytes"):
+        assert int(env[variable(name)]) == _default(name), name
+    assert int(env["SIDECAR_STORE_BUFFER_MAX_BYTES"]) == _default("store_buffer_max_bytes")
+    request = _bytes(sidecar["resources"]["requests"]["memory"])
     limit = _bytes(sidecar["resources"]["limits"]["memory"])
-    assert MEASURED_RSS_BYTES + payloads <= limit, (MEASURED_RSS_BYTES + payloads) / 2**20
+    # The request holds the usual load, the limit the worst measured peak, each with room to spare.
+    assert request >= 1.2 * MEASURED_STEADY_BYTES, request / MEASURED_STEADY_BYTES
+    assert limit >= 1.3 * MEASURED_PEAK_BYTES, limit / MEASURED_PEAK_BYTES
+    assert MEASURED_AT_REST_BYTES < MEASURED_STEADY_BYTES < request < MEASURED_PEAK_BYTES < limit
+
+
+def _default(name: str) -> int:
+    value = getattr(Settings.from_env({"SIDECAR_UPSTREAM_URL": "http://127.0.0.1:8080"}), name)
+    assert isinstance(value, int)
+    return value
 
 
 def test_the_prediction_log_is_a_rotated_file_within_its_volume() -> None:
