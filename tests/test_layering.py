@@ -94,3 +94,29 @@ def test_the_packages_use_the_syntax_names_not_copies(package: str, syntax: str,
     # One list of each: what the settings accept is what the packages act on.
     for name in names:
         assert getattr(importlib.import_module(package), name) is getattr(importlib.import_module(syntax), name)
+
+
+def test_the_serving_process_loads_no_scipy(tmp_path: Path) -> None:
+    """In process mode the proxy's process builds the monitoring components only to check their files.
+
+    scipy.stats alone costs a process about 70 MiB (benchmarks/memory): the drift tests import it
+    when they first compute a p-value, which the serving process never does.
+    """
+    from tests.admin.scenario import write_reference
+
+    reference = write_reference(tmp_path / "reference.json")
+    code = (
+        "import sys\n"
+        "from sidecar.config import Settings\n"
+        "from sidecar.server import Sidecar\n"
+        "settings = Settings.from_env({'SIDECAR_UPSTREAM_URL': 'http://127.0.0.1:9', "
+        f"'SIDECAR_REFERENCE_PATH': {str(reference)!r}, 'SIDECAR_STATE_DIR': {str(tmp_path / 'state')!r}}})\n"
+        "sidecar = Sidecar(settings)\n"
+        "assert sidecar.monitor is not None  # the default plane: a monitoring process\n"
+        "print('\\n'.join(sorted(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    loaded = set(result.stdout.split())
+    assert "sidecar.drift.ks" in loaded  # the check did build the drift monitors...
+    assert _within(loaded, ("scipy",)) == []  # ...without their distribution functions

@@ -33,7 +33,6 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special, stats  # type: ignore[import-untyped]
 
 __all__ = ["ks_binned", "kstwo_sf"]
 
@@ -53,6 +52,10 @@ def kstwo_sf(d: float, n: int) -> float:
     """``scipy.stats.kstwo.sf(d, n)``, with the slow branch of scipy's algorithm done in numpy."""
     if n > 140 and d < 0.5 and 2.2 <= n * d * d < 370.0:
         return min(1.0, 2.0 * _smirnov(n, d))
+    # Imported here, not at the top: scipy.stats costs a process about 70 MiB, and the serving
+    # process imports this module (the assembly checks the reference) but never evaluates drift.
+    from scipy import stats  # type: ignore[import-untyped]
+
     return float(np.clip(stats.kstwo.sf(d, n), 0.0, 1.0))
 
 
@@ -61,6 +64,8 @@ def _smirnov(n: int, d: float) -> float:
 
     ``d · Σ_{j=0}^{⌊n(1−d)⌋} C(n, j) (1 − d − j/n)^(n−j) (d + j/n)^(j−1)``
     """
+    from scipy import special  # type: ignore[import-untyped]  # lazily, as above
+
     log_factorial = special.gammaln(np.arange(n + 1.0) + 1.0)
     last = math.floor(n * (1.0 - d))
     j = np.arange(last + 1.0)
