@@ -64,7 +64,7 @@ def _smirnov(n: int, d: float) -> float:
 
     ``d · Σ_{j=0}^{⌊n(1−d)⌋} C(n, j) (1 − d − j/n)^(n−j) (d + j/n)^(j−1)``
     """
-    from scipy import special  # type: ignore[import-untyped]  # lazily, as above
+    from scipy import special  # lazily, as above
 
     log_factorial = special.gammaln(np.arange(n + 1.0) + 1.0)
     last = math.floor(n * (1.0 - d))
