@@ -74,6 +74,10 @@ async def test_page_shows_every_section_and_the_drifted_feature_first(tmp_path: 
     assert html.count('<figure class="output-chart"') == len(api["drift"]["outputs"])
     income = next(f for f in features if f["name"] == "income")
     assert income["verdict"] == "drift"
+    # The status card counts the drifting features beside the dataset's verdict.
+    judged = [f for f in features if f["verdict"] != "insufficient_data"]
+    drifted = sum(f["verdict"] == "drift" for f in judged)
+    assert f"{drifted} of {len(judged)} features drift" in html.split('id="status-h"', 1)[1].split("</section>", 1)[0]
     psi = next(m["score"] for m in income["methods"] if m["method"] == "psi")
     assert f'<span class="psi">{psi:.3g}</span>' in html
     # The bins are named as the API names them.
