@@ -60,12 +60,14 @@ demo: runtime
 	DEMO_SECONDS=$(DEMO_SECONDS) $(RUNTIME_PY) -m demo
 
 # Debian packages the tests drive for real: prometheus and promtool, alertmanager and amtool,
-# and chromium for the status page (Playwright drives it; it cannot download browsers here).
+# chromium for the status page (Playwright drives it; it cannot download browsers here), and
+# postgresql for the shared store (the tests run initdb and pg_ctl, which Debian keeps in
+# /usr/lib/postgresql/<version>/bin, off the PATH).
 apt-test:
 	@{ command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null && \
-	  command -v chromium >/dev/null; } || \
+	  command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || \
 	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
-	  --no-install-recommends prometheus prometheus-alertmanager chromium; }
+	  --no-install-recommends prometheus prometheus-alertmanager chromium postgresql; }
 
 apt-bench:
 	@{ command -v wrk >/dev/null && command -v nginx >/dev/null; } || { $(SUDO) apt-get update -qq && \

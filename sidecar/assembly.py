@@ -372,6 +372,10 @@ def build_components(settings: Settings) -> Components:
     worker.subscribe(monitors.observe)
     store = PredictionStore(
         settings.state_dir,
+        url=settings.state_url_in_use(),
+        # Scopes the leader lock and eviction to this model's rows when models share a database.
+        model=settings.model_name,
+        leader_interval=settings.eval_interval_seconds,
         segment_features=settings.store_segments,
         ttl_seconds=settings.label_ttl_seconds,
         max_rows=settings.store_max_rows,
@@ -431,7 +435,15 @@ def _build_labels(
     model = settings.model_name
     labels = LabelIngest(store, config, window, model=model, retrainer=retrainer, data=monitors)
     performance = PerformanceEvaluator(
-        store, config, window, labels, model=model, retrainer=retrainer, data=monitors, primary_variant=PRIMARY
+        store,
+        config,
+        window,
+        labels,
+        model=model,
+        retrainer=retrainer,
+        data=monitors,
+        primary_variant=PRIMARY,
+        fleet=store.shared,
     )
     return labels, performance
 

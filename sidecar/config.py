@@ -34,6 +34,7 @@ from sidecar.syntax.privacy import PII_MODES, PiiMode, check_pii, parse_fields
 from sidecar.syntax.protocols import PROTOCOLS, Protocol
 from sidecar.syntax.sampling import STRATEGIES, Strategy, parse_source
 from sidecar.syntax.sinks import parse_sink_spec
+from sidecar.syntax.store import mask_url, parse_state_url
 
 __all__ = ["Settings", "LogLevel", "LOG_LEVELS", "ReferenceOnError", "REFERENCE_ON_ERROR", "PREFIX"]
 
@@ -235,12 +236,21 @@ class _Field:
     family: bool = False
     # How describe() writes a set value; the inverse of parse.
     show: Callable[[Any], str] = _show
+    # A value that holds a secret inside it (a URL's password): shown through this rather than as ***.
+    mask: Callable[[str], str] | None = None
 
 
-def _env(parse: Callable[[str], T], default: T, *, secret: bool = False, show: Callable[[Any], str] = _show) -> T:
+def _env(
+    parse: Callable[[str], T],
+    default: T,
+    *,
+    secret: bool = False,
+    show: Callable[[Any], str] = _show,
+    mask: Callable[[str], str] | None = None,
+) -> T:
     # The dataclass default is the real default; the parser is kept in metadata
     # so adding a setting is one line in one place.
-    return dataclasses.field(default=default, metadata={"field": _Field(parse, secret=secret, show=show)})
+    return dataclasses.field(default=default, metadata={"field": _Field(parse, secret=secret, show=show, mask=mask)})
 
 
 def _family(parse: Callable[[str], T]) -> tuple[tuple[str, T], ...]:
@@ -305,7 +315,7 @@ class Settings:
     model_version_header: str = _env(_parse_header_name, "x-model-version")
     capture_max_bytes: int = _env(_parse_int(0, 1 << 30), 1 << 20)
     capture_queue_size: int = _env(_parse_int(1, 10_000_000), 10_000)
-    # Memory bounds of the payload buffers, sized for the example manifest's 256 MiB limit.
+    # Memory bounds of the payload buffers; the example manifest's limit is measured with them full.
     capture_queue_max_bytes: int = _env(_parse_int(1024, 1 << 40), 32 << 20)
     capture_in_flight_max_bytes: int = _env(_parse_int(1024, 1 << 40), 32 << 20)
     # Capture: sampling.
@@ -352,6 +362,10 @@ class Settings:
     pii_salt: str | None = _env(_parse_text, None, secret=True)
     # Delayed labels: the prediction store and the labels API.
     state_dir: str = _env(_parse_text, "ml-sidecar-state")
+    # The store shared by the replicas (PostgreSQL); unset, the SQLite file in state_dir. The URL may
+    # also come from a file (a mounted Kubernetes Secret): read it with state_url_in_use().
+    state_url: str | None = _env(_validated(parse_state_url), None, mask=mask_url)
+    state_url_file: str | None = _env(_parse_text, None)
     label_ttl_seconds: float = _env(_parse_float(60.0, 366 * 86_400.0), 30 * 86_400.0)
     store_max_rows: int = _env(_parse_int(1_000, 1_000_000_000), 1_000_000)
     store_buffer_max_bytes: int = _env(_parse_int(1024, 1 << 40), 8 << 20)
@@ -411,7 +425,7 @@ class Settings:
             try:
                 values[f.name] = spec.parse(raw)
             except _Invalid as exc:
-                shown = "***" if spec.secret else raw
+                shown = spec.mask(raw) if spec.mask else "***" if spec.secret else raw
                 problems.append(f"{var}={shown!r} is not valid: {exc}")
         problems += _cross_checks({f.name: values.get(f.name, f.default) for f in dataclasses.fields(cls)})
         if problems:
@@ -448,6 +462,20 @@ class Settings:
         close = difflib.get_close_matches(var.removeprefix(PREFIX), names, n=1, cutoff=0.8)
         return PREFIX + close[0] if close else None
 
+    def state_url_in_use(self) -> str | None:
+        """The store's URL, from ``SIDECAR_STATE_URL`` or read from ``SIDECAR_STATE_URL_FILE``; None for SQLite.
+
+        The file is read again on each call, so a rotated Secret is taken at
+        the next start. :meth:`from_env` has checked it; a file changed since
+        raises :class:`ConfigError` naming the variable.
+        """
+        if self.state_url_file is None:
+            return self.state_url
+        try:
+            return _read_state_url(self.state_url_file)
+        except _Invalid as exc:
+            raise ConfigError([f"SIDECAR_STATE_URL_FILE={self.state_url_file!r} is not valid: {exc}"]) from None
+
     def describe(self) -> dict[str, str]:
         """The effective configuration by variable name, secrets masked.
 
@@ -464,6 +492,8 @@ class Settings:
                     out[f"{PREFIX}{f.name.upper()}_{key.upper()}"] = spec.show(member)
             elif value is None:
                 out[PREFIX + f.name.upper()] = ""
+            elif spec.mask is not None:
+                out[PREFIX + f.name.upper()] = spec.mask(spec.show(value))
             else:
                 out[PREFIX + f.name.upper()] = "***" if spec.secret else spec.show(value)
         return out
@@ -500,9 +530,35 @@ def _cross_checks(values: dict[str, Any]) -> list[str]:
             "expected a slice no longer than the window and at most 10000 slices per window"
         )
     problems += _performance_checks(values)
+    problems += _state_url_checks(values["state_url"], values["state_url_file"])
     if values["auto_fallback"] and values["fallback_url"] is None:
         problems.append("SIDECAR_AUTO_FALLBACK=true needs SIDECAR_FALLBACK_URL, the model to fall back to")
     return problems
+
+
+def _state_url_checks(url: str | None, path: str | None) -> list[str]:
+    if path is None:
+        return []
+    if url is not None:
+        return ["SIDECAR_STATE_URL and SIDECAR_STATE_URL_FILE are both set: set one, the URL or the file that holds it"]
+    try:
+        _read_state_url(path)
+    except _Invalid as exc:
+        return [f"SIDECAR_STATE_URL_FILE={path!r} is not valid: {exc}"]
+    return []
+
+
+def _read_state_url(path: str) -> str:
+    """The URL in a file (a Secret's key, a trailing newline allowed); its content is never shown."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read(64 << 10)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _Invalid(f"expected a readable file holding the store's URL: {exc}") from None
+    try:
+        return parse_state_url(text)
+    except ValueError as exc:
+        raise _Invalid(f"the file does not hold a store URL: {exc}") from None
 
 
 def _performance_checks(values: dict[str, Any]) -> list[str]:

@@ -6,6 +6,7 @@ import pytest
 
 from sidecar.server import Sidecar
 from tests import servers
+from tests.postgres import Postgres, run_postgres
 from tests.servers import Upstream, run_sidecar, run_upstream
 
 
@@ -39,3 +40,10 @@ async def upstream() -> AsyncIterator[Upstream]:
 async def sidecar(upstream: Upstream) -> AsyncIterator[Sidecar]:
     async with run_sidecar(upstream.url) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One real PostgreSQL server for the session (tests/postgres.py); each test takes its own database."""
+    with run_postgres() as server:
+        yield server

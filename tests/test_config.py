@@ -4,6 +4,7 @@ import dataclasses
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Literal, get_args, get_origin, get_type_hints
 
 import pytest
@@ -265,6 +266,7 @@ RICH = {
     "SIDECAR_PII_MODE": "drop",
     "SIDECAR_PII_SALT": "a-long-random-secret-value",
     "SIDECAR_STATE_DIR": "/var/lib/ml-sidecar",
+    "SIDECAR_STATE_URL": "postgresql://sidecar:pg-pass@db.internal:5432/monitoring?sslmode=require",
     "SIDECAR_LABEL_TTL_SECONDS": "604800",
     "SIDECAR_STORE_MAX_ROWS": "5000",
     "SIDECAR_STORE_BUFFER_MAX_BYTES": "4194304",
@@ -307,19 +309,26 @@ RICH = {
     "SIDECAR_AUTO_FALLBACK": "yes",
 }
 SECRETS = {"SIDECAR_ADMIN_TOKEN": "hunter2", "SIDECAR_PII_SALT": "a-long-random-secret-value"}
+# Shown with only its password masked.
+MASKED = {"SIDECAR_STATE_URL": "postgresql://sidecar:***@db.internal:5432/monitoring?sslmode=require"}
 
 
 def _read_back(lines: list[str]) -> dict[str, str]:
     """check-config's lines as an environment, the masked secrets put back as an operator would."""
     env = dict(line.split("=", 1) for line in lines)
     assert {var for var, value in env.items() if value == "***"} == set(SECRETS)
-    return {**env, **SECRETS}
+    assert {var: env[var] for var in MASKED} == MASKED
+    return {**env, **SECRETS, "SIDECAR_STATE_URL": RICH["SIDECAR_STATE_URL"]}
 
 
 def test_check_config_prints_values_that_read_back_as_the_same_settings() -> None:
     settings = Settings.from_env(RICH)
-    # All but the task: SIDECAR_CLASSES and SIDECAR_POSITIVE_LABEL apply to the default task alone.
-    assert [f.name for f in dataclasses.fields(Settings) if getattr(settings, f.name) == f.default] == ["task"]
+    # All but the task: SIDECAR_CLASSES and SIDECAR_POSITIVE_LABEL apply to the default task alone; and the
+    # store's URL file, which excludes the URL (test_state_url_from_a_file).
+    assert [f.name for f in dataclasses.fields(Settings) if getattr(settings, f.name) == f.default] == [
+        "state_url_file",
+        "task",
+    ]
     result = _cli("check-config", env=RICH)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -345,6 +354,40 @@ def test_check_config_prints_values_that_read_back_as_the_same_settings() -> Non
     ):
         assert line in lines
     assert not [line for line in lines if re.search(r"[()']|=(None|True|False)$|\.0$", line)], lines
+    assert "pg-pass" not in result.stdout + result.stderr
+
+
+def test_state_url_from_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "url"
+    secret.write_text("postgresql://sidecar:pg-pass@db:5432/monitoring\n")
+    settings = Settings.from_env({**BASE, "SIDECAR_STATE_URL_FILE": str(secret)})
+    assert settings.state_url is None
+    assert settings.state_url_in_use() == "postgresql://sidecar:pg-pass@db:5432/monitoring"
+    assert Settings.from_env(BASE).state_url_in_use() is None
+    assert "pg-pass" not in repr(settings.describe())
+
+
+def test_state_url_problems_name_the_variable_and_never_show_the_password(tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.write_text("mysql://sidecar:pg-pass@db/monitoring")
+    cases = {
+        "SIDECAR_STATE_URL": ({"SIDECAR_STATE_URL": "postgresql://sidecar:pg-pass@db"}, "no database name"),
+        "SIDECAR_STATE_URL_FILE": ({"SIDECAR_STATE_URL_FILE": str(bad)}, "the scheme must be postgresql://"),
+        "missing file": ({"SIDECAR_STATE_URL_FILE": str(tmp_path / "absent")}, "expected a readable file"),
+        "both": (
+            {"SIDECAR_STATE_URL": "postgresql://db/m", "SIDECAR_STATE_URL_FILE": str(bad)},
+            "SIDECAR_STATE_URL and SIDECAR_STATE_URL_FILE are both set",
+        ),
+    }
+    for name, (env, expected) in cases.items():
+        with pytest.raises(ConfigError) as caught:
+            Settings.from_env({**BASE, **env})
+        text = str(caught.value)
+        assert expected in text, name
+        assert "pg-pass" not in text, name
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**BASE, "SIDECAR_STATE_URL": "postgresql://sidecar:pg-pass@db:port/m"})
+    assert "SIDECAR_STATE_URL='postgresql://sidecar:***@db:port/m' is not valid" in str(caught.value)
 
 
 def test_check_config_of_the_defaults_reads_back_with_unset_values_empty() -> None:

@@ -26,7 +26,19 @@ from tests.servers import Upstream, serve_process
 
 ROOT = Path(__file__).resolve().parents[1]
 # What only the dev extra brings; none of it may be needed at run time.
-DEV_ONLY = ("aiohttp", "yarl", "multidict", "pytest", "hypothesis", "mypy", "ruff", "sklearn", "pyarrow", "statsmodels", "pandas")
+DEV_ONLY = (
+    "aiohttp",
+    "yarl",
+    "multidict",
+    "pytest",
+    "hypothesis",
+    "mypy",
+    "ruff",
+    "sklearn",
+    "pyarrow",
+    "statsmodels",
+    "pandas",
+)
 
 IMPORT_ALL = """
 import importlib, pkgutil, sys

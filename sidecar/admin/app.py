@@ -39,6 +39,10 @@ __all__ = ["create_admin_app"]
 
 logger = logging.getLogger("sidecar.admin.app")
 
+# What a 503 from the labels endpoint asks the client to wait: a few seconds, since the store
+# retries the database itself and a label batch is idempotent.
+_STORE_RETRY_SECONDS = 5
+
 
 def create_admin_app(
     registry: CollectorRegistry,
@@ -117,7 +121,13 @@ def create_admin_app(
             outcomes = await labels.ingest(items)
         except StoreError as exc:
             logger.warning("labels refused: %s", exc)
-            return error(503, "the prediction store could not take the labels; nothing was stored, retry later")
+            # Nothing of the batch was stored, so the same POST may simply be sent again; the store
+            # reconnects on its own within its backoff (at most 30 s).
+            return error(
+                503,
+                "the prediction store could not take the labels; nothing was stored, retry later",
+                retry_after=_STORE_RETRY_SECONDS,
+            )
         results: list[dict[str, Any]] = []
         for item, outcome in zip(items, outcomes, strict=True):
             result: dict[str, Any] = {"request_id": item.request_id, "row": item.row, "outcome": outcome.kind}
@@ -147,7 +157,10 @@ def create_admin_app(
                 else serving_routes(
                     readiness,
                     flags,
-                    monitoring=lambda: {"reference": status_json(monitors.snapshot.reference)},
+                    monitoring=lambda: {
+                        "reference": status_json(monitors.snapshot.reference),
+                        "store": labels.store.status(),
+                    },
                     admin_token=admin_token,
                 )
             ),

@@ -16,11 +16,13 @@ from starlette.responses import Response
 __all__ = ["authorize", "error", "read_limited"]
 
 
-def error(status: int, message: str, *, problems: list[str] | None = None) -> Response:
+def error(status: int, message: str, *, problems: list[str] | None = None, retry_after: int | None = None) -> Response:
+    """A JSON error; ``retry_after`` (seconds) adds ``Retry-After``, for a 503 the client should retry."""
     body: dict[str, Any] = {"error": message}
     if problems:
         body["problems"] = problems
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+    headers = None if retry_after is None else {"Retry-After": str(retry_after)}
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
 def authorize(request: Request, token: str | None) -> Response | None:

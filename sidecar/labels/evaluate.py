@@ -16,6 +16,18 @@ at start-up, then every ``SIDECAR_EVAL_INTERVAL_SECONDS``:
   :class:`~sidecar.labels.ingest.LabelIngest` and the retraining status, as
   one snapshot, which ``/api/v1/performance``, ``/metrics`` and the alert
   signals read.
+
+**The fleet** (``fleet=True``: the store is PostgreSQL, shared by every
+replica). A replica's own labels and captures are then a part of the whole,
+and a fleet's AUC is not a sum of replicas' AUCs, so one replica, the
+store's leader (:attr:`~sidecar.store.PredictionStore.is_leader`), computes
+everything over the whole fleet's rows: realised metrics from the stored
+labelled rows, re-read only when the store's label marker moved; coverage and
+the estimated accuracy from the stored predictions; and the retraining
+checks, which fire once for the fleet. The others publish no fleet figure
+(``leader`` False in the snapshot), so Prometheus sees one series per model,
+whichever replica holds the lock. The label counters and delays stay each
+replica's own: counters add up across replicas.
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ from sidecar.labels.window import LabelledWindow
 from sidecar.monitoring.evaluator import DataMonitors
 from sidecar.performance import JoinedRow, MetricResult, PerformanceConfig, PerformanceSnapshot, compute
 from sidecar.performance.estimate import ConfidenceWindow
+from sidecar.performance.snapshot import unavailable
 from sidecar.records import PredictionRecord
 from sidecar.store import Coverage, Labelled, PredictionStore, StoreError
 
@@ -64,9 +77,14 @@ class PerformanceEvaluator:
         retrainer: Retrainer,
         data: DataMonitors,
         primary_variant: str = "primary",
+        fleet: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        self.fleet = fleet
+        # The fleet's label marker when its rows were last read, and its labelled count for the retrainer.
+        self._marker: tuple[int, int] | None = None
+        self._fleet_labelled: int | None = None
         self.config = config
         self.window = window
         self.ingest = ingest
@@ -79,13 +97,19 @@ class PerformanceEvaluator:
         now = clock()
         # Complete from the start: the API shows the same keys before the first evaluation as after it.
         self.snapshot = LabelsSnapshot(
-            now, model, config.task, window.seconds, config.min_labels, retraining=retrainer.status(now)
+            now,
+            model,
+            config.task,
+            window.seconds,
+            config.min_labels,
+            retraining=retrainer.status(now),
+            leader=False if fleet else None,
         )
 
     def observe(self, records: Sequence[PredictionRecord]) -> None:
         """The capture subscriber: count each prediction's confidence. O(rows), never raises on a record."""
-        if self.config.task != "classification":
-            return
+        if self.config.task != "classification" or self.fleet:
+            return  # the fleet's estimate is read from the store, over every replica's predictions
         add = self.confidence.add
         # The time they are counted, not their own: the buckets then stay in order when
         # a slow request's record arrives after faster, later ones.
@@ -95,10 +119,14 @@ class PerformanceEvaluator:
 
     async def load(self) -> None:
         """Read the labelled window back from the store, so a restart keeps the performance it had."""
+        if self.fleet:
+            return  # the leader reads the fleet's rows at each evaluation
         self.window.load(await self.store.labelled(self.clock() - self.window.seconds, self.model))
 
     async def evaluate(self) -> LabelsSnapshot:
         """Recompute what changed, run the retraining checks, then publish and return the snapshot."""
+        if self.fleet:
+            return await self._evaluate_fleet()
         now = self.clock()
         previous = self.snapshot
         # The counters are copied with the rows, so the joined count and the labelled rows agree.
@@ -145,6 +173,49 @@ class PerformanceEvaluator:
         self.snapshot = replace(snapshot, retraining=self.retrainer.status(now))
         return self.snapshot
 
+    async def _evaluate_fleet(self) -> LabelsSnapshot:
+        """The leader's evaluation over the whole fleet's rows; a snapshot with no fleet figure elsewhere."""
+        now = self.clock()
+        previous = self.snapshot
+        outcomes, delay = dict(self.ingest.outcomes), self.ingest.delay_histogram()
+        common = (now, self.model, self.config.task, self.window.seconds, self.config.min_labels)
+        if not self.store.is_leader:
+            # Forget what was read: when this replica leads again, it reads the rows afresh.
+            self._marker = self._fleet_labelled = None
+            self.snapshot = LabelsSnapshot(*common, outcomes=outcomes, delay=delay, leader=False)
+            return self.snapshot
+        since = now - self.window.seconds
+        performance, coverage, estimated = previous.performance, previous.coverage, dict(previous.estimated)
+        try:
+            marker = await self.store.label_marker(since, self.model)
+            if marker != self._marker:
+                rows = await self.store.labelled(since, self.model)
+                performance = await asyncio.to_thread(_compute, rows, self.config)
+                self._marker = marker
+            coverage = await self.store.coverage(since, self.model)
+            if self.config.task == "classification":
+                sums = await self.store.estimated(since, self.model)
+                estimated = {variant: _estimate(*sums[variant]) for variant in sorted(sums)}
+        except StoreError as exc:
+            # Fail open: the last figures stand until the store answers again.
+            logger.warning("fleet performance is unavailable: %s", exc)
+        if coverage is not None:
+            # New labels for the retrainer: the rise in the fleet's labelled rows of the window, not this
+            # replica's joins. Rows ageing out of the window make it an undercount, never a double count.
+            if self._fleet_labelled is not None:
+                self.retrainer.observe_labels(max(0, coverage.labelled - self._fleet_labelled))
+            self._fleet_labelled = coverage.labelled
+        snapshot = LabelsSnapshot(*common, performance, estimated, coverage, True, outcomes, delay, leader=True)
+        drift = self.data.snapshot.drift
+        self.retrainer.evaluate(
+            snapshot.metrics_of(self.primary_variant),
+            None if drift is None else drift.verdict,
+            drifted_share=None if drift is None else drift.drifted_share,
+            now=now,
+        )
+        self.snapshot = replace(snapshot, retraining=self.retrainer.status(now))
+        return self.snapshot
+
     async def run(self, interval: float) -> None:
         """Load the window, then publish a fresh snapshot every ``interval`` seconds until cancelled."""
         try:
@@ -174,3 +245,10 @@ def _compute(labelled: Sequence[Labelled], config: PerformanceConfig) -> tuple[P
         for row in labelled
     )
     return compute(rows, config)
+
+
+def _estimate(weighted_mean: float, weight_sum: float, count: int) -> MetricResult:
+    """The fleet's estimated accuracy of one variant, from the store's sums, as :class:`ConfidenceWindow` gives it."""
+    if weight_sum <= 0:
+        return unavailable("estimated_accuracy", "no prediction with a confidence in the window")
+    return MetricResult("estimated_accuracy", weighted_mean, int(count), weight_sum, "ok")

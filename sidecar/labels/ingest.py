@@ -14,6 +14,11 @@
 - the joined rows go to the :class:`~sidecar.labels.window.LabelledWindow`,
   and, at arrival, to label drift (class balance against the profile's
   target), label freshness and the retrainer's count of new labels.
+
+With the shared store (the store's ``shared``), the window and the
+retrainer's count are the leader's, read from the whole fleet's rows
+(:mod:`sidecar.labels.evaluate`), so the joined rows go to neither here: the
+counters, delays, label drift and freshness stay this replica's own.
 """
 
 from __future__ import annotations
@@ -106,8 +111,9 @@ class LabelIngest:
             # The first bound at or above the delay: each bucket holds delays <= its bound, as Prometheus' "le".
             self._delays[bisect.bisect_left(DELAY_BUCKETS, delay)] += 1
             self._delay_sum += delay
-        self.window.add(joined)
-        self.retrainer.observe_labels(len(joined))
+        if not self.store.shared:
+            self.window.add(joined)
+            self.retrainer.observe_labels(len(joined))
         self.data.quality.observe_label_time(now)
         tracker = self.data.tracker
         if tracker is not None:

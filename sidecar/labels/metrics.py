@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 
 from sidecar.labels.evaluate import PerformanceEvaluator
 from sidecar.labels.ingest import LabelIngest
-from sidecar.labels.snapshot import DELAY_BUCKETS
+from sidecar.labels.snapshot import DELAY_BUCKETS, LabelsSnapshot
 from sidecar.performance import METRICS
 from sidecar.prometheus import PREFIX, counter_by
 from sidecar.store import PredictionStore
@@ -60,6 +60,17 @@ class LabelMetrics(Collector):
     def collect(self) -> Iterable[Metric]:
         snapshot = self.performance.snapshot
         model = snapshot.model
+        leader = GaugeMetricFamily(
+            PREFIX + "store_leader",
+            "1 if this replica computes the fleet's performance, coverage and retraining figures (it holds the shared "
+            "store's lock, or uses the embedded store), else 0: those families are then absent here.",
+            labels=("model",),
+        )
+        # With the shared store, the fleet's figures come from its leader alone (the snapshot of any
+        # other replica holds none), and so does the fleet's row count: one series per model.
+        leads = snapshot.leader is not False
+        leader.add_metric((model,), 1.0 if leads else 0.0)
+        yield leader
 
         performance = GaugeMetricFamily(
             PREFIX + "model_performance",
@@ -99,22 +110,7 @@ class LabelMetrics(Collector):
                 baseline.add_metric((model, name), value)
         yield baseline
 
-        yield counter_by(
-            "labels_total",
-            "Label items posted to /api/v1/labels, by outcome: joined, unmatched, duplicate, invalid.",
-            model,
-            "outcome",
-            self.ingest.outcomes,
-        )
-
-        delay = HistogramMetricFamily(
-            PREFIX + "label_delay_seconds",
-            "Seconds from a prediction to the arrival of its label.",
-            labels=("model",),
-        )
-        histogram = self.ingest.delay_histogram()
-        delay.add_metric((model,), list(zip(_LE, histogram.cumulative, strict=True)), histogram.sum_seconds)
-        yield delay
+        yield from self._counters(snapshot)
 
         coverage = GaugeMetricFamily(
             PREFIX + "label_coverage",
@@ -134,14 +130,36 @@ class LabelMetrics(Collector):
             age.add_metric((model,), max(0.0, snapshot.taken_at - self.trained_at))
         yield age
 
-        yield from self._store(model)
+        yield from self._store(model, fleet=leads)
 
-    def _store(self, model: str) -> Iterable[Metric]:
+    def _counters(self, snapshot: LabelsSnapshot) -> Iterable[Metric]:
+        """This replica's own label counters: they add up across replicas, so every replica exports them."""
+        model = snapshot.model
+        yield counter_by(
+            "labels_total",
+            "Label items posted to /api/v1/labels, by outcome: joined, unmatched, duplicate, invalid.",
+            model,
+            "outcome",
+            self.ingest.outcomes,
+        )
+        delay = HistogramMetricFamily(
+            PREFIX + "label_delay_seconds",
+            "Seconds from a prediction to the arrival of its label.",
+            labels=("model",),
+        )
+        histogram = self.ingest.delay_histogram()
+        delay.add_metric((model,), list(zip(_LE, histogram.cumulative, strict=True)), histogram.sum_seconds)
+        yield delay
+
+    def _store(self, model: str, *, fleet: bool) -> Iterable[Metric]:
         counts = self.store.counts()
         rows = GaugeMetricFamily(
-            PREFIX + "prediction_store_rows", "Predictions held in the prediction store.", labels=("model",)
+            PREFIX + "prediction_store_rows",
+            "Predictions held in the prediction store (the shared store's: exported by its leader only).",
+            labels=("model",),
         )
-        rows.add_metric((model,), counts.rows)
+        if fleet:
+            rows.add_metric((model,), counts.rows)
         yield rows
         yield counter_by(
             "prediction_store_evicted_total",

@@ -91,6 +91,10 @@ class LabelsSnapshot:
     outcomes: Mapping[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
     delay: DelayHistogram = DelayHistogram()
     retraining: Mapping[str, Any] = field(default_factory=dict)
+    # With the shared store: whether this replica computed the fleet's figures (the store's leader).
+    # A replica that is not leads nothing: no performance, estimate, coverage or retraining in its
+    # snapshot. None with the embedded store, where every replica is its own fleet.
+    leader: bool | None = None
 
     @property
     def coverage_share(self) -> float | None:

@@ -40,6 +40,9 @@ def performance_json(snapshot: LabelsSnapshot) -> dict[str, Any]:
         "window_seconds": snapshot.window_seconds,
         "min_labels": snapshot.min_labels,
         "loaded_from_store": snapshot.loaded,
+        # The shared store: true on the replica that computed the fleet's figures, false on the others
+        # (their variants, estimate, coverage and retraining are empty); null with the embedded store.
+        "leader": snapshot.leader,
         "variants": [_variant_json(s, snapshot.estimated.get(s.variant)) for s in snapshot.performance],
         "estimated_accuracy": {variant: _metric_json(m) for variant, m in snapshot.estimated.items()},
         "label_coverage": None

@@ -231,7 +231,7 @@ class MonitoringProcess:
         self._send((frames.REPLY, call_id, reply))
 
     def _status(self, parts: Components) -> dict[str, Any]:
-        return {"reference": status_json(parts.monitors.snapshot.reference)}
+        return {"reference": status_json(parts.monitors.snapshot.reference), "store": parts.store.status()}
 
     async def _report(self, parts: Components) -> None:
         # How far processing got (what a crash would lose is what was sent after this), and the

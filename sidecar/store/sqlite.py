@@ -1,9 +1,9 @@
-"""The SQLite side of the prediction store: the file, its schema, and every statement.
+"""The SQLite backend of the prediction store: the file, its schema, and every statement.
 
 Blocking, and owned by one thread: :class:`Database` is opened, used and
-closed by the store's writer thread only (``sqlite3`` enforces it). It is the
-only module that speaks SQL, so moving the store to a server database
-replaces this file and keeps :mod:`.writer`.
+closed by the store's writer thread only (``sqlite3`` enforces it). It is one
+of the two modules that speak SQL (:mod:`.postgres` is the other), and
+implements :class:`~sidecar.store.backend.Backend`.
 
 The file is in WAL mode with ``synchronous=NORMAL``: a committed batch
 survives a crash of the process, and a power loss may lose the last few
@@ -12,25 +12,30 @@ batches, which monitoring can afford. Each public method is one transaction.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
 
 from sidecar.records import PredictionRecord
-from sidecar.store.values import Coverage, Labelled, Outcome, StoreError, encode_item
+from sidecar.store.backend import Refused, Written
+from sidecar.store.codec import confidence, dumps, labelled
+from sidecar.store.values import Coverage, Estimate, Labelled, Outcome, StoreError, choose_row, encode_item
 
-__all__ = ["Database", "Written", "SCHEMA_VERSION", "encode", "encoded_bytes"]
+__all__ = ["Database", "SCHEMA_VERSION", "encode", "encoded_bytes"]
 
 logger = logging.getLogger("sidecar.store")
 
-SCHEMA_VERSION = 1  # PRAGMA user_version; bump with a migration when the table changes
+P = ParamSpec("P")
+R = TypeVar("R")
+
+SCHEMA_VERSION = 2  # PRAGMA user_version; bump with a migration (_MIGRATIONS) when the table changes
 # The writer is the file's only writer, so waiting on a lock means another
 # process shares the state directory; waiting long would only back the buffer up.
 _BUSY_TIMEOUT_MS = 100
@@ -57,11 +62,24 @@ CREATE TABLE predictions (
     label       TEXT,              -- JSON, NULL until labelled
     label_ts    REAL,              -- when the outcome happened, if the caller said
     labelled_at REAL,              -- when the label arrived; NULL means unlabelled
+    confidence  REAL,              -- the top probability if in [0, 1], else NULL (version 2)
+    label_seq   INTEGER,           -- numbers labels in the order they arrived (version 2)
     UNIQUE (request_id, row_index)
 );
 -- Windows, TTL and max-rows eviction all go by prediction time.
 CREATE INDEX predictions_ts ON predictions (ts);
 """
+# Each migration takes the file from the version before it; the new columns come last, as ALTER TABLE
+# adds them, so a migrated file and a new one have the same columns in the same order.
+_MIGRATIONS = {
+    2: """
+ALTER TABLE predictions ADD COLUMN confidence REAL;
+ALTER TABLE predictions ADD COLUMN label_seq INTEGER;
+UPDATE predictions SET label_seq = rowid WHERE labelled_at IS NOT NULL;
+-- The labelled rows of a window, and label_marker() from the index alone.
+CREATE INDEX predictions_labelled ON predictions (model, ts, label_seq) WHERE labelled_at IS NOT NULL;
+""",
+}
 _COLUMNS = (
     "request_id",
     "row_index",
@@ -76,23 +94,28 @@ _COLUMNS = (
     "label",
     "label_ts",
     "labelled_at",
+    "confidence",
+    "label_seq",
 )
+_COLUMNS_V1 = _COLUMNS[:-2]
 # Rows go in by multi-row INSERT ... VALUES statements, a batch in a few of them. One statement
 # is one sqlite3_step, so the GIL is released and retaken once per statement: executemany would
 # do it for every row, and under a busy event loop each retake waits its turn, so the store's
 # thread slowed serving by more than its own work. Bound parameters cost less than half what
 # one JSON parameter read through json_each did, where every ``->>`` parsed the row's JSON again.
-_INSERT_ROWS = 64  # rows per statement: 640 parameters, under SQLite's oldest limit of 999
+_INSERT_ROWS = 64  # rows per statement: 704 parameters, under SQLite's oldest limit of 999
 _INSERT_HEAD = (
     "INSERT OR IGNORE INTO predictions"
-    " (request_id, row_index, ts, model, version, variant, prediction, scores, weight, segments) VALUES "
+    " (request_id, row_index, ts, model, version, variant, prediction, scores, weight, segments, confidence) VALUES "
 )
 # The three columns that may be NULL (version, scores, segments) hold text otherwise, and
 # encode() passes _NULL for a missing value, which NULLIF turns into NULL. Binding None itself
 # costs sqlite3 a failed adapter lookup per value, a fifth of the insert's time; an int compares
-# unequal to every text, so no stored value can change.
+# unequal to every text, so no stored value can change. A confidence is in [0, 1] (codec.confidence),
+# so -1.0 stands for a missing one.
 _NULL = 0
-_INSERT_ROW = "(?,?,?,?,NULLIF(?,0),?,?,NULLIF(?,0),?,NULLIF(?,0))"
+_NO_CONFIDENCE = -1.0
+_INSERT_ROW = "(?,?,?,?,NULLIF(?,0),?,?,NULLIF(?,0),?,NULLIF(?,0),NULLIF(?,-1.0))"
 # CPython's objects around an encoded row's text: the tuple, its two floats, and the headers
 # of its strings (about 50 bytes each). An estimate, for the store's buffer bound in bytes.
 _ROW_OVERHEAD = 384
@@ -110,25 +133,33 @@ FROM json_each(?) AS j JOIN predictions AS p
   ON p.request_id = json_extract(j.value, '$[0]')
  AND (json_extract(j.value, '$[1]') IS NULL OR p.row_index = json_extract(j.value, '$[1]'))
 """
-_LABEL = "UPDATE predictions SET label = ?, label_ts = ?, labelled_at = ? WHERE rowid = ?"
+_LABEL = "UPDATE predictions SET label = ?, label_ts = ?, labelled_at = ?, label_seq = ? WHERE rowid = ?"
 _LABELLED = """
 SELECT request_id, row_index, ts, model, version, variant, prediction, scores, weight, segments,
        label, label_ts, labelled_at
 FROM predictions WHERE ts >= ? AND labelled_at IS NOT NULL
 """
 _COVERAGE = "SELECT count(*), count(labelled_at) FROM predictions WHERE ts >= ?"
+# The sum, not the max: it also moves when a label committed late enters as another leaves the window.
+_MARKER = "SELECT count(*), coalesce(sum(label_seq), 0) FROM predictions WHERE ts >= ? AND labelled_at IS NOT NULL"
+_ESTIMATED = "SELECT variant, sum(weight * confidence), sum(weight), count(*) FROM predictions WHERE ts >= ?"
+_WITH_CONFIDENCE = " AND confidence IS NOT NULL"
+_BY_VARIANT = " GROUP BY variant"
 _BY_MODEL = " AND model = ?"
 _ORDER = " ORDER BY ts"
 
 
-@dataclass(frozen=True, slots=True)
-class Written:
-    """What one batch of predictions did: rows inserted, rows already present, rows evicted by reason."""
+def _refused(method: Callable[Concatenate[Database, P], R]) -> Callable[Concatenate[Database, P], R]:
+    """SQLite's errors as :class:`Refused`: a file that is full, corrupt or locked fails the same rows again."""
 
-    inserted: int
-    conflicts: int
-    evicted_ttl: int
-    evicted_max_rows: int
+    @functools.wraps(method)
+    def translated(self: Database, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise Refused(str(exc)) from exc
+
+    return translated
 
 
 class Database:
@@ -154,6 +185,8 @@ class Database:
         self.rows = rows  # kept here rather than counted, since count(*) is O(rows)
         self.ttl_seconds = ttl_seconds
         self.max_rows = max_rows
+        # One writer numbers the labels: the last number given, carried on from the file.
+        self._label_seq: int = connection.execute("SELECT coalesce(max(label_seq), 0) FROM predictions").fetchone()[0]
 
     @classmethod
     def open(cls, path: Path, *, ttl_seconds: float, max_rows: int) -> Database:
@@ -165,13 +198,24 @@ class Database:
             raise _unusable(path, exc) from exc
         try:
             rows = _prepare(connection, path)
+            return cls(connection, rows, ttl_seconds=ttl_seconds, max_rows=max_rows)
         except (sqlite3.Error, StoreError) as exc:
             connection.close()
             if isinstance(exc, StoreError):
                 raise
             raise _unusable(path, exc) from exc
-        return cls(connection, rows, ttl_seconds=ttl_seconds, max_rows=max_rows)
 
+    @property
+    def broken(self) -> bool:
+        """A file is never lost the way a connection is: failures are each statement's."""
+        return False
+
+    @_refused
+    def ping(self) -> None:
+        """Read the schema version: the file still answers."""
+        self._db.execute("PRAGMA user_version")
+
+    @_refused
     def write(self, records: Sequence[tuple[Any, ...]], now: float) -> Written:
         """Insert encoded rows (:func:`encode`) and evict what is too old or too many, in one transaction."""
         with self._transaction():
@@ -189,6 +233,7 @@ class Database:
             start += size
         return inserted
 
+    @_refused
     def evict(self, now: float) -> tuple[int, int]:
         """Evict predictions older than the TTL, then the oldest past ``max_rows``: counts (ttl, max_rows)."""
         with self._transaction():
@@ -202,6 +247,7 @@ class Database:
         oldest = self._db.execute(_EVICT_OLDEST, (excess,)).rowcount if excess > 0 else 0
         return ttl, oldest
 
+    @_refused
     def attach(self, items: Sequence[object], now: float) -> list[Outcome]:
         """Join labels to stored predictions in one transaction: one :class:`Outcome` per item, in order.
 
@@ -223,42 +269,51 @@ class Database:
                 batch = orjson.dumps([valid[i][:2] for i in keys]).decode()
                 for match in self._db.execute(_MATCH, (batch,)):
                     matches.setdefault(keys[match[0]], []).append(match)
-            updates: list[tuple[str, float | None, float, int]] = []
+            updates: list[tuple[str, float | None, float, int, int]] = []
             labelled_now: set[int] = set()
             for i, (request_id, row, label, label_ts) in valid.items():
-                found = matches.get(i, ())
-                if row is None and len(found) > 1:
-                    outcomes[i] = Outcome("invalid", reason=f"row required: request {request_id} had {len(found)} rows")
-                    continue
-                if not found or (row is None and found[0][4] != 0):
-                    outcomes[i] = Outcome("unmatched")
+                found = matches.get(i, [])
+                if (decided := choose_row(request_id, row, [match[4] for match in found])) is not None:
+                    outcomes[i] = decided
                     continue
                 _, rowid, had_label, *prediction = found[0]
                 if had_label or rowid in labelled_now:
                     outcomes[i] = Outcome("duplicate")
                     continue
                 labelled_now.add(rowid)
-                updates.append((label, label_ts, now, rowid))
-                outcomes[i] = Outcome("joined", _labelled((*prediction, label, label_ts, now)))
+                self._label_seq += 1
+                updates.append((label, label_ts, now, self._label_seq, rowid))
+                outcomes[i] = Outcome("joined", labelled((*prediction, label, label_ts, now)))
             self._db.executemany(_LABEL, updates)
         return [outcome for outcome in outcomes if outcome is not None]
 
+    @_refused
     def labelled(self, since: float, model: str | None) -> list[Labelled]:
         """Labelled predictions made at or after ``since``, oldest first."""
-        if model is None:
-            cursor = self._db.execute(_LABELLED + _ORDER, (since,))
-        else:
-            cursor = self._db.execute(_LABELLED + _BY_MODEL + _ORDER, (since, model))
-        return [_labelled(row) for row in cursor]
+        return [labelled(row) for row in self._select(_LABELLED, since, model, _ORDER)]
 
+    @_refused
     def coverage(self, since: float, model: str | None) -> Coverage:
         """Predictions made at or after ``since``, and how many of them are labelled."""
+        predictions, labelled_rows = self._select(_COVERAGE, since, model).fetchone()
+        return Coverage(predictions, labelled_rows)
+
+    @_refused
+    def label_marker(self, since: float, model: str | None) -> tuple[int, int]:
+        """(labelled predictions made at or after ``since``, the sum of their label numbers): read from one index."""
+        count, total = self._select(_MARKER, since, model).fetchone()
+        return count, total
+
+    @_refused
+    def estimated(self, since: float, model: str | None) -> dict[str, Estimate]:
+        """Per variant, the weighted mean confidence of the predictions made at or after ``since`` that had one."""
+        rows = self._select(_ESTIMATED + _WITH_CONFIDENCE, since, model, _BY_VARIANT)
+        return {variant: Estimate(weighted / weight, weight, n) for variant, weighted, weight, n in rows if weight > 0}
+
+    def _select(self, head: str, since: float, model: str | None, tail: str = "") -> sqlite3.Cursor:
         if model is None:
-            cursor = self._db.execute(_COVERAGE, (since,))
-        else:
-            cursor = self._db.execute(_COVERAGE + _BY_MODEL, (since, model))
-        predictions, labelled = cursor.fetchone()
-        return Coverage(predictions, labelled)
+            return self._db.execute(head + tail, (since,))
+        return self._db.execute(head + _BY_MODEL + tail, (since, model))
 
     def close(self) -> None:
         """Close the file; SQLite checkpoints the WAL into it."""
@@ -293,6 +348,9 @@ def _prepare(db: sqlite3.Connection, path: Path) -> int:
     columns = tuple(row[1] for row in db.execute("PRAGMA table_info(predictions)"))
     if version == 0 and not columns:
         db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+    elif version == 1 and columns == _COLUMNS_V1:
+        db.executescript(f"BEGIN IMMEDIATE; {_MIGRATIONS[2]} PRAGMA user_version=2; COMMIT;")
+        logger.info("prediction store %s: schema migrated from version 1 to 2", path)
     elif version != SCHEMA_VERSION or columns != _COLUMNS:
         raise StoreError(
             f"the prediction store {path} in SIDECAR_STATE_DIR has schema version {version}, and this sidecar"
@@ -319,6 +377,7 @@ def encode(record: PredictionRecord, segment_features: tuple[str, ...]) -> tuple
     """
     features = record.features
     version = record.model_version
+    certainty = confidence(record)
     return (
         record.request_id,
         record.row,
@@ -326,44 +385,20 @@ def encode(record: PredictionRecord, segment_features: tuple[str, ...]) -> tuple
         record.model_name,
         _NULL if version is None else version,
         record.variant,
-        _dumps(record.prediction),
-        _NULL if record.scores is None else _dumps(record.scores),
+        dumps(record.prediction),
+        _NULL if record.scores is None else dumps(record.scores),
         record.weight,
-        _dumps({name: features.get(name) for name in segment_features}) if segment_features else _NULL,
+        dumps({name: features.get(name) for name in segment_features}) if segment_features else _NULL,
+        _NO_CONFIDENCE if certainty is None else certainty,
     )
 
 
 def encoded_bytes(row: tuple[Any, ...]) -> int:
     """The memory an :func:`encode` row holds, estimated: its strings' lengths plus object overhead."""
     # model and variant are the same few strings in every row, shared rather than held.
-    request_id, _, _, _, version, _, prediction, scores, _, segments = row
+    request_id, _, _, _, version, _, prediction, scores, _, segments, _ = row
     size = _ROW_OVERHEAD + len(request_id) + len(prediction)
     for text in (version, scores, segments):
         if text is not _NULL:
             size += len(text)
     return size
-
-
-def _dumps(value: Any) -> str:
-    # default=str: a value JSON cannot hold is stored as its text rather than failing the row.
-    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
-
-
-def _labelled(row: Sequence[Any]) -> Labelled:
-    request_id, row_index, ts, model, version, variant, prediction, scores, weight, segments, label, label_ts, at = row
-    loads = orjson.loads
-    return Labelled(
-        request_id,
-        row_index,
-        ts,
-        model,
-        version,
-        variant,
-        loads(prediction),
-        None if scores is None else loads(scores),
-        weight,
-        {} if segments is None else loads(segments),
-        loads(label),
-        label_ts,
-        at,
-    )

@@ -1,11 +1,12 @@
 """The plain values the prediction store takes and returns, and the checks on a label item.
 
-Nothing here knows SQL, so a store on another database returns the same values.
+Nothing here knows SQL: both backends (SQLite, PostgreSQL) return the same values.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, get_args
 
@@ -16,12 +17,14 @@ from sidecar.exceptions import SidecarError
 __all__ = [
     "OUTCOMES",
     "Coverage",
+    "Estimate",
     "LabelItem",
     "Labelled",
     "Outcome",
     "OutcomeKind",
     "StoreCounts",
     "StoreError",
+    "choose_row",
     "encode_item",
 ]
 
@@ -30,9 +33,10 @@ OUTCOMES: tuple[OutcomeKind, ...] = get_args(OutcomeKind)
 
 
 class StoreError(SidecarError):
-    """The prediction store cannot be used: its file cannot be opened, or a label batch could not be written.
+    """The prediction store cannot be used: it cannot be opened, or a label batch or a query failed.
 
-    The message names ``SIDECAR_STATE_DIR`` and the file, so an operator knows what to fix.
+    The message names the setting to fix, ``SIDECAR_STATE_DIR`` and the file
+    or ``SIDECAR_STATE_URL`` with its password masked, so an operator knows what to fix.
     """
 
 
@@ -114,18 +118,44 @@ class Coverage(NamedTuple):
     labelled: int
 
 
+class Estimate(NamedTuple):
+    """The accuracy estimated from confidence (CBPE-style) over every stored prediction of one variant in a window.
+
+    ``confidence`` is the weighted mean ``Σ w·c / Σ w`` over the predictions
+    that carried a confidence in [0, 1]; ``weight`` is ``Σ w`` and
+    ``predictions`` their count (:mod:`sidecar.performance.estimate`).
+
+    Usage::
+
+        for variant, estimate in (await store.estimated(since=time.time() - 86400, model="iris")).items():
+            print(variant, estimate.confidence, estimate.predictions)
+    """
+
+    confidence: float
+    weight: float
+    predictions: int
+
+
 @dataclass(frozen=True, slots=True)
 class StoreCounts:
     """The store's counters since start, for ``/metrics``.
 
     ``dropped`` is by reason: ``buffer_full`` (the writer fell behind) and
     ``shutdown`` (added after close began, or unwritten at the deadline).
-    ``evicted`` is by reason: ``ttl`` and ``max_rows``. ``failed`` counts
-    prediction rows not written because SQLite refused them (disk full,
-    corrupt file, locked) or, a bug upstream, the record was malformed;
-    ``conflicts`` rows whose request id and row were already stored (the first
-    is kept). ``labels`` is by :data:`OUTCOMES`; ``label_failures`` counts label
-    items of batches that SQLite refused (:meth:`attach_labels` raised).
+    ``evicted`` is by reason: ``ttl`` and ``max_rows``, the rows this process
+    deleted (on PostgreSQL, only the leader evicts). ``failed`` counts
+    prediction rows not written because the database refused them (SQLite: disk
+    full, corrupt file, locked) or, a bug upstream, the record was malformed;
+    rows that wait for an unreachable PostgreSQL are ``pending``, not failed.
+    ``conflicts`` counts rows whose request id and row were already stored (the
+    first is kept). ``labels`` is by :data:`OUTCOMES`; ``label_failures`` counts
+    label items of batches the database refused (:meth:`attach_labels` raised).
+
+    ``rows`` is exact with SQLite. With PostgreSQL it is the table's count of
+    the store's model at the last eviction round (the leader's, once a minute)
+    or at connection, plus the rows this process wrote since: the fleet's
+    count on the leader, and on the other replicas a figure that grows only
+    with their own writes.
     """
 
     rows: int
@@ -164,3 +194,19 @@ def encode_item(item: object) -> tuple[str, int | None, str, float | None]:
     except TypeError:  # orjson.JSONEncodeError: an object, a non-string key, an int past 64 bits
         raise ValueError("label is not a JSON value") from None
     return request_id, row, text, None if timestamp is None else float(timestamp)
+
+
+def choose_row(request_id: str, row: int | None, found: Sequence[int]) -> Outcome | None:
+    """Whether a label item can join, from the row indexes stored under its request id.
+
+    ``found`` holds every stored row of the request when ``row`` is None, else
+    the one with that row, if any. None means the item joins the prediction
+    of ``found[0]``; otherwise the outcome, decided without it: **row None**
+    joins row 0 of a single-row request, and is ``invalid`` for a request of
+    several rows, since guessing a row would score the wrong prediction.
+    """
+    if row is None and len(found) > 1:
+        return Outcome("invalid", reason=f"row required: request {request_id} had {len(found)} rows")
+    if not found or (row is None and found[0] != 0):
+        return Outcome("unmatched")
+    return None

@@ -92,6 +92,7 @@ def test_the_body_shows_the_snapshot_and_nothing_else() -> None:
         "window_seconds": 86_400.0,
         "min_labels": 2,
         "loaded_from_store": True,
+        "leader": None,
         "variants": [
             {
                 "model": "iris",

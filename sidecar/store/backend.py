@@ -1,0 +1,109 @@
+"""What :class:`~sidecar.store.writer.PredictionStore` asks of a database, and how a database says no.
+
+Two backends implement :class:`Backend`: :class:`sidecar.store.sqlite.Database`
+(one file per replica) and :class:`sidecar.store.postgres.Database` (one
+connection to a database shared by every replica). Each is blocking and owned
+by one thread, speaks its own SQL, and answers in the plain values of
+:mod:`.values`. The store chooses one by ``SIDECAR_STATE_URL``; choosing
+SQLite never imports the PostgreSQL driver.
+
+A backend turns its driver's errors into two kinds, because the store does
+different things with them:
+
+- :class:`Unavailable`: the database cannot be reached now (down,
+  restarting, slower than the statement timeout). The rows of a batch go back
+  to the buffer and are written when it is back; a label batch is refused and
+  may be retried.
+- :class:`Refused`: the database answered and refused (SQLite: disk full,
+  corrupt, locked). Retrying the same rows would fail again, so they are
+  counted as failed.
+
+Anything else a backend raises is a bug, which the store logs with its traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sidecar.store.values import Coverage, Estimate, Labelled, Outcome, StoreError
+
+__all__ = ["Backend", "Refused", "Unavailable", "Written"]
+
+
+class Unavailable(StoreError):
+    """The database cannot be reached now; the same work may succeed later."""
+
+
+class Refused(StoreError):
+    """The database refused the work; retrying the same rows would fail again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What one batch of predictions did: rows inserted, rows already present, rows evicted by reason."""
+
+    inserted: int
+    conflicts: int
+    evicted_ttl: int
+    evicted_max_rows: int
+
+
+class Backend(Protocol):
+    """One connection to the prediction table, used from one thread; every method is one transaction or fewer.
+
+    ``rows`` is the table's row count as this connection knows it (see
+    :class:`~sidecar.store.values.StoreCounts`). Rows to :meth:`write` come
+    from the backend module's own ``encode``.
+
+    Usage, from the store's writer thread::
+
+        db: Backend = sqlite.Database.open(path, ttl_seconds=86400.0, max_rows=1_000_000)
+        db.write([sqlite.encode(record, ("country",))], now=time.time())
+        outcomes = db.attach([LabelItem("req-1", None, "setosa")], now=time.time())
+        db.close()
+    """
+
+    rows: int
+
+    @property
+    def broken(self) -> bool:
+        """Whether the connection is lost and must be made again (a file never is)."""
+        ...
+
+    def ping(self) -> None:
+        """One round trip to the database: raises if it does not answer."""
+        ...
+
+    def write(self, records: Sequence[tuple[Any, ...]], now: float) -> Written:
+        """Insert encoded rows; the first of a (request id, row) wins, a repeat is a conflict."""
+        ...
+
+    def attach(self, items: Sequence[object], now: float) -> list[Outcome]:
+        """Join labels to stored predictions: one :class:`Outcome` per item, in order; the first label wins."""
+        ...
+
+    def labelled(self, since: float, model: str | None) -> list[Labelled]:
+        """Labelled predictions made at or after ``since``, oldest first."""
+        ...
+
+    def coverage(self, since: float, model: str | None) -> Coverage:
+        """Predictions made at or after ``since``, and how many of them are labelled."""
+        ...
+
+    def label_marker(self, since: float, model: str | None) -> tuple[int, int]:
+        """A pair that changes whenever a labelled prediction enters or leaves the window: recompute only then."""
+        ...
+
+    def estimated(self, since: float, model: str | None) -> dict[str, Estimate]:
+        """Per variant, the weighted mean confidence of the predictions made at or after ``since``."""
+        ...
+
+    def evict(self, now: float) -> tuple[int, int]:
+        """Delete what is past the TTL, then the oldest past ``max_rows``: counts (ttl, max_rows)."""
+        ...
+
+    def close(self) -> None:
+        """Close the connection."""
+        ...
