@@ -338,8 +338,10 @@ def performance() -> list[PanelBuilder]:
     return [
         graph(
             "Performance per replica",
-            "Metrics from joined delayed labels, per replica: each joins the labels of the predictions it served. "
-            "Absent below SIDECAR_PERF_MIN_LABELS labels. estimated_accuracy needs no labels.",
+            "Metrics from joined delayed labels. With one store per replica, each replica's over the predictions "
+            "it served; with the shared store (SIDECAR_STATE_URL), one series per metric, the fleet's, from the "
+            "store's leader (mlsidecar_store_leader 1). Absent below SIDECAR_PERF_MIN_LABELS labels. "
+            "estimated_accuracy needs no labels.",
             [
                 (f"{accuracy}{{{MODEL}}}", "{{metric}} {{variant}} {{instance}}"),
                 (f"max by (metric) ({baseline}{{{MODEL}}})", "{{metric}} baseline"),
@@ -348,13 +350,15 @@ def performance() -> list[PanelBuilder]:
         ),
         graph(
             "Accuracy drop against the baseline",
-            "(baseline - accuracy) / baseline per variant and replica: accuracy_drop (P2) fires above 0.1.",
+            "(baseline - accuracy) / baseline per variant, the best replica's (or the shared store leader's, "
+            "whichever pod leads): accuracy_drop (P2) fires above 0.1, on this same expression.",
             [
                 (
-                    f'({baseline}{{{MODEL},metric="accuracy"}} - ignoring (variant) group_right () '
-                    f'{accuracy}{{{MODEL},metric="accuracy"}}) / ignoring (variant) group_left () '
-                    f'{baseline}{{{MODEL},metric="accuracy"}}',
-                    "{{variant}} {{instance}}",
+                    f'(max without (instance, pod) ({baseline}{{{MODEL},metric="accuracy"}}) - ignoring (variant) '
+                    f'group_right () max without (instance, pod) ({accuracy}{{{MODEL},metric="accuracy"}})) '
+                    f"/ ignoring (variant) group_left () "
+                    f'max without (instance, pod) ({baseline}{{{MODEL},metric="accuracy"}})',
+                    "{{variant}}",
                 )
             ],
             unit="percentunit",
