@@ -16,5 +16,11 @@ numpy or scipy:
   together into an :class:`~.compare.Effect` per metric; :mod:`.correction`
   for multiplicity and :mod:`.power` for the MDE and the n still needed;
 - the checks: :mod:`.srm`, :mod:`.novelty`, :mod:`.simpson`, :mod:`.guardrails`;
-- :mod:`.decision`: invalid, revert, roll_out, no_difference or keep_running.
+- :mod:`.decision`: invalid, revert, roll_out, no_difference or keep_running;
+- the request side: :mod:`.routing` (:class:`~.routing.Router`, an arm and
+  upstream per request), :mod:`.units` (a unit's one text form; a feature
+  key's unit from a body), :mod:`.shadow` (mirrors to the challenger),
+  :mod:`.outcomes` (the ``POST /api/v1/outcomes`` body).
+
+Not wired into the proxy yet: nothing calls these outside their tests.
 """

@@ -26,21 +26,17 @@ Usage::
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from sidecar.records import parse_rfc3339
 from sidecar.store import LabelItem
+from sidecar.syntax import items as fields
+from sidecar.syntax.items import MAX_REQUEST_ID_LENGTH
 
 __all__ = ["MAX_ITEMS", "MAX_REQUEST_ID_LENGTH", "LabelRequestError", "parse_labels"]
 
 MAX_ITEMS = 10_000
-# Request ids come from headers (x-request-id) or are generated UUIDs; a
-# longer one cannot match a stored prediction and only costs memory.
-MAX_REQUEST_ID_LENGTH = 256
 _FIELDS = frozenset({"request_id", "row", "label", "timestamp"})
 # More problems than this in one body are summarised: the first ones are enough to fix the client.
 _MAX_PROBLEMS = 20
@@ -73,7 +69,7 @@ def parse_labels(body: bytes, *, max_items: int = MAX_ITEMS) -> list[LabelItem]:
         raw_items = document
         paths = [f"[{i}]" for i in range(len(document))]
     else:
-        raise LabelRequestError(422, f"the body must be a label object or a list of them, not {_kind(document)}")
+        raise LabelRequestError(422, f"the body must be a label object or a list of them, not {fields.kind(document)}")
 
     items: list[LabelItem] = []
     problems: list[str] = []
@@ -91,68 +87,16 @@ def parse_labels(body: bytes, *, max_items: int = MAX_ITEMS) -> list[LabelItem]:
 
 def _item(path: str, raw: Any, problems: list[str]) -> LabelItem | None:
     if not isinstance(raw, dict):
-        problems.append(f"{path}: expected a label object, not {_kind(raw)}")
+        problems.append(f"{path}: expected a label object, not {fields.kind(raw)}")
         return None
     before = len(problems)
     expected = ", ".join(sorted(_FIELDS))
     problems.extend(f"{path}.{key}: unknown field; expected {expected}" for key in sorted(raw.keys() - _FIELDS))
-    request_id = _request_id(path, raw, problems)
-    row = _row(path, raw.get("row"), problems)
+    request_id = fields.request_id(path, raw.get("request_id"), problems)
+    row = fields.row(path, raw.get("row"), problems)
     if raw.get("label") is None:
         problems.append(f"{path}.label: required, and must not be null")
-    timestamp = _timestamp(path, raw.get("timestamp"), problems)
+    timestamp = fields.timestamp(path, raw.get("timestamp"), problems)
     if len(problems) > before or request_id is None:
         return None
     return LabelItem(request_id, row, raw["label"], timestamp)
-
-
-def _request_id(path: str, raw: Mapping[str, Any], problems: list[str]) -> str | None:
-    value = raw.get("request_id")
-    if not isinstance(value, str) or not value:
-        problems.append(f"{path}.request_id: required, a non-empty string; got {_kind(value)}")
-        return None
-    if len(value) > MAX_REQUEST_ID_LENGTH:
-        problems.append(f"{path}.request_id: longer than {MAX_REQUEST_ID_LENGTH} characters")
-        return None
-    return value
-
-
-def _row(path: str, value: Any, problems: list[str]) -> int | None:
-    # bool is an int subclass, and true must not quietly mean row 1.
-    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
-        return value
-    problems.append(f"{path}.row: expected a non-negative integer (the row of a batch request), got {_kind(value)}")
-    return None
-
-
-def _timestamp(path: str, value: Any, problems: list[str]) -> float | None:
-    """When the outcome happened: Unix seconds, or an RFC 3339 time with a zone."""
-    if value is None:
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if math.isfinite(value) and value >= 0:
-            return float(value)
-    elif isinstance(value, str):
-        try:
-            return parse_rfc3339(value)
-        except ValueError:
-            pass
-    problems.append(
-        f"{path}.timestamp: expected Unix seconds or an RFC 3339 time with a zone "
-        f"(e.g. 2026-11-26T08:00:00Z), got {_kind(value)}"
-    )
-    return None
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return f"the number {value!r}"
-    if isinstance(value, str):
-        return f"the string {value[:40]!r}"
-    if isinstance(value, list):
-        return "a list"
-    return "an object"

@@ -1,0 +1,290 @@
+"""Shadow traffic: a copy of each request to the challenger, fire-and-forget, behind a bounded queue.
+
+In shadow mode every client gets control's response, byte for byte; the
+proxy then hands :meth:`Shadow.submit` a copy of the request it forwarded,
+and a few worker tasks send it to the challenger. The caller pays one
+``put_nowait``: the submit never blocks and never raises, and what cannot be
+queued is dropped and counted, as the capture hand-off does. Bounded in every
+direction: the queue in mirrors and in body bytes, the requests in flight by
+``concurrency`` (one worker task and one pooled connection each), each
+exchange by ``timeout`` from its first byte sent, and each response body kept
+by ``max_body_bytes``.
+
+Each mirror ends in exactly one outcome, counted in :attr:`Shadow.outcomes`
+(the ``outcome`` label of ``mlsidecar_shadow_requests_total``):
+
+=======================  ======================================================================
+``sent``                 the challenger answered with a status below 500
+``error``                it answered 5xx, refused or reset the connection, or broke HTTP
+``timeout``              no complete answer within ``timeout``
+``dropped_queue_full``   not queued: the queue was full, in mirrors or in bytes
+``dropped_too_large``    not queued: the caller kept no body (``None``), or it is larger than the
+                         whole byte bound
+``dropped_shutdown``     submitted after :meth:`Shadow.close`, or still queued or in flight when
+                         its deadline passed
+=======================  ======================================================================
+
+Every mirror that was sent (``sent``, ``error``, ``timeout``) reaches the
+``on_response`` callback as a :class:`ShadowResponse`, with the request id
+the proxy gave control's request, so that the two answers can be paired.
+
+The request goes out as the proxy sent it to control: the same method,
+target, and header lines (:func:`sidecar.serving.headers.upstream_headers`
+builds them once per request; the challenger sees control's ``X-Request-Id``
+and ``X-Forwarded-*``), through the project's one HTTP client, an
+:class:`~sidecar.upstream.client.UpstreamClient` of its own with
+``concurrency`` connections.
+
+The workers run on the proxy's event loop: a mirror costs the loop about what
+forwarding a request does, which is the price of shadow mode. A request the
+fallback model served (the ``use_fallback_model`` flag wins over the
+experiment) is not mirrored: there is no control answer to pair it with.
+
+Usage::
+
+    shadow = Shadow("http://challenger:8080", experiment="ranker-v2", on_response=pairing.add,
+                    concurrency=8, timeout=5.0, queue_size=1000, queue_max_bytes=16 << 20)
+    await shadow.start()
+    # in the proxy, once the client has control's answer:
+    shadow.submit(scope["method"], target, lines, count, body, request_id)
+    ...
+    await shadow.close(deadline=loop.time() + 5)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Final, Literal, NamedTuple, get_args
+
+from sidecar.exceptions import UpstreamError, UpstreamTimeout
+from sidecar.upstream.client import UpstreamClient, UpstreamResponse
+
+__all__ = ["OUTCOMES", "Outcome", "Sent", "Shadow", "ShadowResponse"]
+
+logger = logging.getLogger("sidecar.experiments.shadow")
+
+Outcome = Literal["sent", "error", "timeout", "dropped_queue_full", "dropped_too_large", "dropped_shutdown"]
+OUTCOMES: Final[tuple[Outcome, ...]] = get_args(Outcome)
+Sent = Literal["sent", "error", "timeout"]
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowResponse:
+    """What the challenger made of one mirrored request.
+
+    ``status`` is 0 and ``headers`` empty when no response came (``error`` or
+    ``timeout`` before the headers); ``body`` is None when there was none, or
+    it was longer than ``max_body_bytes``. ``latency_seconds`` runs from the
+    mirror's send to its body's end (or to the failure).
+
+    Usage::
+
+        ShadowResponse("req-1", "sent", 200, [(b"content-type", b"application/json")], b'{"predictions": [1]}', 0.012)
+    """
+
+    request_id: str
+    outcome: Sent
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes | None
+    latency_seconds: float
+
+
+class _Mirror(NamedTuple):
+    method: str
+    target: bytes
+    lines: bytes
+    line_count: int
+    body: bytes
+    request_id: str
+
+
+class Shadow:
+    """Mirrors requests to the challenger at ``url``; see the module docstring.
+
+    Lifecycle: :meth:`start` once on the running loop, :meth:`submit` any
+    number of times from that loop, :meth:`close` once (also after a
+    ``start()`` that raised). ``on_response`` is called on the loop, once per
+    mirror sent; it must be quick, and what it raises is logged, never passed on.
+
+    Usage::
+
+        shadow = Shadow(url, experiment="ranker-v2", on_response=print, concurrency=4, timeout=2.0,
+                        queue_size=100, queue_max_bytes=1 << 20)
+        await shadow.start()
+        shadow.submit("POST", b"/v1/models/m:predict", b"content-type: application/json\\r\\n", 1, body, "req-1")
+        await shadow.close(deadline=asyncio.get_running_loop().time() + 5)
+        shadow.outcomes["sent"]
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        experiment: str,
+        on_response: Callable[[ShadowResponse], None],
+        concurrency: int,
+        timeout: float,
+        queue_size: int,
+        queue_max_bytes: int,
+        max_body_bytes: int = 1 << 20,
+    ) -> None:
+        for name, value in (
+            ("concurrency", concurrency),
+            ("queue_size", queue_size),
+            ("queue_max_bytes", queue_max_bytes),
+            ("max_body_bytes", max_body_bytes),
+        ):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, not {value}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be positive, not {timeout!r}")
+        self.experiment = experiment
+        self.outcomes: dict[Outcome, int] = dict.fromkeys(OUTCOMES, 0)
+        # One connection per worker, so a worker never waits for the pool: the pool timeout never fires.
+        self._client = UpstreamClient(
+            url, timeout=timeout, connect_timeout=timeout, max_connections=concurrency, pool_timeout=timeout
+        )
+        self._on_response = on_response
+        self._concurrency = concurrency
+        self._timeout = timeout
+        self._queue_size = queue_size
+        self._queue_max_bytes = queue_max_bytes
+        self._max_body_bytes = max_body_bytes
+        # Unbounded as an asyncio.Queue: submit() holds the bounds, in mirrors and in bytes, itself.
+        self._queue: asyncio.Queue[_Mirror | None] = asyncio.Queue()
+        # Mirrors waiting for a worker, and their bodies' bytes.
+        self.queued = 0
+        self.queued_bytes = 0
+        self._workers: list[asyncio.Task[None]] = []
+        self._closing = False
+        self._callback_failed = False
+
+    async def start(self) -> None:
+        """Open the connection pool and start the ``concurrency`` workers, on the running loop."""
+        await self._client.open()
+        loop = asyncio.get_running_loop()
+        self._workers = [
+            loop.create_task(self._work(), name=f"shadow-{self.experiment}-{i}") for i in range(self._concurrency)
+        ]
+
+    def submit(self, method: str, target: bytes, lines: bytes, count: int, body: bytes | None, request_id: str) -> None:
+        """Queue a copy of a request for the challenger, or count why not; O(1), never blocks, never raises.
+
+        ``target``, ``lines`` and ``count`` are what the proxy passed to
+        :meth:`UpstreamClient.forward` for control (raw path and query; ``count`` header lines without
+        ``Host`` or framing); ``body`` is the whole request body, None when the proxy did not keep it.
+        """
+        if self._closing:
+            self.outcomes["dropped_shutdown"] += 1
+            return
+        if body is None or len(body) > self._queue_max_bytes:
+            self.outcomes["dropped_too_large"] += 1
+            return
+        if self.queued >= self._queue_size or self.queued_bytes + len(body) > self._queue_max_bytes:
+            self.outcomes["dropped_queue_full"] += 1
+            return
+        self.queued += 1
+        self.queued_bytes += len(body)
+        self._queue.put_nowait(_Mirror(method, target, lines, count, body, request_id))
+
+    async def close(self, deadline: float) -> None:
+        """Refuse new mirrors, send the queued ones until ``deadline`` (a ``loop.time()``), count the rest.
+
+        Returns by the deadline, plus what cancelling the workers takes; then closes the connections.
+        """
+        loop = asyncio.get_running_loop()
+        self._closing = True
+        workers = self._workers
+        # One stop per worker, behind what is queued: each takes one when the queue is drained.
+        for _ in workers:
+            self._queue.put_nowait(None)
+        if workers:
+            _, pending = await asyncio.wait(workers, timeout=max(0.0, deadline - loop.time()))
+            for task in pending:
+                # A worker cancelled mid-send counts its mirror as dropped_shutdown itself.
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        while not self._queue.empty():
+            if self._queue.get_nowait() is not None:
+                self.outcomes["dropped_shutdown"] += 1
+        self.queued = self.queued_bytes = 0
+        await self._client.close()
+
+    async def _work(self) -> None:
+        queue = self._queue
+        while True:
+            mirror = await queue.get()
+            if mirror is None:
+                return
+            self.queued -= 1
+            self.queued_bytes -= len(mirror.body)
+            try:
+                response = await self._send(mirror)
+            except asyncio.CancelledError:
+                self.outcomes["dropped_shutdown"] += 1
+                raise
+            self.outcomes[response.outcome] += 1
+            try:
+                self._on_response(response)
+            except Exception:
+                # The callback is the pairing's; a bug there must not stop the mirrors, nor fill the log.
+                if not self._callback_failed:
+                    self._callback_failed = True
+                    logger.exception("shadow %s: the response callback failed; logged once", self.experiment)
+
+    async def _send(self, mirror: _Mirror) -> ShadowResponse:
+        """Send one mirror and read its answer; every failure becomes an outcome, none is raised."""
+        status = 0
+        headers: list[tuple[bytes, bytes]] = []
+        body: bytes | None = None
+        outcome: Sent = "sent"
+        start = perf_counter()
+        try:
+            # The client bounds silence; this bounds the whole exchange, a challenger trickling bytes included.
+            async with asyncio.timeout(self._timeout):
+                request = self._client.forward(
+                    mirror.method, mirror.target, mirror.lines, mirror.line_count, mirror.body, None
+                )
+                async with request as response:
+                    status = response.status
+                    headers = response.raw_headers
+                    body = await self._read(response)
+        except (TimeoutError, UpstreamTimeout):
+            outcome = "timeout"
+        except UpstreamError:
+            outcome = "error"
+        except Exception:
+            # Fail open: whatever else goes wrong with one mirror (a bug), the worker goes on to the next.
+            logger.exception("shadow %s: request %s could not be mirrored", self.experiment, mirror.request_id)
+            outcome = "error"
+        if outcome == "sent" and status >= 500:
+            outcome = "error"
+        return ShadowResponse(mirror.request_id, outcome, status, headers, body, perf_counter() - start)
+
+    async def _read(self, response: UpstreamResponse) -> bytes | None:
+        """The whole body, or None when it is longer than ``max_body_bytes``.
+
+        A declared length past the bound is not read at all (the connection is then closed, not pooled);
+        a stream is read to its end, within the timeout, and kept only while it fits.
+        """
+        limit = self._max_body_bytes
+        data = response.read_nowait()
+        if data is not None:
+            return data if len(data) <= limit else None
+        length = response.content_length
+        if length is not None:
+            return await response.read() if length <= limit else None
+        kept: list[bytes] = []
+        size = 0
+        async for chunk in response.iter_chunks():
+            size += len(chunk)
+            # size only grows: once past the limit, nothing more is kept.
+            if size <= limit:
+                kept.append(chunk)
+        return b"".join(kept) if size <= limit else None
