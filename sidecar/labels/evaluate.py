@@ -162,16 +162,7 @@ class PerformanceEvaluator:
             outcomes,
             delay,
         )
-        drift = self.data.snapshot.drift
-        self.retrainer.evaluate(
-            snapshot.metrics_of(self.primary_variant),
-            None if drift is None else drift.verdict,
-            drifted_share=None if drift is None else drift.drifted_share,
-            now=now,
-        )
-        # After the checks, so a trigger fired now shows in this snapshot.
-        self.snapshot = replace(snapshot, retraining=self.retrainer.status(now))
-        return self.snapshot
+        return self._publish(snapshot, now)
 
     async def _evaluate_fleet(self) -> LabelsSnapshot:
         """The leader's evaluation over the whole fleet's rows; a snapshot with no fleet figure elsewhere."""
@@ -206,6 +197,10 @@ class PerformanceEvaluator:
                 self.retrainer.observe_labels(max(0, coverage.labelled - self._fleet_labelled))
             self._fleet_labelled = coverage.labelled
         snapshot = LabelsSnapshot(*common, performance, estimated, coverage, True, outcomes, delay, leader=True)
+        return self._publish(snapshot, now)
+
+    def _publish(self, snapshot: LabelsSnapshot, now: float) -> LabelsSnapshot:
+        """Run the retraining checks on ``snapshot``'s primary metrics, then publish it with their status."""
         drift = self.data.snapshot.drift
         self.retrainer.evaluate(
             snapshot.metrics_of(self.primary_variant),
@@ -213,6 +208,7 @@ class PerformanceEvaluator:
             drifted_share=None if drift is None else drift.drifted_share,
             now=now,
         )
+        # After the checks, so a trigger fired now shows in this snapshot.
         self.snapshot = replace(snapshot, retraining=self.retrainer.status(now))
         return self.snapshot
 
