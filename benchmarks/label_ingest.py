@@ -1,9 +1,12 @@
 """How fast does the prediction store join delayed labels? Labels per second, in batches of 1,000.
 
-The store is the real one (:class:`PredictionStore`, SQLite in WAL mode) in a
-temporary directory. Wall-clock time, since the work runs in the store's
-writer thread; CPU time (all threads) is printed beside it, as it moves less
-when other work shares the machine. Each run, in a fresh store:
+The store is the real one (:class:`PredictionStore`): SQLite in WAL mode in a
+temporary directory and, with ``--postgres``, the same steps again on
+PostgreSQL, in the same run. Wall-clock time, since the work runs in the
+store's writer thread; CPU time is printed beside it, as it moves less when
+other work shares the machine: this process's (all threads), plus the
+monitoring process's in the api step, and PostgreSQL's own server processes
+apart. Each run, in a fresh store (a fresh database):
 
 - **write**: 100,000 predictions (3-class scores, two segment features),
   added 1,000 at a time and flushed, as the capture worker's traffic would be;
@@ -17,11 +20,20 @@ when other work shares the machine. Each run, in a fresh store:
   :meth:`~PredictionStore.labelled` over a window holding all 100,000
   labelled predictions (the median of ``--repeat`` calls);
 - **api**: the whole path a labelling job sees. The predictions are written
-  to a state directory first, then a real sidecar (``Sidecar``, uvicorn on
-  127.0.0.1) starts on it and the labels, in random order, are POSTed to
-  ``/api/v1/labels`` in batches of 1,000 over one kept-alive connection:
-  JSON parsing, validation, the join, the accounting (performance rows,
-  label drift, delay) and the JSON response included.
+  to the store first, then a real sidecar (``Sidecar``, uvicorn on
+  127.0.0.1, its monitoring process as shipped) starts on it and the labels,
+  in random order, are POSTed to ``/api/v1/labels`` in batches of 1,000 over
+  one kept-alive connection: JSON parsing, validation, the hop to the
+  monitoring process, the join, the accounting (performance rows, label
+  drift, delay) and the JSON response included.
+
+PostgreSQL (``--postgres``) is Debian's, started as the tests start it
+(tests/postgres.py: ``initdb`` in a temporary directory, 127.0.0.1, SCRAM),
+with ``fsync`` on, as a deployment runs it, and on this machine, so its
+server processes take their CPU from the same cores; its sidecar is the one
+replica, so it leads. PostgreSQL dates labels by its own clock and keeps the
+store's rows in a table every replica shares; the write step goes through
+``COPY``.
 
 No figure here has a target yet: there is no baseline in this run to state
 one as a ratio to, and the absolute 10,000 labels/s once printed was set on
@@ -29,18 +41,22 @@ another machine (docs/architecture.md, "Performance targets").
 
 Usage::
 
-    python -m benchmarks.label_ingest [--predictions 100000] [--batch 1000] [--repeat 3]
+    python -m benchmarks.label_ingest [--predictions 100000] [--batch 1000] [--repeat 3] [--postgres]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -50,6 +66,7 @@ from sidecar.records import PredictionRecord
 from sidecar.server import Sidecar
 from sidecar.store import LabelItem, PredictionStore
 from sidecar.upstream.client import UpstreamClient
+from tests.postgres import Postgres, run_postgres
 
 __all__ = ["main"]
 
@@ -107,13 +124,83 @@ def batches(items: list[LabelItem], size: int) -> list[list[LabelItem]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-async def run(predictions: int, batch: int, repeat: int, *, ordered: bool) -> None:
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where a run keeps its store: SQLite (``server`` None) or a fresh database of a PostgreSQL server."""
+
+    server: Postgres | None = None
+
+    def url(self) -> str | None:
+        """None for SQLite; else the URL of a new, empty database, so that no run sees another's rows."""
+        return None if self.server is None else self.server.database()
+
+    def server_cpu(self) -> float:
+        """CPU seconds PostgreSQL's server processes have used so far; 0 for SQLite, which runs in this process."""
+        if self.server is None:
+            return 0.0
+        postmaster = int((self.server.data / "postmaster.pid").read_text().split()[0])
+        # Backends that ended were reaped by the postmaster: their time is in its children's fields.
+        return _cpu(postmaster, children=True) + sum(_cpu(pid) for pid in _children(postmaster))
+
+
+def _cpu(pid: int, *, children: bool = False) -> float:
+    """utime + stime of ``pid`` (and cutime + cstime, its reaped children's), in seconds; 0 once it is gone."""
+    try:
+        # The fields after the command name, which may hold spaces: state is the first, utime the 12th.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    ticks = sum(int(field) for field in fields[11 : 15 if children else 13])
+    return ticks / _TICKS
+
+
+def _children(pid: int) -> Iterator[int]:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    yield int(entry.name)
+
+
+class Clocks:
+    """Wall time, the sidecar's CPU and the database server's, from when it is made to :meth:`stop`.
+
+    The sidecar's CPU is this process's, plus ``extra()``: the CPU seconds of
+    another process of it (the monitoring process) used so far.
+    """
+
+    def __init__(self, backend: Backend, extra: Callable[[], float] = lambda: 0.0) -> None:
+        self._backend, self._extra = backend, extra
+        # The wall clock last: reading /proc is not the work being timed.
+        self._cpu, self._server = time.process_time() + extra(), backend.server_cpu()
+        self._wall = time.perf_counter()
+        self.seconds = self.cpu = self.server_cpu = 0.0
+
+    def stop(self) -> None:
+        self.seconds = time.perf_counter() - self._wall
+        self.cpu = time.process_time() + self._extra() - self._cpu
+        self.server_cpu = self._backend.server_cpu() - self._server
+
+    def per(self, count: int) -> str:
+        """CPU per item, in µs: the sidecar's, and the database server's with PostgreSQL."""
+        text = f"CPU {self.cpu / count * 1e6:.0f} µs"
+        if self._backend.server is not None:
+            text += f" + PostgreSQL {self.server_cpu / count * 1e6:.0f} µs"
+        return text
+
+
+async def run(backend: Backend, predictions: int, batch: int, repeat: int, *, ordered: bool) -> None:
     rng = np.random.default_rng(7)
     records = make_records(predictions, rng)
     timed, rest = make_labels(predictions, rng, ordered=ordered)
     with tempfile.TemporaryDirectory(prefix="label-ingest-") as state_dir:
         store = PredictionStore(
             state_dir,
+            url=backend.url(),
+            model="iris",
             segment_features=("country", "device"),
             max_rows=predictions,
             # The records are dated in the past: a clock just after the last keeps the TTL out of the way.
@@ -121,18 +208,17 @@ async def run(predictions: int, batch: int, repeat: int, *, ordered: bool) -> No
         )
         await store.start()
         try:
-            started = time.perf_counter()
+            write = Clocks(backend)
             for chunk in range(0, predictions, batch):
                 store.add(records[chunk : chunk + batch])
                 await store.flush()
-            write_seconds = time.perf_counter() - started
+            write.stop()
 
             outcomes: Counter[str] = Counter()
-            started, cpu_started = time.perf_counter(), time.process_time()
+            labels = Clocks(backend)
             for items in batches(timed, batch):
                 outcomes.update(outcome.kind for outcome in await store.attach_labels(items))
-            label_seconds = time.perf_counter() - started
-            label_cpu_seconds = time.process_time() - cpu_started
+            labels.stop()
 
             for items in batches(rest, batch):
                 await store.attach_labels(items)
@@ -144,28 +230,31 @@ async def run(predictions: int, batch: int, repeat: int, *, ordered: bool) -> No
         finally:
             await store.close(asyncio.get_running_loop().time() + 30.0)
 
-    labels_per_second = len(timed) / label_seconds
-    print(f"labels in {'prediction' if ordered else 'random'} order")
-    print(f"  write      {predictions:,} predictions: {predictions / write_seconds:,.0f} rows/s")
+    print(f"  labels in {'prediction' if ordered else 'random'} order")
     print(
-        f"  labels     {len(timed):,} items in batches of {batch:,}: {labels_per_second:,.0f} labels/s"
-        f" (no target yet); CPU {label_cpu_seconds / len(timed) * 1e6:.0f} µs/label"
+        f"    write      {predictions:,} predictions: {predictions / write.seconds:,.0f} rows/s;"
+        f" {write.per(predictions)}/row"
     )
-    print("             " + ", ".join(f"{kind} {n:,}" for kind, n in sorted(outcomes.items())))
     print(
-        f"  labelled() {len(joined):,} rows in {statistics.median(query_seconds) * 1000:,.0f} ms"
+        f"    labels     {len(timed):,} items in batches of {batch:,}: {len(timed) / labels.seconds:,.0f} labels/s"
+        f" (no target yet); {labels.per(len(timed))}/label"
+    )
+    print("               " + ", ".join(f"{kind} {n:,}" for kind, n in sorted(outcomes.items())))
+    print(
+        f"    labelled() {len(joined):,} rows in {statistics.median(query_seconds) * 1000:,.0f} ms"
         f" (median of {repeat}; best {min(query_seconds) * 1000:,.0f} ms)"
     )
 
 
-async def run_api(predictions: int, batch: int) -> None:
+async def run_api(backend: Backend, predictions: int, batch: int) -> None:
     rng = np.random.default_rng(7)
     # Dated just before now, so the sidecar's own TTL and performance window keep them.
     t0 = time.time() - predictions * SPACING - 60.0
     records = make_records(predictions, rng, t0)
     timed, _ = make_labels(predictions, rng, ordered=False)
+    url = backend.url()
     with tempfile.TemporaryDirectory(prefix="label-api-") as state_dir:
-        store = PredictionStore(state_dir, max_rows=predictions)
+        store = PredictionStore(state_dir, url=url, model="iris", max_rows=predictions)
         await store.start()
         for chunk in range(0, predictions, batch):
             store.add(records[chunk : chunk + batch])
@@ -179,6 +268,7 @@ async def run_api(predictions: int, batch: int) -> None:
                 "SIDECAR_ADMIN_HOST": "127.0.0.1",
                 "SIDECAR_ADMIN_PORT": "0",
                 "SIDECAR_STATE_DIR": state_dir,
+                **({} if url is None else {"SIDECAR_STATE_URL": url}),
                 "SIDECAR_MODEL_NAME": "iris",
                 "SIDECAR_ADMIN_TOKEN": "bench",
                 "SIDECAR_LOG_SINK": "none",
@@ -192,27 +282,33 @@ async def run_api(predictions: int, batch: int) -> None:
         headers = [("authorization", "Bearer bench"), ("content-type", "application/json")]
         outcomes: Counter[str] = Counter()
         async with Sidecar(settings) as sidecar:
+            # The labels are joined in the monitoring process (None with SIDECAR_MONITORING_PLANE=inline).
+            pid = None if sidecar.monitor is None else sidecar.monitor.pid
             admin = f"http://127.0.0.1:{sidecar.admin_port}"
             client = UpstreamClient(admin, timeout=60, connect_timeout=5, max_connections=1)
             await client.open()
             try:
-                started, cpu_started = time.perf_counter(), time.process_time()
+                clocks = Clocks(backend, lambda: 0.0 if pid is None else _cpu(pid))
                 for body in bodies:
                     async with client.request("POST", "/api/v1/labels", headers, body) as response:
                         answer = orjson.loads(await response.read())
                     assert response.status == 200, answer
                     outcomes.update({k: answer[k] for k in ("joined", "unmatched", "duplicate", "invalid")})
-                seconds = time.perf_counter() - started
-                cpu = time.process_time() - cpu_started
+                clocks.stop()
             finally:
                 await client.close()
-    rate = len(timed) / seconds
-    print("labels through POST /api/v1/labels (random order, one process: client and sidecar share its CPU)")
+    print("  labels through POST /api/v1/labels (random order; CPU: the client and both sidecar processes)")
     print(
-        f"  api        {len(timed):,} items in batches of {batch:,}: {rate:,.0f} labels/s"
-        f" (no target yet); CPU {cpu / len(timed) * 1e6:.0f} µs/label"
+        f"    api        {len(timed):,} items in batches of {batch:,}: {len(timed) / clocks.seconds:,.0f} labels/s"
+        f" (no target yet); {clocks.per(len(timed))}/label"
     )
-    print("             " + ", ".join(f"{kind} {n:,}" for kind, n in sorted(outcomes.items())))
+    print("               " + ", ".join(f"{kind} {n:,}" for kind, n in sorted(outcomes.items())))
+
+
+def run_all(backend: Backend, args: argparse.Namespace) -> None:
+    for ordered in (True, False):
+        asyncio.run(run(backend, args.predictions, args.batch, args.repeat, ordered=ordered))
+    asyncio.run(run_api(backend, args.predictions, args.batch))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -220,11 +316,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--predictions", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=1_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--postgres", action="store_true", help="also run every step on PostgreSQL (tests/postgres.py starts it)"
+    )
     args = parser.parse_args(argv)
     print(f"load average before: {os.getloadavg()[0]:.2f} (other work on the machine slows every figure)")
-    for ordered in (True, False):
-        asyncio.run(run(args.predictions, args.batch, args.repeat, ordered=ordered))
-    asyncio.run(run_api(args.predictions, args.batch))
+    print("sqlite (WAL, synchronous=NORMAL)")
+    run_all(Backend(), args)
+    if args.postgres:
+        with run_postgres(durable=True) as server:
+            print(f"postgresql {server.bin.parent.name} (fsync on, on this machine)")
+            run_all(Backend(server), args)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

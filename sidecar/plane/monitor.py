@@ -52,6 +52,9 @@ logger = logging.getLogger("sidecar.plane.monitor")
 # SCHED_IDLE, +0.02 and +0.34 ms, and 1.3-1.4x, with every kept exchange still monitored.
 # When no CPU is left at all, the bounded queue fills and the proxy drops and counts, as the
 # capture contract has always said. The nice value stays for kernels without SCHED_IDLE.
+# SCHED_IDLE begins once the process is ready: start-up (imports, the reference, the store)
+# takes about a second of CPU, and at SCHED_IDLE on saturated cores it got so little that it
+# missed the serving process's 30 s start-up wait; at nice 10 it still gets its share.
 NICENESS = 10
 _PROGRESS_SECONDS = 1.0
 
@@ -60,9 +63,6 @@ def main(settings: Settings, data: socket.socket, control: socket.socket, varian
     """The process's entry point (a ``multiprocessing`` target)."""
     with contextlib.suppress(OSError):
         os.nice(NICENESS)
-    if hasattr(os, "SCHED_IDLE"):  # Linux
-        with contextlib.suppress(OSError):
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s[monitor]: %(message)s",
@@ -76,6 +76,20 @@ def main(settings: Settings, data: socket.socket, control: socket.socket, varian
         loop_factory = None
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(MonitoringProcess(settings, variants).run(data, control))
+
+
+def _idle() -> None:
+    """Every thread of this process to SCHED_IDLE (see :data:`NICENESS`); threads started later inherit it.
+
+    Linux schedules threads, not processes: the writer and sink threads started before this
+    are moved one by one. Without SCHED_IDLE (not Linux), nice 10 stays.
+    """
+    if not hasattr(os, "SCHED_IDLE"):
+        return
+    with contextlib.suppress(OSError):
+        for task in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                os.sched_setscheduler(int(task), os.SCHED_IDLE, os.sched_param(0))
 
 
 class MonitoringProcess:
@@ -174,6 +188,7 @@ class MonitoringProcess:
             loop.create_task(self._report(parts), name="progress"),
         ]
         self._send((frames.READY,))
+        _idle()
         # The data channel: batches until END or the end of the stream.
         worker = parts.worker
         while True:

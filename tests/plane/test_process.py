@@ -117,6 +117,21 @@ async def test_records_reach_the_sink_the_store_drift_and_quality_with_their_wei
         assert orjson.loads(response.body)["joined"] == 1
 
 
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+async def test_every_thread_of_the_monitoring_process_yields_to_the_proxy(
+    profile_path: Path,  # noqa: F811 (the imported fixture)
+    tmp_path: Path,
+) -> None:
+    """Once ready, the monitoring process and its writer and sink threads run at SCHED_IDLE; the proxy does not."""
+    async with sidecar_with(profile_path, tmp_path / "predictions.jsonl") as sidecar:
+        await _send(sidecar.proxy_port, 20, seed=5)  # the sink and store threads exist once they have work
+        assert sidecar.monitor is not None and sidecar.monitor.pid is not None
+        tasks = os.listdir(f"/proc/{sidecar.monitor.pid}/task")
+        assert len(tasks) >= 3  # the loop, the store's writer, the file sink's writer
+        assert {os.sched_getscheduler(int(task)) for task in tasks} == {os.SCHED_IDLE}
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER
+
+
 async def test_a_killed_monitoring_process_is_restarted_and_counted_and_serving_goes_on(
     profile_path: Path,  # noqa: F811 (the imported fixture)
     tmp_path: Path,
