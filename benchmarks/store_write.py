@@ -21,9 +21,12 @@ as a deployment runs it; on the same machine, so the server's CPU is taken
 from the same cores. SQLite is in WAL mode with ``synchronous=NORMAL``, as the
 store runs it.
 
-``--captured-rate`` is the captured-record rate to compare the write figures
-with: ``benchmarks/capture_overhead`` measured about 13,000 to 20,000 captured
-records/s at sample rate 1 on the two-core machine the figures were taken on.
+The write figures are compared with the rate at which a sidecar captures
+records, measured first in the same run when wrk and nginx are installed:
+``capture_overhead``'s nginx upstream and a real sidecar at sample rate 1 with
+its defaults (and the prediction log off), driven by wrk at 32 connections for
+``--seconds``; each request is one row, so captured exchanges per second are
+records per second. Without wrk or nginx, ``--captured-rate`` stands in.
 
 Usage::
 
@@ -34,16 +37,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import shutil
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from benchmarks.capture_overhead import _capture_counts
 from benchmarks.label_ingest import CLASSES, COUNTRIES, SHARE_DUPLICATE, SHARE_LABELLED, SHARE_UNKNOWN, T0, batches
+from benchmarks.proxy_overhead import (
+    _UPSTREAM_SERVER,
+    HOST,
+    RESPONSE_BODY,
+    _free_port,
+    _nginx,
+    _sidecar,
+    _write_wrk_script,
+    _wrk,
+)
 from sidecar.records import PredictionRecord
 from sidecar.store import DEFAULT_BUFFER_ROWS, LabelItem, PredictionStore
 from tests.postgres import run_postgres
@@ -172,13 +189,46 @@ def report(figures: Figures, captured_rate: float) -> None:
     print("          " + ", ".join(f"{kind} {n:,}" for kind, n in sorted(figures.outcomes.items())))
 
 
+def captured_rate(seconds: float) -> float | None:
+    """Records/s a sidecar at sample rate 1 captured under wrk at 32 connections; None without wrk or nginx."""
+    if shutil.which("wrk") is None or shutil.which("nginx") is None:
+        return None
+    upstream_port, port, admin_port = _free_port(), _free_port(), _free_port()
+    with tempfile.TemporaryDirectory(prefix="sidecar-store-capture-") as name, contextlib.ExitStack() as stack:
+        tmp = Path(name)
+        block = _UPSTREAM_SERVER.format(host=HOST, port=upstream_port, response=RESPONSE_BODY)
+        stack.enter_context(_nginx(tmp, "upstream", block, upstream_port))
+        settings = {"SIDECAR_SAMPLE_RATE": "1", "SIDECAR_LOG_SINK": "none", "SIDECAR_ADMIN_PORT": str(admin_port)}
+        stack.enter_context(_sidecar(tmp, upstream_port, port, settings))
+        script = _write_wrk_script(tmp)
+        _wrk(f"http://{HOST}:{port}/", script, 2, 32, 2.0)  # warm-up
+        before, _ = _capture_counts(admin_port)
+        started = time.perf_counter()
+        _wrk(f"http://{HOST}:{port}/", script, 2, 32, seconds)
+        elapsed = time.perf_counter() - started
+        time.sleep(1.0)  # the monitoring process's counters reach the next scrape
+        after, dropped = _capture_counts(admin_port)
+    # Kept by the sampler, whether the monitoring side then kept up or dropped them: the store's demand.
+    kept = after - before
+    print(f"  a sidecar at sample rate 1 kept {kept:,.0f} records in {elapsed:.1f} s ({dropped:,.0f} of all dropped)")
+    return kept / elapsed
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Predictions and labels per second into SQLite and PostgreSQL.")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long each backend is written to")
     parser.add_argument("--labels-over", type=int, default=100_000, help="predictions the labels are drawn from")
-    parser.add_argument("--captured-rate", type=float, default=20_000.0, help="captured records/s to compare with")
+    parser.add_argument(
+        "--captured-rate", type=float, default=20_000.0, help="captured records/s to compare with, without wrk or nginx"
+    )
     args = parser.parse_args(argv)
     print(f"load average before: {os.getloadavg()[0]:.2f} (other work on the machine slows every figure)")
+    print("capture (nginx upstream, wrk at 32 connections)")
+    measured = captured_rate(args.seconds)
+    if measured is None:
+        print(f"  wrk or nginx is missing: comparing with --captured-rate {args.captured_rate:,.0f}/s")
+    else:
+        args.captured_rate = measured
     print("sqlite (WAL, synchronous=NORMAL)")
     report(asyncio.run(measure("sqlite", None, args.seconds, args.labels_over)), args.captured_rate)
     with run_postgres(durable=True) as server:
