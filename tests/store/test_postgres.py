@@ -238,6 +238,7 @@ def test_the_connection_sets_its_timeouts(database: Place) -> None:
         with psycopg.connect(database.url, autocommit=True) as other:
             settings = other.execute(
                 "SELECT application_name, backend_type FROM pg_stat_activity WHERE application_name LIKE 'ml-sidecar%'"
+                " AND datname = current_database()"
             ).fetchall()
         assert settings == [("ml-sidecar writer", "client backend")]
         assert db.rows == 0 and not db.broken
