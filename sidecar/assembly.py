@@ -328,6 +328,7 @@ def build_components(settings: Settings) -> Components:
             predictions_pointer=settings.predictions_pointer,
             scores_pointer=settings.scores_pointer,
             max_bytes=max(settings.capture_max_bytes, 1),
+            regression=settings.task == "regression",
         ),
         Anonymizer(settings.pii_fields, settings.pii_mode, settings.pii_salt),
         sinks,

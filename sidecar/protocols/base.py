@@ -60,6 +60,8 @@ class AdapterOptions:
     predictions_pointer: str | None = None
     scores_pointer: str | None = None
     max_bytes: int = 1 << 20  # decompressed-size cap for gzip/deflate bodies
+    # SIDECAR_TASK=regression: a number output is the predicted value, even in [0, 1] (predictions.py, rule 3).
+    regression: bool = False
     _positional: dict[int, tuple[str, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -83,7 +83,7 @@ def _parse(exchange: Exchange, options: AdapterOptions) -> Parsed:
     if outputs is None:
         return Parsed(pair(inputs.rows, None), path_version(exchange.path), inputs.request_id)
     return Parsed(
-        rows=pair(inputs.rows, outputs.values),
+        rows=pair(inputs.rows, outputs.values, regression=options.regression),
         model_version=outputs.model_version or path_version(exchange.path),
         request_id=inputs.request_id or outputs.request_id,
     )

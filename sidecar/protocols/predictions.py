@@ -8,9 +8,10 @@ The rules, in order (a "number" is a JSON int or float, never a bool):
    ``confidence`` = None.
 3. A float in [0, 1] is read as a binary classifier's P(positive):
    ``prediction`` = 1 if p ≥ 0.5 else 0, ``confidence`` = max(p, 1 − p),
-   ``scores`` = [1 − p, p]. A regression model whose outputs happen to lie in
-   [0, 1] is read this way too; use the ``json`` protocol with a scores pointer
-   (or send ints/labels) when that is wrong.
+   ``scores`` = [1 − p, p]. Not with ``SIDECAR_TASK=regression``
+   (``interpret(value, regression=True)``): there a number, alone, in a
+   one-element list or as an object's label member (``{"prediction": 0.7}``),
+   is the predicted value, whatever its range.
 4. Any other float (outside [0, 1], NaN, ±inf) is a regression output:
    ``prediction`` = the value, ``confidence`` = None.
 5. A one-element list is its element (shapes like ``[N, 1]``).
@@ -101,8 +102,10 @@ class Outcome:
     scores: list[float] | None = None
 
 
-def interpret(value: Any) -> Outcome:
-    """Read one row's output value by the rules in this module's docstring."""
+def interpret(value: Any, *, regression: bool = False) -> Outcome:
+    """Read one row's output value by the rules in this module's docstring; ``regression`` as rule 3 says."""
+    if regression and (number := _regression_value(value)) is not None:
+        return Outcome(number)
     if value is None or isinstance(value, bool | int | str):
         return Outcome(value)
     if isinstance(value, float):
@@ -112,6 +115,24 @@ def interpret(value: Any) -> Outcome:
     if isinstance(value, dict):
         return _object(value)
     return Outcome(value)
+
+
+def _regression_value(value: Any) -> float | None:
+    """A regression model's number: alone, in one-element lists, or an object's label member; else None."""
+    for _ in range(_MAX_UNWRAP):
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        elif isinstance(value, dict):
+            label, _, _ = _known(value)
+            if label is not _ABSENT:
+                value = label
+            elif len(value) == 1:
+                value = next(iter(value.values()))
+            else:
+                return None
+        else:
+            break
+    return float(value) if _is_number(value) else None
 
 
 def _is_number(value: Any) -> bool:
@@ -196,7 +217,9 @@ _KNOWN: dict[str, tuple[int, int]] = {
 }
 
 
-_PAST = max(map(len, (LABEL_KEYS, VOCAB_KEYS, SCORE_KEYS)))  # a rank after every known key's
+_PAST = max(map(len, (LABEL_KEYS, VOCAB_KEYS, SCORE_KEYS)))
+# How deep a regression value is looked for: [[{"prediction": [0.7]}]] and no deeper.
+_MAX_UNWRAP = 4  # a rank after every known key's
 
 
 def _known(obj: dict[str, Any]) -> tuple[Any, Any, Any]:

@@ -68,13 +68,16 @@ def batch_of(value: Any) -> list[Any]:
     return [value]
 
 
-def pair(features: list[dict[str, Any]], outputs: list[Any] | None) -> list[Row]:
-    """Rows from the request's features and the response's per-row outputs (see module docstring)."""
+def pair(features: list[dict[str, Any]], outputs: list[Any] | None, *, regression: bool = False) -> list[Row]:
+    """Rows from the request's features and the response's per-row outputs (see module docstring).
+
+    ``regression`` (``SIDECAR_TASK=regression``): a number output is the predicted value, never P(positive).
+    """
     rows: list[Row] = []
     for i, row_features in enumerate(features):
         if outputs is None or i >= len(outputs):
             rows.append(Row(row_features))
         else:
-            outcome = interpret(outputs[i])
+            outcome = interpret(outputs[i], regression=regression)
             rows.append(Row(row_features, outcome.prediction, outcome.confidence, outcome.scores))
     return rows

@@ -118,3 +118,23 @@ def test_confidence_is_always_a_probability() -> None:
     ]
     for value in values:
         assert interpret(value).confidence is None, value
+
+
+# SIDECAR_TASK=regression: rule 3 does not apply, a number is the predicted value wherever it sits.
+REGRESSION: list[tuple[str, Any, Outcome]] = [
+    ("a float in [0, 1] is the value", 0.8, Outcome(0.8)),
+    ("an int is the value", 3, Outcome(3.0)),
+    ("nested one-element lists", [[0.25]], Outcome(0.25)),
+    ("an object's label member", {"prediction": 0.7}, Outcome(0.7)),
+    ("a single-member object", {"y": [0.1]}, Outcome(0.1)),
+    ("outside [0, 1] as before", 101.5, Outcome(101.5)),
+    # What is not a number is read by the usual rules.
+    ("a label string", "cat", Outcome("cat")),
+    ("a vector is not one value", [0.2, 0.8], Outcome(1, 0.8, [0.2, 0.8])),
+    ("a bool is a class", True, Outcome(True)),
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), [case[1:] for case in REGRESSION], ids=[c[0] for c in REGRESSION])
+def test_interpret_for_regression(value: Any, expected: Outcome) -> None:
+    assert interpret(value, regression=True) == expected

@@ -194,3 +194,14 @@ def test_request_id_comes_from_oip_id_only_when_a_string() -> None:
     request = {"id": "", "inputs": [{"name": "x", "shape": [1], "datatype": "INT32", "data": [1]}]}
     options = AdapterOptions(protocol="open-inference-v2")
     assert parse_exchange(_exchange(request), options).request_id is None
+
+
+def test_a_regression_models_outputs_in_0_1_are_values_not_probabilities() -> None:
+    exchange = _exchange({"instances": [[1.0], [2.0]]}, {"predictions": [0.25, [0.75]]}, path="/v1/models/m:predict")
+    classifier = parse_exchange(exchange, AdapterOptions(protocol="kserve-v1"))
+    assert [(row.prediction, row.confidence) for row in classifier.rows] == [(0, 0.75), (1, 0.75)]
+    regression = parse_exchange(exchange, AdapterOptions(protocol="kserve-v1", regression=True))
+    assert [(row.prediction, row.confidence, row.scores) for row in regression.rows] == [
+        (0.25, None, None),
+        (0.75, None, None),
+    ]
