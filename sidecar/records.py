@@ -89,6 +89,10 @@ class PredictionRecord:
     status_code: int
     strategy: str
     probability: float
+    # The experiment's assignment unit and segment_by value, in units.unit_text's form, when the request
+    # had them: the prediction store keeps both, so outcomes join by unit and arms compare by segment.
+    unit: str | None = None
+    segment: str | None = None
 
     @property
     def weight(self) -> float:

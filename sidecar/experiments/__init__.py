@@ -20,7 +20,13 @@ numpy or scipy:
 - the request side: :mod:`.routing` (:class:`~.routing.Router`, an arm and
   upstream per request), :mod:`.units` (a unit's one text form; a feature
   key's unit from a body), :mod:`.shadow` (mirrors to the challenger),
-  :mod:`.outcomes` (the ``POST /api/v1/outcomes`` body).
+  :mod:`.outcomes` (the ``POST /api/v1/outcomes`` body);
+- the analysis: :mod:`.data` (what it reads, per arm), :mod:`.gather` (reads
+  it from the prediction store), :mod:`.labelled` (a label metric's value per
+  request), :mod:`.analysis` (:func:`~.analysis.analyse`: SRM, effects,
+  correction, power, novelty, Simpson, guardrails, decisions into one
+  :class:`~.snapshot.ExperimentSnapshot`), :mod:`.view` (the body of
+  ``GET /api/v1/experiments`` and the metrics' samples).
 
 Not wired into the proxy yet: nothing calls these outside their tests.
 """

@@ -16,6 +16,8 @@ The pieces, by concept:
 - :mod:`.values`: what goes in and comes out (:class:`LabelItem`,
   :class:`Outcome`, :class:`Labelled`, :class:`Coverage`, :class:`Estimate`,
   :class:`StoreCounts`);
+- :mod:`.experiment`: an A/B experiment's business outcomes, and the sums of a
+  metric per arm its analysis reads (:class:`~.experiment.UnitSums`);
 - :mod:`.backend`: what the store asks of a database, and the two ways a
   database says no (unreachable: retry; refused: count as failed);
 - :mod:`.sqlite` and :mod:`.postgres`: each database's schema and every
@@ -37,6 +39,10 @@ Usage::
     outcomes = await store.attach_labels([LabelItem("req-1", None, "setosa", None)])
     if store.is_leader and await store.label_marker(since, "iris") != last_marker:
         joined = await store.labelled(since=now - 86400, model="iris")
+    joined = await store.attach_outcomes("ranker-v2", [OutcomeItem("conversion", 1.0, None, None, "u-17")],
+                                         arms=("control", "treatment"))
+    sums = await store.outcome_sums("ranker-v2", "conversion", ("control", "treatment"), since=start,
+                                    period_seconds=86400.0, calendar=False)
     await store.close(deadline)
 
 The rules
@@ -44,8 +50,10 @@ The rules
 
 **What is stored.** Per prediction row: request id, row, prediction time,
 model, version, variant, prediction, scores, weight (1/p), the confidence if
-it is in [0, 1], and the segments, a small JSON object of the
-``segment_features`` only (missing ones as null). The rest of the feature
+it is in [0, 1], the segments, a small JSON object of the
+``segment_features`` only (missing ones as null), and, when an experiment
+runs, the request's assignment unit and its ``segment_by`` value (the
+record's ``unit`` and ``segment``). The rest of the feature
 dict is never stored, which keeps PII and size down. Then the label, the
 label's own timestamp if given, when it arrived, and its number in the order
 labels arrived. A prediction is keyed by (request id, row). If a request id
@@ -84,6 +92,21 @@ Buffered predictions are written before labels are joined, so a label never
 misses a prediction that was captured but not yet written. A label's
 ``labelled_at`` is the store's clock with SQLite, and the database's clock
 with PostgreSQL, one clock for the fleet.
+
+**Experiments' outcomes.** :meth:`PredictionStore.attach_outcomes` takes an
+experiment's business outcomes, keyed by request id (and row) or by unit,
+in one transaction, and answers per item as for labels: ``joined`` to a
+stored prediction of one of the experiment's arms (the arm as ``variant``;
+an outcome by unit joins the arm the unit's first prediction was in),
+``duplicate`` (**the first outcome of an (experiment, metric, request id and
+row | unit) wins**, across replicas with PostgreSQL), ``unmatched`` (not
+stored) or ``invalid``. A database that refuses the batch or cannot be
+reached raises :class:`StoreError` with nothing of it stored. An outcome
+lives as long as the prediction it joined (an outcome by unit, while the
+unit has any), so eviction bounds outcomes as it bounds predictions.
+:meth:`~PredictionStore.outcome_sums`, :meth:`~PredictionStore.labelled_exposures`
+and :meth:`~PredictionStore.experiment_units` give the analysis its per-arm
+figures over a window of prediction time (:mod:`.experiment`).
 
 **Windows are over prediction time.** :meth:`~PredictionStore.labelled`,
 :meth:`~PredictionStore.coverage`, :meth:`~PredictionStore.label_marker` and

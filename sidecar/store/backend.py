@@ -27,6 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+import numpy.typing as npt
+
+from sidecar.store.experiment import LabelledExposures, UnitSums
 from sidecar.store.values import Coverage, Estimate, Labelled, Outcome, StoreError
 
 __all__ = ["Backend", "Refused", "Unavailable", "Written"]
@@ -100,8 +104,39 @@ class Backend(Protocol):
         """Per variant, the weighted mean confidence of the predictions made at or after ``since``."""
         ...
 
+    def attach_outcomes(
+        self, experiment: str, arms: Sequence[str], items: Sequence[object], now: float
+    ) -> list[Outcome]:
+        """Store an experiment's business outcomes that join a prediction of its arms: one :class:`Outcome` per
+        item, in order; the first outcome of a key wins (:mod:`~sidecar.store.experiment`)."""
+        ...
+
+    def experiment_units(self, arms: Sequence[str], since: float, model: str | None) -> npt.NDArray[np.int64]:
+        """Per arm, the analysis units exposed at or after ``since``: (units, requests routed without one)."""
+        ...
+
+    def outcome_sums(
+        self,
+        experiment: str,
+        metric: str,
+        arms: Sequence[str],
+        since: float,
+        model: str | None,
+        period_seconds: float,
+        calendar: bool,
+    ) -> UnitSums:
+        """One outcome metric's sums per arm over its analysis units, by segment and by period."""
+        ...
+
+    def labelled_exposures(
+        self, arms: Sequence[str], since: float, model: str | None, period_seconds: float, calendar: bool
+    ) -> LabelledExposures:
+        """The labelled predictions of the arms at or after ``since``, with their analysis unit, segment and period."""
+        ...
+
     def evict(self, now: float) -> tuple[int, int]:
-        """Delete what is past the TTL, then the oldest past ``max_rows``: counts (ttl, max_rows)."""
+        """Delete what is past the TTL, then the oldest past ``max_rows``, and the outcomes they took with them:
+        counts of predictions (ttl, max_rows)."""
         ...
 
     def close(self) -> None:

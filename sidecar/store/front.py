@@ -33,9 +33,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
+import numpy.typing as npt
+
 from sidecar.records import PredictionRecord
 from sidecar.store import sqlite
 from sidecar.store.buffer import Buffer
+from sidecar.store.experiment import LabelledExposures, UnitSums
 from sidecar.store.health import Health
 from sidecar.store.values import Coverage, Estimate, LabelItem, Labelled, Outcome, StoreCounts, StoreError
 from sidecar.store.writer import Writer
@@ -340,6 +344,66 @@ class PredictionStore:
         """Per variant, the accuracy estimated from confidence over every prediction made at or after ``since``."""
         return await self._call(self._writer.query, lambda db: db.estimated(since, model))
 
+    async def attach_outcomes(self, experiment: str, items: Sequence[object], *, arms: Sequence[str]) -> list[Outcome]:
+        """Store an experiment's business outcomes, in one transaction: one :class:`Outcome` per item, in order.
+
+        ``items`` are :class:`sidecar.experiments.outcomes.OutcomeItem`; ``arms``
+        the experiment's variants. An outcome joins the stored prediction of its
+        request id (and row), or of its unit, in one of the arms (``joined``,
+        with the arm as ``variant``); the first outcome of a key wins
+        (``duplicate``); otherwise it is ``unmatched`` and not stored, or
+        ``invalid`` (:mod:`.experiment`). Buffered predictions are written
+        first. Raises :class:`StoreError` if the database fails or cannot be
+        reached, with nothing of the batch stored, so the caller may retry.
+        """
+        return await self._call(self._writer.attach_outcomes, experiment, tuple(arms), items)
+
+    async def experiment_units(
+        self, arms: Sequence[str], *, since: float, model: str | None = None
+    ) -> npt.NDArray[np.int64]:
+        """Per arm (rows, in the order given), the analysis units captured at or after ``since``: columns
+        (distinct units, requests routed without one), for the sample-ratio check on capture."""
+        arms = tuple(arms)
+        return await self._call(self._writer.query, lambda db: db.experiment_units(arms, since, model))
+
+    async def outcome_sums(
+        self,
+        experiment: str,
+        metric: str,
+        arms: Sequence[str],
+        *,
+        since: float,
+        period_seconds: float,
+        calendar: bool,
+        model: str | None = None,
+    ) -> UnitSums:
+        """One outcome metric's sums per arm over its analysis units exposed at or after ``since``, by segment and
+        by period since first exposure (``calendar``: from the window's first exposure), summed by the database.
+
+        See :mod:`.experiment` for the analysis units and the sums.
+        """
+        arms = tuple(arms)
+        return await self._call(
+            self._writer.query,
+            lambda db: db.outcome_sums(experiment, metric, arms, since, model, period_seconds, calendar),
+        )
+
+    async def labelled_exposures(
+        self,
+        arms: Sequence[str],
+        *,
+        since: float,
+        period_seconds: float,
+        calendar: bool,
+        model: str | None = None,
+    ) -> LabelledExposures:
+        """The labelled predictions of the arms made at or after ``since``, with their analysis unit, its segment
+        and the row's period, for a label metric's sums (:func:`~.experiment.unit_sums`)."""
+        arms = tuple(arms)
+        return await self._call(
+            self._writer.query, lambda db: db.labelled_exposures(arms, since, model, period_seconds, calendar)
+        )
+
     async def evict(self) -> tuple[int, int]:
         """Evict now what is past the TTL, then the oldest past ``max_rows``: counts (ttl, max_rows).
 
@@ -365,6 +429,8 @@ class PredictionStore:
             conflicts=writer.conflicts,
             labels=dict(writer.labels),
             label_failures=writer.label_failures,
+            outcomes=dict(writer.outcomes),
+            outcome_failures=writer.outcome_failures,
         )
 
     async def close(self, deadline: float) -> None:

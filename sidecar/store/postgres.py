@@ -23,8 +23,14 @@ What makes it safe for several writers:
   (``now()``), one clock for the fleet; each label takes the next number of a
   sequence (``label_seq``), for :meth:`Database.label_marker`. A deadlock
   with the leader's eviction, which locks rows in another order, is retried.
+- **Outcomes** (an experiment's, :mod:`.experiment`): one transaction per
+  batch, one ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` in key order, so
+  the same outcome posted to two replicas at once is stored once (``joined``
+  on one, ``duplicate`` on the other) and two batches never deadlock on each
+  other; dated by the database's clock.
 - **Eviction** deletes in batches of :data:`EVICT_BATCH_ROWS`, each its own
-  transaction, so no lock is held for long.
+  transaction, so no lock is held for long: predictions, then the outcomes
+  they took with them.
 
 Every connection sets ``statement_timeout`` (:data:`STATEMENT_TIMEOUT_SECONDS`;
 reads of the labelled window get :data:`READ_TIMEOUT_SECONDS`), so a slow
@@ -37,9 +43,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 import psycopg
 from psycopg import errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -47,6 +56,17 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from sidecar.records import PredictionRecord
 from sidecar.store.backend import Refused, Unavailable, Written
 from sidecar.store.codec import confidence, dumps, labelled
+from sidecar.store.experiment import (
+    MAX_PERIODS,
+    LabelledExposures,
+    OutcomeRow,
+    UnitSums,
+    collect_exposures,
+    collect_sums,
+    encode_outcome,
+    match_request,
+    match_unit,
+)
 from sidecar.store.schema import migrate
 from sidecar.store.values import Coverage, Estimate, Labelled, Outcome, StoreError, choose_row, encode_item
 from sidecar.syntax.store import mask_url
@@ -108,12 +128,18 @@ _NESTED_LOOPS_ONLY = "SELECT set_config('enable_hashjoin', 'off', false), set_co
 _INCOMING = """
 CREATE TEMPORARY TABLE IF NOT EXISTS incoming (
     request_id text, row_index integer, ts double precision, model text, version text, variant text,
-    prediction text, scores text, weight double precision, segments text, confidence double precision
+    prediction text, scores text, weight double precision, segments text, confidence double precision,
+    unit text, segment text
 ) ON COMMIT DELETE ROWS
 """
-_INSERT_COLUMNS = "request_id, row_index, ts, model, version, variant, prediction, scores, weight, segments, confidence"
+_INSERT_COLUMNS = (
+    "request_id, row_index, ts, model, version, variant, prediction, scores, weight, segments, confidence, unit,"
+    " segment"
+)
 _COPY = f"COPY incoming ({_INSERT_COLUMNS}) FROM STDIN (FORMAT BINARY)"
-_COPY_TYPES = ["text", "int4", "float8", "text", "text", "text", "text", "text", "float8", "text", "float8"]
+_COPY_TYPES = [
+    "text", "int4", "float8", "text", "text", "text", "text", "text", "float8", "text", "float8", "text", "text",
+]  # fmt: skip
 _INSERT = (
     f"INSERT INTO predictions ({_INSERT_COLUMNS}) SELECT {_INSERT_COLUMNS} FROM incoming"
     " ON CONFLICT (request_id, row_index) DO NOTHING"
@@ -128,12 +154,17 @@ JOIN predictions AS p ON p.request_id = i.request_id AND (i.row_index IS NULL OR
 ORDER BY p.request_id, p.row_index
 FOR UPDATE OF p
 """
+# ctid = ANY reads the locked rows by a TID scan whatever the statistics say, and the hash join (allowed for
+# this statement alone) pairs them with their labels: a table written faster than it is analysed looks tiny
+# to the planner, which then compared every label with every row (10,000 labels by 100,000 rows: past the
+# statement timeout; 0.1 s this way).
+_HASH_JOIN = "SET LOCAL enable_hashjoin = on"
 _LABEL = """
 UPDATE predictions AS p
 SET label = u.label, label_ts = u.label_ts, labelled_at = extract(epoch FROM now())::double precision,
     label_seq = nextval('predictions_label_seq')
-FROM unnest(%s::tid[], %s::text[], %s::double precision[]) AS u (id, label, label_ts)
-WHERE p.ctid = u.id AND p.labelled_at IS NULL
+FROM unnest(%(ids)s::tid[], %(labels)s::text[], %(ts)s::double precision[]) AS u (id, label, label_ts)
+WHERE p.ctid = ANY (%(ids)s::tid[]) AND p.ctid = u.id AND p.labelled_at IS NULL
 RETURNING p.request_id, p.row_index, p.labelled_at
 """
 _LABELLED = """
@@ -162,6 +193,137 @@ _EVICT_TTL = (
 _EVICT_OLDEST = (
     "DELETE FROM predictions WHERE ctid = ANY (ARRAY("
     "SELECT ctid FROM predictions WHERE true{model} ORDER BY ts LIMIT %s))"
+)
+
+# An experiment's outcomes (sidecar.store.experiment says what they join and how they are summed).
+# By request: the predictions of each item's request id, and row if it has one, as labels match them.
+_OUTCOME_REQUESTS = """
+SELECT i.n, p.row_index, p.model, p.variant, p.unit, p.ts
+FROM unnest(%s::text[], %s::integer[]) WITH ORDINALITY AS i (request_id, row_index, n)
+JOIN predictions AS p ON p.request_id = i.request_id AND (i.row_index IS NULL OR p.row_index = i.row_index)
+"""
+# By unit: the model and arm of the unit's first prediction in the arms, and its latest prediction's time.
+_OUTCOME_UNITS = """
+SELECT i.n, f.model, f.variant, l.ts
+FROM unnest(%(units)s::text[]) WITH ORDINALITY AS i (unit, n)
+CROSS JOIN LATERAL (
+    SELECT model, variant FROM predictions WHERE unit = i.unit AND variant = ANY (%(arms)s)
+    ORDER BY ts, request_id, row_index LIMIT 1
+) AS f
+CROSS JOIN LATERAL (SELECT max(ts) AS ts FROM predictions WHERE unit = i.unit AND variant = ANY (%(arms)s)) AS l
+"""
+# In key order, so that two replicas' batches wait on each other rather than deadlock.
+_OUTCOME_INSERT = """
+INSERT INTO outcomes (experiment, metric, kind, key, row_index, value, ts, received_at, model, variant, unit,
+                      exposed_at)
+SELECT %(experiment)s, u.metric, u.kind, u.key, u.row_index, u.value, u.ts,
+       extract(epoch FROM now())::double precision, u.model, u.variant, u.unit, u.exposed_at
+FROM unnest(%(metric)s::text[], %(kind)s::text[], %(key)s::text[], %(row)s::integer[], %(value)s::double precision[],
+            %(ts)s::double precision[], %(model)s::text[], %(variant)s::text[], %(unit)s::text[],
+            %(exposed)s::double precision[])
+     AS u (metric, kind, key, row_index, value, ts, model, variant, unit, exposed_at)
+ORDER BY u.metric, u.kind, u.key, u.row_index
+ON CONFLICT DO NOTHING
+RETURNING metric, kind, key, row_index
+"""
+# After predictions are evicted, the outcomes exposed before the oldest one left go, but an outcome by unit
+# stays (dated by its unit's latest prediction, or the cutoff, whichever is later) while the unit has any.
+_OLDEST = "SELECT min(ts) FROM predictions WHERE true{model}"
+_EVICT_OUTCOMES = """
+DELETE FROM outcomes WHERE ctid = ANY (ARRAY(
+    SELECT o.ctid FROM outcomes AS o WHERE o.exposed_at < %s{outcome_model}
+       AND (o.kind = 'request' OR NOT EXISTS (SELECT 1 FROM predictions AS p WHERE p.unit = o.key{same_model}))
+    LIMIT %s))
+"""
+_KEEP_UNIT_OUTCOMES = """
+UPDATE outcomes AS o
+SET exposed_at = greatest((SELECT max(p.ts) FROM predictions AS p WHERE p.unit = o.key{same_model}), %s)
+WHERE o.ctid = ANY (ARRAY(SELECT ctid FROM outcomes WHERE kind = 'unit' AND exposed_at < %s{model} LIMIT %s))
+"""
+# The analysis units of the arms in the window: a unit's first exposure, the segment it had then, its
+# exposures, and a number.
+_UNITS = """
+u AS (
+    SELECT variant, unit IS NULL AS single, coalesce(unit, request_id) AS k, min(ts) AS first_ts,
+           (array_agg(segment ORDER BY ts, request_id, row_index))[1] AS segment,
+           count(*)::double precision AS x, row_number() OVER () - 1 AS id
+    FROM predictions
+    WHERE ts >= %(since)s AND variant = ANY (%(arms)s){model}
+    GROUP BY 1, 2, 3
+)"""
+_OUTCOME_SUMS = """
+WITH {units},
+o AS (
+    SELECT variant, unit IS NULL AS single, coalesce(unit, key) AS k, sum(value) AS y,
+           count(*) FILTER (WHERE kind = 'request') AS by_request, count(*) FILTER (WHERE kind = 'unit') AS by_unit
+    FROM outcomes
+    WHERE experiment = %(experiment)s AND metric = %(metric)s AND (kind = 'unit' OR exposed_at >= %(since)s){model}
+    GROUP BY 1, 2, 3
+)
+SELECT u.variant, u.segment, count(*)::double precision, coalesce(sum(o.y), 0), sum(u.x),
+       coalesce(sum(o.y * o.y), 0), sum(u.x * u.x), coalesce(sum(u.x * o.y), 0),
+       coalesce(sum(o.by_request), 0)::bigint, coalesce(sum(o.by_unit), 0)::bigint
+FROM u LEFT JOIN o ON o.variant = u.variant AND o.single = u.single AND o.k = u.k
+GROUP BY u.variant, u.segment
+"""
+_PERIOD_SUMS = """
+WITH e AS MATERIALIZED (
+    SELECT variant, unit IS NULL AS single, coalesce(unit, request_id) AS k, request_id, row_index, ts
+    FROM predictions
+    WHERE ts >= %(since)s AND variant = ANY (%(arms)s){model}
+),
+f AS (
+    SELECT variant, single, k, CASE WHEN %(calendar)s THEN (SELECT min(ts) FROM e) ELSE min(ts) END AS t0
+    FROM e GROUP BY 1, 2, 3
+),
+p AS (
+    SELECT e.variant, e.single, e.k, least(floor((e.ts - f.t0) / %(period)s)::integer, %(last)s) AS period,
+           count(*)::double precision AS x, coalesce(sum(o.value), 0) AS y
+    FROM e JOIN f ON f.variant = e.variant AND f.single = e.single AND f.k = e.k
+    LEFT JOIN outcomes AS o
+      ON o.experiment = %(experiment)s AND o.metric = %(metric)s AND o.kind = 'request'
+     AND o.key = e.request_id AND o.row_index = e.row_index
+    GROUP BY 1, 2, 3, 4
+)
+SELECT variant, period, count(*)::double precision, sum(y), sum(x), sum(y * y), sum(x * x), sum(x * y)
+FROM p GROUP BY 1, 2
+"""
+# One pass over the window, sorted by analysis unit then time: each row learns its unit's number, first
+# exposure and segment then, and only the labelled rows carry their JSON out.
+_LABELLED_EXPOSURES = """
+WITH w AS (
+    SELECT variant, labelled_at IS NOT NULL AS labelled, ts,
+           first_value(ts) OVER unit AS first_ts, first_value(segment) OVER unit AS segment,
+           dense_rank() OVER (ORDER BY variant, unit IS NULL, coalesce(unit, request_id)) - 1 AS id,
+           min(ts) OVER () AS t0,
+           CASE WHEN labelled_at IS NOT NULL THEN prediction END AS prediction,
+           CASE WHEN labelled_at IS NOT NULL THEN scores END AS scores,
+           CASE WHEN labelled_at IS NOT NULL THEN label END AS label
+    FROM predictions
+    WHERE ts >= %(since)s AND variant = ANY (%(arms)s){model}
+    WINDOW unit AS (PARTITION BY variant, unit IS NULL, coalesce(unit, request_id) ORDER BY ts, request_id, row_index)
+)
+SELECT id, variant, segment,
+       least(floor((ts - CASE WHEN %(calendar)s THEN t0 ELSE first_ts END) / %(period)s)::integer, %(last)s),
+       prediction, scores, label
+FROM w WHERE labelled
+"""
+_EXPERIMENT_UNITS = """
+SELECT variant, count(DISTINCT unit), count(DISTINCT request_id) FILTER (WHERE unit IS NULL)
+FROM predictions WHERE ts >= %(since)s AND variant = ANY (%(arms)s){model}
+GROUP BY variant
+"""
+_OF_MODEL = " AND model = %(model)s"
+# The writer's session plans nested loops only (see _NESTED_LOOPS_ONLY): right for the label join, hopeless for
+# these aggregates, whose joins are of whole windows. The opposite holds here: with statistics that lag the
+# writes, the planner took a window of 200,000 rows for 164 and looped over the outcomes once per row (past
+# the timeout). They may take all of READ_TIMEOUT_SECONDS, in one snapshot.
+_AGGREGATE = (
+    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+    f"SET LOCAL statement_timeout = {int(READ_TIMEOUT_SECONDS * 1000)}",
+    "SET LOCAL enable_hashjoin = on",
+    "SET LOCAL enable_mergejoin = on",
+    "SET LOCAL enable_nestloop = off",
 )
 
 
@@ -307,15 +469,181 @@ class Database:
                 targets[key] = (i, ctid, (*prediction, label, label_ts))
             if not targets:
                 return outcomes
-            updates = [(ctid, valid[i][2], valid[i][3]) for i, ctid, _ in targets.values()]
-            columns = [list(column) for column in zip(*updates, strict=True)]
-            cursor = self._db.execute(_LABEL, columns)
+            chosen = list(targets.values())
+            updates = {
+                "ids": [ctid for _, ctid, _ in chosen],
+                "labels": [valid[i][2] for i, _, _ in chosen],
+                "ts": [valid[i][3] for i, _, _ in chosen],
+            }
+            self._db.execute(_HASH_JOIN)
+            cursor = self._db.execute(_LABEL, updates)
             stamped = {(request_id, row): at for request_id, row, at in cursor}
         for key, (i, _, joined) in targets.items():
             at = stamped.get(key)
             # Locked since the match, so each is labelled; a row missing here was labelled by another first.
             outcomes[i] = Outcome("duplicate") if at is None else Outcome("joined", labelled((*joined, at)))
         return outcomes
+
+    def attach_outcomes(
+        self, experiment: str, arms: Sequence[str], items: Sequence[object], now: float
+    ) -> list[Outcome]:
+        """Store an experiment's outcomes that join a prediction of its ``arms``, in one transaction.
+
+        One :class:`Outcome` per item, in order; the first outcome of a key wins, within the batch, across
+        batches and across replicas. ``now`` is unused: they are dated by the database's clock.
+        """
+        outcomes: list[Outcome | None] = [None] * len(items)
+        valid: dict[int, tuple[str, float, str | None, int | None, str | None, float | None]] = {}
+        for i, item in enumerate(items):
+            try:
+                encoded = encode_outcome(item)
+            except ValueError as exc:
+                outcomes[i] = Outcome("invalid", reason=str(exc))
+                continue
+            metric, _, request_id, row, unit, _ = encoded
+            texts = (metric, request_id or "", unit or "")
+            if any("\x00" in text for text in texts) or (row is not None and row > _MAX_ROW):
+                outcomes[i] = Outcome("unmatched")  # no stored prediction can have it
+                continue
+            valid[i] = encoded
+        if valid:
+            decided = self._retried(lambda: self._attach_outcomes(experiment, list(arms), valid))
+            for i, outcome in decided.items():
+                outcomes[i] = outcome
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _attach_outcomes(
+        self,
+        experiment: str,
+        arms: list[str],
+        valid: dict[int, tuple[str, float, str | None, int | None, str | None, float | None]],
+    ) -> dict[int, Outcome]:
+        outcomes: dict[int, Outcome] = {}
+        rows: dict[tuple[str, str, str, int], tuple[int, OutcomeRow]] = {}
+
+        def decide(i: int, decided: OutcomeRow | Outcome) -> None:
+            if isinstance(decided, Outcome):
+                outcomes[i] = decided
+            elif decided.identity in rows:
+                outcomes[i] = Outcome("duplicate")  # the batch's first item of a key wins
+            else:
+                rows[decided.identity] = (i, decided)
+
+        with self._db.transaction():
+            by_request = [i for i, item in valid.items() if item[4] is None]
+            found: dict[int, list[tuple[int, str, str, str | None, float]]] = {}
+            if by_request:
+                ids = [valid[i][2] for i in by_request]
+                wanted = [valid[i][3] for i in by_request]
+                for n, *match in self._db.execute(_OUTCOME_REQUESTS, (ids, wanted)):
+                    found.setdefault(by_request[n - 1], []).append((match[0], match[1], match[2], match[3], match[4]))
+            by_unit = [i for i, item in valid.items() if item[4] is not None]
+            first: dict[int, tuple[str, str, float]] = {}
+            if by_unit:
+                units = [valid[i][4] for i in by_unit]
+                for n, model, variant, latest in self._db.execute(_OUTCOME_UNITS, {"units": units, "arms": arms}):
+                    first[by_unit[n - 1]] = (model, variant, latest)
+            for i in sorted(valid):
+                item = valid[i]
+                decide(
+                    i,
+                    match_unit(item, first.get(i))
+                    if item[4] is not None
+                    else match_request(item, found.get(i, []), arms),
+                )
+            if not rows:
+                return outcomes
+            chosen = [row for _, row in rows.values()]
+            columns = {
+                "experiment": experiment,
+                "metric": [row.metric for row in chosen],
+                "kind": [row.kind for row in chosen],
+                "key": [row.key for row in chosen],
+                "row": [row.row for row in chosen],
+                "value": [row.value for row in chosen],
+                "ts": [row.timestamp for row in chosen],
+                "model": [row.model for row in chosen],
+                "variant": [row.variant for row in chosen],
+                "unit": [row.unit for row in chosen],
+                "exposed": [row.exposed_at for row in chosen],
+            }
+            inserted = {tuple(key) for key in self._db.execute(_OUTCOME_INSERT, columns)}
+        for identity, (i, row) in rows.items():
+            # Not inserted: another batch, perhaps another replica's, stored that key first.
+            outcomes[i] = Outcome("joined", variant=row.variant) if identity in inserted else Outcome("duplicate")
+        return outcomes
+
+    def experiment_units(self, arms: Sequence[str], since: float, model: str | None) -> npt.NDArray[np.int64]:
+        """Per arm, the analysis units exposed at or after ``since``: (units, requests routed without one)."""
+        counts = np.zeros((len(arms), 2), dtype=np.int64)
+        index = {name: i for i, name in enumerate(arms)}
+        with self._errors():
+            with self._aggregating():
+                rows = self._db.execute(
+                    _EXPERIMENT_UNITS.format(model=self._of(model)), self._window(arms, since, model)
+                ).fetchall()
+        for variant, keyed, single in rows:
+            counts[index[variant]] = (keyed, single)
+        return counts
+
+    def outcome_sums(
+        self,
+        experiment: str,
+        metric: str,
+        arms: Sequence[str],
+        since: float,
+        model: str | None,
+        period_seconds: float,
+        calendar: bool,
+    ) -> UnitSums:
+        """One outcome metric's sums per arm, by segment and by period (:class:`~.experiment.UnitSums`)."""
+        parameters = {
+            **self._window(arms, since, model),
+            "experiment": experiment,
+            "metric": metric,
+            "period": period_seconds,
+            "calendar": calendar,
+            "last": MAX_PERIODS - 1,
+        }
+        of_model = self._of(model)
+        with self._errors():
+            with self._aggregating():
+                by_segment = self._db.execute(
+                    _OUTCOME_SUMS.format(units=_UNITS.format(model=of_model), model=of_model), parameters
+                ).fetchall()
+                by_period = self._db.execute(_PERIOD_SUMS.format(model=of_model), parameters).fetchall()
+        return collect_sums(arms, by_segment, by_period)
+
+    def labelled_exposures(
+        self, arms: Sequence[str], since: float, model: str | None, period_seconds: float, calendar: bool
+    ) -> LabelledExposures:
+        """The labelled predictions of the arms at or after ``since``, with their analysis unit, segment and period."""
+        parameters = {
+            **self._window(arms, since, model),
+            "period": period_seconds,
+            "calendar": calendar,
+            "last": MAX_PERIODS - 1,
+        }
+        query = _LABELLED_EXPOSURES.format(model=self._of(model))
+        with self._errors():
+            with self._aggregating():
+                rows = self._db.execute(query, parameters).fetchall()
+        return collect_exposures(arms, rows)
+
+    @contextlib.contextmanager
+    def _aggregating(self) -> Iterator[None]:
+        with self._db.transaction():
+            for statement in _AGGREGATE:
+                self._db.execute(statement)
+            yield
+
+    @staticmethod
+    def _window(arms: Sequence[str], since: float, model: str | None) -> dict[str, Any]:
+        return {"since": since, "arms": list(arms), "model": model}
+
+    @staticmethod
+    def _of(model: str | None) -> str:
+        return "" if model is None else _OF_MODEL
 
     def labelled(self, since: float, model: str | None) -> list[Labelled]:
         """Labelled predictions made at or after ``since``, oldest first (ties by request id and row)."""
@@ -369,8 +697,24 @@ class Database:
                 if deleted == 0:
                     break
                 oldest += deleted
+            self._evict_outcomes(scope, by_model)
         self.rows = rows - oldest
         return ttl, oldest
+
+    def _evict_outcomes(self, scope: str, by_model: tuple[str, ...]) -> None:
+        """The outcomes of predictions no longer stored: in batches, as predictions are evicted."""
+        row = self._db.execute(_OLDEST.format(model=scope), by_model).fetchone()
+        cutoff = math.inf if row is None or row[0] is None else float(row[0])
+        same_model = "" if self.model is None else " AND p.model = o.model"
+        outcome_model = "" if self.model is None else " AND o.model = %s"
+        statements = (
+            (_EVICT_OUTCOMES.format(outcome_model=outcome_model, same_model=same_model), (cutoff, *by_model)),
+            (_KEEP_UNIT_OUTCOMES.format(model=scope, same_model=same_model), (cutoff, cutoff, *by_model)),
+        )
+        for statement, parameters in statements:
+            # Each batch moves its rows past the cutoff or deletes them, so the loop ends.
+            while self._delete(statement, parameters, EVICT_BATCH_ROWS) == EVICT_BATCH_ROWS:
+                pass
 
     def count(self) -> int:
         """The table's rows (of the model, when the database has one): exact, O(rows)."""
@@ -460,7 +804,8 @@ def encode(record: PredictionRecord, segment_features: tuple[str, ...]) -> tuple
     features = record.features
     version = record.model_version
     request_id = record.request_id
-    if "\x00" in request_id or (version is not None and "\x00" in version):
+    unit, segment = record.unit, record.segment
+    if any(text is not None and "\x00" in text for text in (request_id, version, unit, segment)):
         raise ValueError("PostgreSQL text cannot hold a NUL character")
     if not 0 <= record.row <= _MAX_ROW:
         raise ValueError(f"row {record.row} is out of range")
@@ -476,6 +821,8 @@ def encode(record: PredictionRecord, segment_features: tuple[str, ...]) -> tuple
         float(record.weight),
         dumps({name: features.get(name) for name in segment_features}) if segment_features else None,
         confidence(record),
+        unit,
+        segment,
     )
 
 
@@ -485,9 +832,9 @@ _ROW_OVERHEAD = 384
 
 def encoded_bytes(row: tuple[Any, ...]) -> int:
     """The memory an :func:`encode` row holds, estimated: its strings' lengths plus object overhead."""
-    request_id, _, _, _, version, _, prediction, scores, _, segments, _ = row
+    request_id, _, _, _, version, _, prediction, scores, _, segments, _, unit, segment = row
     size = _ROW_OVERHEAD + len(request_id) + len(prediction)
-    for text in (version, scores, segments):
+    for text in (version, scores, segments, unit, segment):
         if text is not None:
             size += len(text)
     return size

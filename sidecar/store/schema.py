@@ -20,13 +20,21 @@ The columns are those of the SQLite store, typed:
 - ``confidence``: the top probability if in [0, 1], else NULL, for the
   accuracy estimated over every prediction in one indexed aggregate;
 - ``label_seq``: numbers labels as they arrive (a sequence), for the cheap
-  change marker.
+  change marker;
+- ``unit`` and ``segment`` (version 2): the experiment's assignment unit and
+  segment_by value of the request, if it had them.
+
+Version 2 adds the ``outcomes`` table, an experiment's business outcomes
+(:mod:`.experiment`), unique per (experiment, metric, kind, key, row) so the
+first of a key wins across replicas, with the joined prediction's model, arm,
+unit and time (``exposed_at``, by which it is evicted).
 
 The indexes are those the store's queries need: the key (request id, row)
 for conflicts and the label join; (model, ts) for windows, coverage, the
-estimate, the count and eviction; and a partial (model, ts) INCLUDE
+estimate, the count and eviction; a partial (model, ts) INCLUDE
 (label_seq) over labelled rows only, for reading the labelled window and for
-the change marker from the index alone.
+the change marker from the index alone; a partial ``unit`` for outcomes
+posted by unit; and the outcomes' (model, exposed_at), for their eviction.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ from sidecar.store.values import StoreError
 
 __all__ = ["SCHEMA_LOCK", "SCHEMA_VERSION", "VERSION_TABLE", "lock_key", "migrate"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 VERSION_TABLE = "sidecar_schema_version"
 
 
@@ -81,6 +89,29 @@ _MIGRATIONS = {
         "CREATE INDEX predictions_model_ts ON predictions (model, ts)",
         "CREATE INDEX predictions_labelled ON predictions (model, ts) INCLUDE (label_seq)"
         " WHERE labelled_at IS NOT NULL",
+    ],
+    2: [
+        # Without a default, adding a column rewrites nothing: instant, whatever the table's size.
+        "ALTER TABLE predictions ADD COLUMN unit text, ADD COLUMN segment text",
+        "CREATE INDEX predictions_unit ON predictions (unit) WHERE unit IS NOT NULL",
+        """
+        CREATE TABLE outcomes (
+            experiment  text             NOT NULL,
+            metric      text             NOT NULL,
+            kind        text             NOT NULL,  -- 'request' (key: the request id, with row_index) or 'unit'
+            key         text             NOT NULL,
+            row_index   integer          NOT NULL,  -- the request's row; 0 for a unit
+            value       double precision NOT NULL,
+            ts          double precision,           -- when it happened, if the caller said
+            received_at double precision NOT NULL,  -- by the database's clock
+            model       text             NOT NULL,  -- the joined prediction's model, arm and unit
+            variant     text             NOT NULL,
+            unit        text,
+            exposed_at  double precision NOT NULL,  -- the joined prediction's time (a unit's latest)
+            CONSTRAINT outcomes_key UNIQUE (experiment, metric, kind, key, row_index)
+        )
+        """,
+        "CREATE INDEX outcomes_exposed ON outcomes (model, exposed_at)",
     ],
 }
 

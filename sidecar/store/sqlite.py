@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,11 +22,24 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 
 from sidecar.records import PredictionRecord
 from sidecar.store.backend import Refused, Written
 from sidecar.store.codec import confidence, dumps, labelled
+from sidecar.store.experiment import (
+    MAX_PERIODS,
+    LabelledExposures,
+    OutcomeRow,
+    UnitSums,
+    collect_exposures,
+    collect_sums,
+    encode_outcome,
+    match_request,
+    match_unit,
+)
 from sidecar.store.values import Coverage, Estimate, Labelled, Outcome, StoreError, choose_row, encode_item
 
 __all__ = ["Database", "SCHEMA_VERSION", "encode", "encoded_bytes"]
@@ -35,7 +49,7 @@ logger = logging.getLogger("sidecar.store")
 P = ParamSpec("P")
 R = TypeVar("R")
 
-SCHEMA_VERSION = 2  # PRAGMA user_version; bump with a migration (_MIGRATIONS) when the table changes
+SCHEMA_VERSION = 3  # PRAGMA user_version; bump with a migration (_MIGRATIONS) when the tables change
 # The writer is the file's only writer, so waiting on a lock means another
 # process shares the state directory; waiting long would only back the buffer up.
 _BUSY_TIMEOUT_MS = 100
@@ -64,21 +78,51 @@ CREATE TABLE predictions (
     labelled_at REAL,              -- when the label arrived; NULL means unlabelled
     confidence  REAL,              -- the top probability if in [0, 1], else NULL (version 2)
     label_seq   INTEGER,           -- numbers labels in the order they arrived (version 2)
+    unit        TEXT,              -- the experiment's assignment unit, if the request had one (version 3)
+    segment     TEXT,              -- the experiment's segment_by value, if the request had one (version 3)
     UNIQUE (request_id, row_index)
 );
 -- Windows, TTL and max-rows eviction all go by prediction time.
 CREATE INDEX predictions_ts ON predictions (ts);
 """
+# An experiment's business outcomes (version 3), and the unit index they join by.
+_OUTCOMES = """
+CREATE TABLE outcomes (
+    experiment  TEXT    NOT NULL,
+    metric      TEXT    NOT NULL,
+    kind        TEXT    NOT NULL,  -- 'request' (key: the request id, with row_index) or 'unit' (key: the unit)
+    key         TEXT    NOT NULL,
+    row_index   INTEGER NOT NULL,  -- the request's row; 0 for a unit
+    value       REAL    NOT NULL,
+    ts          REAL,              -- when it happened, if the caller said
+    received_at REAL    NOT NULL,
+    model       TEXT    NOT NULL,  -- the joined prediction's model, arm and unit (NULL: routed without one)
+    variant     TEXT    NOT NULL,
+    unit        TEXT,
+    exposed_at  REAL    NOT NULL,  -- the joined prediction's time (a unit's latest): evicted after it
+    UNIQUE (experiment, metric, kind, key, row_index)
+);
+CREATE INDEX outcomes_exposed ON outcomes (exposed_at);
+CREATE INDEX predictions_unit ON predictions (unit) WHERE unit IS NOT NULL;
+"""
 # Each migration takes the file from the version before it; the new columns come last, as ALTER TABLE
 # adds them, so a migrated file and a new one have the same columns in the same order.
+# The labelled rows of a window, and label_marker() from the index alone (version 2).
+_LABELLED_INDEX = """
+CREATE INDEX predictions_labelled ON predictions (model, ts, label_seq) WHERE labelled_at IS NOT NULL;
+"""
 _MIGRATIONS = {
     2: """
 ALTER TABLE predictions ADD COLUMN confidence REAL;
 ALTER TABLE predictions ADD COLUMN label_seq INTEGER;
 UPDATE predictions SET label_seq = rowid WHERE labelled_at IS NOT NULL;
--- The labelled rows of a window, and label_marker() from the index alone.
-CREATE INDEX predictions_labelled ON predictions (model, ts, label_seq) WHERE labelled_at IS NOT NULL;
-""",
+"""
+    + _LABELLED_INDEX,
+    3: """
+ALTER TABLE predictions ADD COLUMN unit TEXT;
+ALTER TABLE predictions ADD COLUMN segment TEXT;
+"""
+    + _OUTCOMES,
 }
 _COLUMNS = (
     "request_id",
@@ -96,26 +140,29 @@ _COLUMNS = (
     "labelled_at",
     "confidence",
     "label_seq",
+    "unit",
+    "segment",
 )
-_COLUMNS_V1 = _COLUMNS[:-2]
+# The columns each older version had, to migrate from.
+_COLUMNS_AT = {1: _COLUMNS[:-4], 2: _COLUMNS[:-2]}
 # Rows go in by multi-row INSERT ... VALUES statements, a batch in a few of them. One statement
 # is one sqlite3_step, so the GIL is released and retaken once per statement: executemany would
 # do it for every row, and under a busy event loop each retake waits its turn, so the store's
 # thread slowed serving by more than its own work. Bound parameters cost less than half what
 # one JSON parameter read through json_each did, where every ``->>`` parsed the row's JSON again.
-_INSERT_ROWS = 64  # rows per statement: 704 parameters, under SQLite's oldest limit of 999
+_INSERT_ROWS = 64  # rows per statement: 832 parameters, under SQLite's oldest limit of 999
 _INSERT_HEAD = (
-    "INSERT OR IGNORE INTO predictions"
-    " (request_id, row_index, ts, model, version, variant, prediction, scores, weight, segments, confidence) VALUES "
+    "INSERT OR IGNORE INTO predictions (request_id, row_index, ts, model, version, variant, prediction, scores,"
+    " weight, segments, confidence, unit, segment) VALUES "
 )
-# The three columns that may be NULL (version, scores, segments) hold text otherwise, and
+# The columns that may be NULL (version, scores, segments, unit, segment) hold text otherwise, and
 # encode() passes _NULL for a missing value, which NULLIF turns into NULL. Binding None itself
 # costs sqlite3 a failed adapter lookup per value, a fifth of the insert's time; an int compares
 # unequal to every text, so no stored value can change. A confidence is in [0, 1] (codec.confidence),
 # so -1.0 stands for a missing one.
 _NULL = 0
 _NO_CONFIDENCE = -1.0
-_INSERT_ROW = "(?,?,?,?,NULLIF(?,0),?,?,NULLIF(?,0),?,NULLIF(?,0),NULLIF(?,-1.0))"
+_INSERT_ROW = "(?,?,?,?,NULLIF(?,0),?,?,NULLIF(?,0),?,NULLIF(?,0),NULLIF(?,-1.0),NULLIF(?,0),NULLIF(?,0))"
 # CPython's objects around an encoded row's text: the tuple, its two floats, and the headers
 # of its strings (about 50 bytes each). An estimate, for the store's buffer bound in bytes.
 _ROW_OVERHEAD = 384
@@ -147,6 +194,113 @@ _WITH_CONFIDENCE = " AND confidence IS NOT NULL"
 _BY_VARIANT = " GROUP BY variant"
 _BY_MODEL = " AND model = ?"
 _ORDER = " ORDER BY ts"
+
+# An experiment's outcomes (sidecar.store.experiment says what they join and how they are summed).
+# By request: the predictions of each item's request id, and row if it has one, as labels match them.
+_OUTCOME_REQUESTS = """
+SELECT j.key, p.row_index, p.model, p.variant, p.unit, p.ts
+FROM json_each(:batch) AS j JOIN predictions AS p
+  ON p.request_id = json_extract(j.value, '$[0]')
+ AND (json_extract(j.value, '$[1]') IS NULL OR p.row_index = json_extract(j.value, '$[1]'))
+"""
+# By unit: the model and arm of the unit's first prediction in the arms (SQLite's bare columns come from
+# min()'s row), and its latest prediction's time.
+_OUTCOME_UNITS = """
+SELECT j.key, p.model, p.variant, min(p.ts),
+       (SELECT max(q.ts) FROM predictions AS q
+        WHERE q.unit = j.value AND q.variant IN (SELECT value FROM json_each(:arms)))
+FROM json_each(:batch) AS j JOIN predictions AS p
+  ON p.unit = j.value AND p.variant IN (SELECT value FROM json_each(:arms))
+GROUP BY j.key
+"""
+_OUTCOME_INSERT = """
+INSERT INTO outcomes (experiment, metric, kind, key, row_index, value, ts, received_at, model, variant, unit,
+                      exposed_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
+"""
+# After predictions are evicted, the outcomes exposed before the oldest one left go, but an outcome by unit
+# stays (dated by its unit's latest prediction, or the cutoff, whichever is later) while the unit has any.
+_OLDEST = "SELECT min(ts) FROM predictions"
+_EVICT_OUTCOMES = """
+DELETE FROM outcomes WHERE exposed_at < :cutoff
+  AND (kind = 'request' OR NOT EXISTS (SELECT 1 FROM predictions AS p WHERE p.unit = outcomes.key))
+"""
+_KEEP_UNIT_OUTCOMES = """
+UPDATE outcomes
+SET exposed_at = max(coalesce((SELECT max(p.ts) FROM predictions AS p WHERE p.unit = outcomes.key), :cutoff), :cutoff)
+WHERE kind = 'unit' AND exposed_at < :cutoff
+"""
+# The analysis units of the arms in the window: a unit's first exposure, the segment it had then (a bare
+# column: min()'s row), its exposures, and a number.
+_UNITS = """
+u AS (
+    SELECT variant, unit IS NULL AS single, coalesce(unit, request_id) AS k, min(ts) AS first_ts, segment,
+           count(*) AS x, row_number() OVER () - 1 AS id
+    FROM predictions
+    WHERE ts >= :since AND variant IN (SELECT value FROM json_each(:arms)){model}
+    GROUP BY variant, single, k
+)"""
+_OUTCOME_SUMS = """
+WITH {units},
+o AS (
+    SELECT variant, unit IS NULL AS single, coalesce(unit, key) AS k, sum(value) AS y,
+           sum(kind = 'request') AS by_request, sum(kind = 'unit') AS by_unit
+    FROM outcomes
+    WHERE experiment = :experiment AND metric = :metric AND (kind = 'unit' OR exposed_at >= :since){model}
+    GROUP BY variant, single, k
+)
+SELECT u.variant, u.segment, count(*), total(o.y), sum(u.x), total(o.y * o.y), sum(u.x * u.x), total(u.x * o.y),
+       total(o.by_request), total(o.by_unit)
+FROM u LEFT JOIN o ON o.variant = u.variant AND o.single = u.single AND o.k = u.k
+GROUP BY u.variant, u.segment
+"""
+_PERIOD_SUMS = """
+WITH e AS (
+    SELECT variant, unit IS NULL AS single, coalesce(unit, request_id) AS k, request_id, row_index, ts
+    FROM predictions
+    WHERE ts >= :since AND variant IN (SELECT value FROM json_each(:arms)){model}
+),
+f AS (
+    SELECT variant, single, k, CASE WHEN :calendar THEN (SELECT min(ts) FROM e) ELSE min(ts) END AS t0
+    FROM e GROUP BY variant, single, k
+),
+p AS (
+    SELECT e.variant, e.single, e.k, min(CAST((e.ts - f.t0) / :period AS INTEGER), :last) AS period,
+           count(*) AS x, total(o.value) AS y
+    FROM e JOIN f ON f.variant = e.variant AND f.single = e.single AND f.k = e.k
+    LEFT JOIN outcomes AS o
+      ON o.experiment = :experiment AND o.metric = :metric AND o.kind = 'request'
+     AND o.key = e.request_id AND o.row_index = e.row_index
+    GROUP BY e.variant, e.single, e.k, period
+)
+SELECT variant, period, count(*), sum(y), sum(x), sum(y * y), sum(x * x), sum(x * y) FROM p GROUP BY variant, period
+"""
+# One pass over the window, sorted by analysis unit then time: each row learns its unit's number, first
+# exposure and segment then, and only the labelled rows carry their JSON out.
+_LABELLED_EXPOSURES = """
+WITH w AS (
+    SELECT variant, labelled_at IS NOT NULL AS labelled, ts,
+           first_value(ts) OVER unit AS first_ts, first_value(segment) OVER unit AS segment,
+           dense_rank() OVER (ORDER BY variant, unit IS NULL, coalesce(unit, request_id)) - 1 AS id,
+           min(ts) OVER () AS t0,
+           CASE WHEN labelled_at IS NOT NULL THEN prediction END AS prediction,
+           CASE WHEN labelled_at IS NOT NULL THEN scores END AS scores,
+           CASE WHEN labelled_at IS NOT NULL THEN label END AS label
+    FROM predictions
+    WHERE ts >= :since AND variant IN (SELECT value FROM json_each(:arms)){model}
+    WINDOW unit AS (PARTITION BY variant, unit IS NULL, coalesce(unit, request_id) ORDER BY ts, request_id, row_index)
+)
+SELECT id, variant, segment,
+       min(CAST((ts - CASE WHEN :calendar THEN t0 ELSE first_ts END) / :period AS INTEGER), :last),
+       prediction, scores, label
+FROM w WHERE labelled
+"""
+_EXPERIMENT_UNITS = """
+SELECT variant, count(DISTINCT unit), count(DISTINCT CASE WHEN unit IS NULL THEN request_id END)
+FROM predictions WHERE ts >= :since AND variant IN (SELECT value FROM json_each(:arms)){model}
+GROUP BY variant
+"""
+_OF_MODEL = " AND model = :model"
 
 
 def _refused(method: Callable[Concatenate[Database, P], R]) -> Callable[Concatenate[Database, P], R]:
@@ -245,6 +399,12 @@ class Database:
         ttl = self._db.execute(_EVICT_TTL, (now - self.ttl_seconds,)).rowcount
         excess = rows - ttl - self.max_rows
         oldest = self._db.execute(_EVICT_OLDEST, (excess,)).rowcount if excess > 0 else 0
+        if ttl or oldest:
+            # Outcomes go with the predictions they joined; none left, none kept.
+            left = self._db.execute(_OLDEST).fetchone()[0]
+            cutoff = {"cutoff": math.inf if left is None else left}
+            self._db.execute(_EVICT_OUTCOMES, cutoff)
+            self._db.execute(_KEEP_UNIT_OUTCOMES, cutoff)
         return ttl, oldest
 
     @_refused
@@ -310,6 +470,121 @@ class Database:
         rows = self._select(_ESTIMATED + _WITH_CONFIDENCE, since, model, _BY_VARIANT)
         return {variant: Estimate(weighted / weight, weight, n) for variant, weighted, weight, n in rows if weight > 0}
 
+    @_refused
+    def attach_outcomes(
+        self, experiment: str, arms: Sequence[str], items: Sequence[object], now: float
+    ) -> list[Outcome]:
+        """Store an experiment's outcomes that join a prediction of its ``arms``, in one transaction.
+
+        One :class:`Outcome` per item, in order; the first outcome of a key wins, within the batch as across
+        batches (:mod:`sidecar.store.experiment`).
+        """
+        outcomes: list[Outcome | None] = [None] * len(items)
+        by_request: dict[int, tuple[str, float, str | None, int | None, str | None, float | None]] = {}
+        by_unit: dict[int, tuple[str, float, str | None, int | None, str | None, float | None]] = {}
+        for i, item in enumerate(items):
+            try:
+                encoded = encode_outcome(item)
+            except ValueError as exc:
+                outcomes[i] = Outcome("invalid", reason=str(exc))
+                continue
+            (by_request if encoded[4] is None else by_unit)[i] = encoded
+        names = orjson.dumps(list(arms)).decode()
+        with self._transaction():
+            rows: dict[int, OutcomeRow] = {}
+            keys = list(by_request)  # json_each's key is the position in this list
+            found: dict[int, list[tuple[int, str, str, str | None, float]]] = {}
+            if keys:
+                batch = orjson.dumps([by_request[i][2:4] for i in keys]).decode()
+                for key, *match in self._db.execute(_OUTCOME_REQUESTS, {"batch": batch}):
+                    found.setdefault(keys[key], []).append((match[0], match[1], match[2], match[3], match[4]))
+            for i, encoded in by_request.items():
+                decided = match_request(encoded, found.get(i, []), arms)
+                if isinstance(decided, Outcome):
+                    outcomes[i] = decided
+                else:
+                    rows[i] = decided
+            units = list(by_unit)
+            first: dict[int, tuple[str, str, float]] = {}
+            if units:
+                batch = orjson.dumps([by_unit[i][4] for i in units]).decode()
+                for key, model, variant, _, latest in self._db.execute(_OUTCOME_UNITS, {"batch": batch, "arms": names}):
+                    first[units[key]] = (model, variant, latest)
+            for i, encoded in by_unit.items():
+                decided = match_unit(encoded, first.get(i))
+                if isinstance(decided, Outcome):
+                    outcomes[i] = decided
+                else:
+                    rows[i] = decided
+            for i in sorted(rows):  # in the batch's order: its first item of a key wins
+                row = rows[i]
+                values = (row.metric, row.kind, row.key, row.row, row.value, row.timestamp, now, row.model)
+                inserted = self._db.execute(
+                    _OUTCOME_INSERT, (experiment, *values, row.variant, row.unit, row.exposed_at)
+                ).rowcount
+                outcomes[i] = Outcome("joined", variant=row.variant) if inserted else Outcome("duplicate")
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    @_refused
+    def experiment_units(self, arms: Sequence[str], since: float, model: str | None) -> npt.NDArray[np.int64]:
+        """Per arm, the analysis units exposed at or after ``since``: (units, requests routed without one)."""
+        counts = np.zeros((len(arms), 2), dtype=np.int64)
+        index = {name: i for i, name in enumerate(arms)}
+        parameters = self._window(arms, since, model)
+        for variant, keyed, single in self._db.execute(_EXPERIMENT_UNITS.format(model=self._of(model)), parameters):
+            counts[index[variant]] = (keyed, single)
+        return counts
+
+    @_refused
+    def outcome_sums(
+        self,
+        experiment: str,
+        metric: str,
+        arms: Sequence[str],
+        since: float,
+        model: str | None,
+        period_seconds: float,
+        calendar: bool,
+    ) -> UnitSums:
+        """One outcome metric's sums per arm, by segment and by period (:class:`~.experiment.UnitSums`)."""
+        parameters = {
+            **self._window(arms, since, model),
+            "experiment": experiment,
+            "metric": metric,
+            "period": period_seconds,
+            "calendar": calendar,
+            "last": MAX_PERIODS - 1,
+        }
+        of_model = self._of(model)
+        # This thread is the file's only writer, so both read the same rows.
+        by_segment = self._db.execute(
+            _OUTCOME_SUMS.format(units=_UNITS.format(model=of_model), model=of_model), parameters
+        ).fetchall()
+        by_period = self._db.execute(_PERIOD_SUMS.format(model=of_model), parameters).fetchall()
+        return collect_sums(arms, by_segment, by_period)
+
+    @_refused
+    def labelled_exposures(
+        self, arms: Sequence[str], since: float, model: str | None, period_seconds: float, calendar: bool
+    ) -> LabelledExposures:
+        """The labelled predictions of the arms at or after ``since``, with their analysis unit, segment and period."""
+        parameters = {
+            **self._window(arms, since, model),
+            "period": period_seconds,
+            "calendar": calendar,
+            "last": MAX_PERIODS - 1,
+        }
+        query = _LABELLED_EXPOSURES.format(model=self._of(model))
+        return collect_exposures(arms, self._db.execute(query, parameters))
+
+    @staticmethod
+    def _window(arms: Sequence[str], since: float, model: str | None) -> dict[str, Any]:
+        return {"since": since, "arms": orjson.dumps(list(arms)).decode(), "model": model}
+
+    @staticmethod
+    def _of(model: str | None) -> str:
+        return "" if model is None else _OF_MODEL
+
     def _select(self, head: str, since: float, model: str | None, tail: str = "") -> sqlite3.Cursor:
         if model is None:
             return self._db.execute(head + tail, (since,))
@@ -347,10 +622,14 @@ def _prepare(db: sqlite3.Connection, path: Path) -> int:
     version = db.execute("PRAGMA user_version").fetchone()[0]
     columns = tuple(row[1] for row in db.execute("PRAGMA table_info(predictions)"))
     if version == 0 and not columns:
-        db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
-    elif version == 1 and columns == _COLUMNS_V1:
-        db.executescript(f"BEGIN IMMEDIATE; {_MIGRATIONS[2]} PRAGMA user_version=2; COMMIT;")
-        logger.info("prediction store %s: schema migrated from version 1 to 2", path)
+        # A new file gets what the migrations give an old one, indexes included (a test compares the two).
+        db.executescript(
+            f"BEGIN IMMEDIATE; {_SCHEMA} {_LABELLED_INDEX} {_OUTCOMES} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+        )
+    elif version in _COLUMNS_AT and columns == _COLUMNS_AT[version]:
+        steps = " ".join(_MIGRATIONS[step] for step in range(version + 1, SCHEMA_VERSION + 1))
+        db.executescript(f"BEGIN IMMEDIATE; {steps} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+        logger.info("prediction store %s: schema migrated from version %d to %d", path, version, SCHEMA_VERSION)
     elif version != SCHEMA_VERSION or columns != _COLUMNS:
         raise StoreError(
             f"the prediction store {path} in SIDECAR_STATE_DIR has schema version {version}, and this sidecar"
@@ -390,15 +669,17 @@ def encode(record: PredictionRecord, segment_features: tuple[str, ...]) -> tuple
         record.weight,
         dumps({name: features.get(name) for name in segment_features}) if segment_features else _NULL,
         _NO_CONFIDENCE if certainty is None else certainty,
+        _NULL if record.unit is None else record.unit,
+        _NULL if record.segment is None else record.segment,
     )
 
 
 def encoded_bytes(row: tuple[Any, ...]) -> int:
     """The memory an :func:`encode` row holds, estimated: its strings' lengths plus object overhead."""
     # model and variant are the same few strings in every row, shared rather than held.
-    request_id, _, _, _, version, _, prediction, scores, _, segments, _ = row
+    request_id, _, _, _, version, _, prediction, scores, _, segments, _, unit, segment = row
     size = _ROW_OVERHEAD + len(request_id) + len(prediction)
-    for text in (version, scores, segments):
+    for text in (version, scores, segments, unit, segment):
         if text is not _NULL:
             size += len(text)
     return size

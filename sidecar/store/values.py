@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, get_args
 
 import orjson
@@ -91,12 +91,15 @@ class Labelled:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What happened to one label item.
+    """What happened to one label item, or to one business outcome of an experiment.
 
-    - ``joined``: stored with its prediction, which ``joined`` holds;
+    - ``joined``: stored with its prediction, which ``joined`` holds (a label);
+      for a business outcome, ``variant`` is the arm it joined;
     - ``unmatched``: no stored prediction has that request id and row (not
-      captured, evicted, or not yet written);
-    - ``duplicate``: that prediction already has a label, which is kept;
+      captured, evicted, or not yet written), or, for a business outcome, no
+      stored prediction of the experiment's arms has it (``reason`` says which);
+    - ``duplicate``: that prediction already has a label, which is kept; or
+      the experiment already has that metric's outcome for that key;
     - ``invalid``: the item cannot be used; ``reason`` says why.
 
     Usage::
@@ -109,6 +112,7 @@ class Outcome:
     kind: OutcomeKind
     joined: Labelled | None = None
     reason: str | None = None
+    variant: str | None = None
 
 
 class Coverage(NamedTuple):
@@ -150,6 +154,8 @@ class StoreCounts:
     ``conflicts`` counts rows whose request id and row were already stored (the
     first is kept). ``labels`` is by :data:`OUTCOMES`; ``label_failures`` counts
     label items of batches the database refused (:meth:`attach_labels` raised).
+    ``outcomes`` and ``outcome_failures`` count an experiment's business
+    outcomes the same way (:meth:`attach_outcomes`).
 
     ``rows`` is exact with SQLite. With PostgreSQL it is the table's count of
     the store's model at the last eviction round (the leader's, once a minute)
@@ -166,6 +172,8 @@ class StoreCounts:
     conflicts: int
     labels: dict[str, int]
     label_failures: int
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    outcome_failures: int = 0
 
 
 def encode_item(item: object) -> tuple[str, int | None, str, float | None]:

@@ -75,6 +75,8 @@ class Writer:
         self.evicted = {"ttl": 0, "max_rows": 0}
         self.labels: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
         self.label_failures = 0
+        self.outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+        self.outcome_failures = 0
         self.unwritten_at_close = 0
         self._buffer = buffer
         self._health = health
@@ -187,6 +189,18 @@ class Writer:
             raise StoreError(f"the prediction store {self.location} could not store labels: {exc}") from exc
         for outcome in outcomes:
             self.labels[outcome.kind] += 1
+        return outcomes
+
+    def attach_outcomes(self, experiment: str, arms: Sequence[str], items: Sequence[object]) -> list[Outcome]:
+        """Store an experiment's outcomes after writing the buffer; :class:`StoreError` with nothing stored if the
+        database fails."""
+        try:
+            outcomes = self._use(lambda db: db.attach_outcomes(experiment, arms, items, self._clock()))
+        except StoreError as exc:
+            self.outcome_failures += len(items)
+            raise StoreError(f"the prediction store {self.location} could not store outcomes: {exc}") from exc
+        for outcome in outcomes:
+            self.outcomes[outcome.kind] += 1
         return outcomes
 
     def query(self, query: Callable[[Backend], T]) -> T:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 
+from sidecar.experiments.outcomes import OutcomeItem
 from sidecar.store import LabelItem, PredictionStore, StoreError, front
 from sidecar.store import postgres as backend
 from tests.postgres import Postgres
@@ -79,6 +80,24 @@ async def test_predictions_wait_out_an_outage_and_labels_are_refused_meanwhile(
     assert len(messages(caplog, logging.WARNING, "is unreachable")) == 1
     assert len(messages(caplog, logging.INFO, "has recovered")) == 1
     assert postgres.password not in caplog.text
+
+
+async def test_outcomes_are_refused_during_an_outage_with_nothing_stored(postgres: Postgres, database: Place) -> None:
+    items = [OutcomeItem("revenue", 5.0, "req-1", None, None), OutcomeItem("conversion", 1.0, None, None, "u-1")]
+    async with opened(database, model="iris", flush_seconds=0.05, leader_interval=0.3) as store:
+        store.add([record("req-1", variant="control")])
+        await store.flush()
+        with stopped(postgres):
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(StoreError, match="could not store outcomes"):
+                await store.attach_outcomes("exp", items, arms=("control",))
+            assert loop.time() - started < 2.0
+            assert store.counts().outcome_failures == 2
+        await wait_until(lambda: store.available, timeout=RECOVERY_SECONDS)
+        # Nothing of the refused batch was kept: posted again, the outcome by request joins, and the unit is unknown.
+        assert kinds(await store.attach_outcomes("exp", items, arms=("control",))) == ["joined", "unmatched"]
+    assert database.rows("SELECT count(*) FROM outcomes") == [(1,)]
 
 
 async def test_a_database_down_at_start_does_not_stop_start_up(

@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from sidecar.experiments.outcomes import OutcomeItem
 from sidecar.store import LabelItem, PredictionStore, StoreError
 from sidecar.store import postgres as backend
 from sidecar.store.leader import leader_key
@@ -25,6 +26,28 @@ from tests.waiting import wait_until
 pytestmark = pytest.mark.anyio
 
 INTERVAL = 0.5  # leader_interval: a change of leader must happen within two
+ARMS = ("control", "treatment")
+
+# The schema of version 1, as the sidecar created it before experiments: no unit or segment, no outcomes.
+_VERSION_1 = [
+    "CREATE TABLE sidecar_schema_version (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+    """
+    CREATE TABLE predictions (
+        request_id text NOT NULL, row_index integer NOT NULL, ts double precision NOT NULL, model text NOT NULL,
+        version text, variant text NOT NULL, prediction text NOT NULL, scores text, weight double precision NOT NULL,
+        segments text, label text, label_ts double precision, labelled_at double precision,
+        confidence double precision, label_seq bigint, CONSTRAINT predictions_key UNIQUE (request_id, row_index)
+    )
+    """,
+    "CREATE SEQUENCE predictions_label_seq AS bigint OWNED BY predictions.label_seq",
+    "CREATE INDEX predictions_model_ts ON predictions (model, ts)",
+    "CREATE INDEX predictions_labelled ON predictions (model, ts) INCLUDE (label_seq) WHERE labelled_at IS NOT NULL",
+    "INSERT INTO sidecar_schema_version (version) VALUES (1)",
+    f"""
+    INSERT INTO predictions (request_id, row_index, ts, model, version, variant, prediction, weight)
+    VALUES ('old-1', 0, {T0}, 'iris', '3', 'control', '"setosa"', 4.0)
+    """,
+]
 
 
 @asynccontextmanager
@@ -145,7 +168,9 @@ async def test_replicas_starting_together_create_the_schema_once(database: Place
     stores = [PredictionStore(database.state_dir / str(i), url=database.url, flush_seconds=SLOW) for i in range(4)]
     try:
         await asyncio.gather(*(store.start() for store in stores))
-        assert database.rows("SELECT version FROM sidecar_schema_version") == [(SCHEMA_VERSION,)]
+        # Each migration step applied once, whichever replica applied it.
+        versions = database.rows("SELECT version FROM sidecar_schema_version ORDER BY version")
+        assert versions == [(version,) for version in range(1, SCHEMA_VERSION + 1)]
         assert [store.is_leader for store in stores].count(True) == 1
     finally:
         for store in stores:
@@ -201,14 +226,110 @@ def assert_masked(message: str, place: Place) -> None:
     assert "SIDECAR_STATE_URL" in message and password not in message and "***" in message
 
 
+async def test_a_version_1_database_is_migrated_and_takes_units_and_outcomes(database: Place) -> None:
+    for statement in _VERSION_1:
+        database.execute(statement)
+    async with opened(database) as store:
+        store.add([make_record(timestamp=T0 + 1, request_id="new-1", variant="treatment", unit="u-1", segment="de")])
+        items = [OutcomeItem("revenue", 5.0, "old-1", None, None), OutcomeItem("conversion", 1.0, None, None, "u-1")]
+        outcomes = await store.attach_outcomes("exp", items, arms=ARMS)
+        assert [(o.kind, o.variant) for o in outcomes] == [("joined", "control"), ("joined", "treatment")]
+        assert kinds(await store.attach_labels([LabelItem("old-1", 0, "a")])) == ["joined"]
+    assert database.rows("SELECT version FROM sidecar_schema_version ORDER BY version") == [(1,), (2,)]
+    assert database.rows("SELECT request_id, unit, segment FROM predictions ORDER BY ts") == [
+        ("old-1", None, None),
+        ("new-1", "u-1", "de"),
+    ]
+
+
+async def test_outcomes_posted_to_two_replicas_at_once_are_stored_once(database: Place) -> None:
+    async with replicas(database, 2) as (a, b):
+        for i in range(200):
+            record = make_record(timestamp=T0 + i, request_id=f"req-{i}", variant=ARMS[i % 2], unit=f"u-{i % 50}")
+            (a if i % 2 else b).add([record])
+        await asyncio.gather(a.flush(), b.flush())
+        items = [OutcomeItem("revenue", float(i), f"req-{i}", None, None) for i in range(200)]
+        items += [OutcomeItem("conversion", 1.0, None, None, f"u-{u}") for u in range(50)]
+        # The same outcomes posted to both at once, in opposite orders: inserted in key order, they never deadlock.
+        from_a, from_b = await asyncio.gather(
+            a.attach_outcomes("exp", items, arms=ARMS), b.attach_outcomes("exp", items[::-1], arms=ARMS)
+        )
+        pairs = list(zip(kinds(from_a), kinds(from_b)[::-1], strict=True))
+        assert set(pairs) <= {("duplicate", "joined"), ("joined", "duplicate")}
+        assert a.counts().outcomes["joined"] + b.counts().outcomes["joined"] == 250
+        assert database.rows("SELECT metric, count(*), sum(value) FROM outcomes GROUP BY metric ORDER BY metric") == [
+            ("conversion", 50, 50.0),
+            ("revenue", 200, float(sum(range(200)))),
+        ]
+        # Either replica sums the whole fleet's outcomes, the same way.
+        sums = [
+            await store.outcome_sums("exp", "revenue", ARMS, since=0, period_seconds=600.0, calendar=False)
+            for store in (a, b)
+        ]
+        assert sums[0].total.tolist() == sums[1].total.tolist()
+        assert sums[0].total[:, 1].sum() == float(sum(range(200)))
+
+
+async def test_a_full_label_batch_joins_quickly_before_the_table_has_statistics(database: Place) -> None:
+    # Written just now, the table has no statistics yet: the planner takes it for a few hundred rows. The labels'
+    # UPDATE must still find its rows by their ctids, not compare each with every row (10,000 x 100,000).
+    async with opened(database, buffer_rows=100_000, batch_rows=100_000, buffer_bytes=1 << 30) as store:
+        store.add([make_record(timestamp=T0, request_id=f"req-{i}") for i in range(100_000)])
+        await store.flush()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        labels = [LabelItem(f"req-{i}", None, "a") for i in range(0, 100_000, 10)]
+        assert kinds(await store.attach_labels(labels)) == ["joined"] * 10_000
+        assert loop.time() - started < backend.STATEMENT_TIMEOUT_SECONDS
+
+
+async def test_the_sums_join_whole_windows_before_the_table_has_statistics(database: Place) -> None:
+    # As above, the planner takes the fresh table for a small one; the sums must still join by hashing or sorting,
+    # not look every outcome up once per prediction (100,000 x 5,000).
+    async with opened(database, buffer_rows=100_000, batch_rows=100_000, buffer_bytes=1 << 30) as store:
+        records = [
+            make_record(timestamp=T0 + i, request_id=f"req-{i}", variant=ARMS[i % 2], unit=f"u-{i % 20_000}")
+            for i in range(100_000)
+        ]
+        store.add(records)
+        outcomes = [OutcomeItem("revenue", 1.0, f"req-{i}", None, None) for i in range(0, 100_000, 20)]
+        assert kinds(await store.attach_outcomes("exp", outcomes, arms=ARMS)) == ["joined"] * 5_000
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        sums = await store.outcome_sums("exp", "revenue", ARMS, since=0, period_seconds=3600.0, calendar=False)
+        assert loop.time() - started < backend.STATEMENT_TIMEOUT_SECONDS
+        assert sums.total[:, 0].tolist() == [10_000, 10_000] and sums.total[:, 1].sum() == 5_000
+
+
+async def test_outcomes_are_dated_by_the_database_clock(database: Place) -> None:
+    async with opened(database, clock=Clock(T0)) as store:
+        store.add([make_record(timestamp=T0, request_id="req-1", variant="control")])
+        await store.attach_outcomes("exp", [OutcomeItem("revenue", 1.0, "req-1", None, None)], arms=ARMS)
+        [(received_at, now)] = database.rows(
+            "SELECT received_at, extract(epoch FROM now())::double precision FROM outcomes"
+        )
+        assert 0 <= now - received_at < 60
+
+
 async def test_what_postgresql_cannot_hold_costs_its_own_row(database: Place) -> None:
     async with opened(database) as store:
         store.add([record("good")])
         store.add([record("nul\x00id")])
         store.add([make_record(timestamp=T0, request_id="nul-version", model_version="3\x00")])
         store.add([make_record(timestamp=T0, request_id="far", row=2**31)])
+        store.add([make_record(timestamp=T0, request_id="nul-unit", unit="u\x00")])
+        store.add([make_record(timestamp=T0, request_id="nul-segment", segment="d\x00e")])
         await store.flush()
-        assert (store.counts().rows, store.counts().failed) == (1, 3)
+        assert (store.counts().rows, store.counts().failed) == (1, 5)
+        # An outcome no prediction can match is unmatched, and spares the rest of its batch.
+        items = [OutcomeItem("r", 1.0, None, None, "u\x00"), OutcomeItem("r", 1.0, "good", 2**31, None)]
+        assert kinds(
+            await store.attach_outcomes("exp", [*items, ("r", 1.0, "good", None, None, None)], arms=["primary"])
+        ) == [
+            "unmatched",
+            "unmatched",
+            "joined",
+        ]
 
 
 async def test_labels_are_dated_by_the_database_clock(database: Place) -> None:

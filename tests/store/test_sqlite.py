@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 
 from sidecar.exceptions import SidecarError
+from sidecar.experiments.outcomes import OutcomeItem
 from sidecar.store import FILENAME, LabelItem, PredictionStore, StoreError
+from sidecar.store.sqlite import SCHEMA_VERSION
+from tests.records import make_record
 from tests.store.support import SLOW, T0, Place, kinds, opened, record
 from tests.waiting import wait_until
 
@@ -35,6 +38,18 @@ INSERT INTO predictions VALUES ('old-1', 0, 1764144638.0, 'iris', '3', 'primary'
 INSERT INTO predictions VALUES ('old-2', 0, 1764144639.0, 'iris', '3', 'primary', '"setosa"', NULL, 4.0, NULL,
                                 NULL, NULL, NULL);
 PRAGMA user_version = 1;
+"""
+# Version 2, as the sidecar created it before experiments: no unit or segment, no outcomes table.
+_VERSION_2 = """
+CREATE TABLE predictions (
+    request_id TEXT NOT NULL, row_index INTEGER NOT NULL, ts REAL NOT NULL, model TEXT NOT NULL, version TEXT,
+    variant TEXT NOT NULL, prediction TEXT NOT NULL, scores TEXT, weight REAL NOT NULL, segments TEXT,
+    label TEXT, label_ts REAL, labelled_at REAL, confidence REAL, label_seq INTEGER, UNIQUE (request_id, row_index)
+);
+CREATE INDEX predictions_ts ON predictions (ts);
+INSERT INTO predictions VALUES ('old-1', 0, 1764144638.0, 'iris', '3', 'control', '"setosa"', NULL, 4.0, NULL,
+                                '"setosa"', NULL, 1764148238.0, 0.9, 1);
+PRAGMA user_version = 2;
 """
 
 
@@ -125,9 +140,11 @@ async def test_a_newer_schema_stops_start_up(tmp_path: Path) -> None:
     async with opened(tmp_path):
         pass
     connection = sqlite3.connect(tmp_path / FILENAME)
-    connection.execute("PRAGMA user_version = 3")
+    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     connection.close()
-    with pytest.raises(StoreError, match="schema version 3, and this sidecar reads version 2"):
+    with pytest.raises(
+        StoreError, match=f"schema version {SCHEMA_VERSION + 1}, and this sidecar reads version {SCHEMA_VERSION}"
+    ):
         await PredictionStore(tmp_path).start()
 
 
@@ -148,9 +165,57 @@ async def test_a_version_1_file_is_migrated_and_keeps_its_labels(tmp_path: Path)
         after = await store.label_marker(since=0, model="iris")
         assert after[0] == 2 and after[1] > before[1]  # numbered after the labels the file had
         assert await store.estimated(since=0) == {}  # version 1 kept no confidence
-    assert query(tmp_path / FILENAME, "PRAGMA user_version") == [(2,)]
+    assert query(tmp_path / FILENAME, "PRAGMA user_version") == [(3,)]  # through version 2, to 3
     indexes = {row[0] for row in query(tmp_path / FILENAME, "SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert "predictions_labelled" in indexes
+    assert {"predictions_labelled", "predictions_unit", "outcomes_exposed"} <= indexes
+
+
+async def test_a_new_file_and_a_migrated_one_have_the_same_schema(tmp_path: Path) -> None:
+    (tmp_path / "new").mkdir()
+    (tmp_path / "old").mkdir()
+    connection = sqlite3.connect(tmp_path / "old" / FILENAME)
+    connection.executescript(_VERSION_1)
+    connection.close()
+    for directory in ("new", "old"):
+        async with opened(tmp_path / directory):
+            pass
+    schema = "SELECT type, name, tbl_name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
+    assert query(tmp_path / "new" / FILENAME, schema) == query(tmp_path / "old" / FILENAME, schema)
+    for table in ("predictions", "outcomes"):
+        columns = f"SELECT name, type FROM pragma_table_info('{table}')"
+        assert query(tmp_path / "new" / FILENAME, columns) == query(tmp_path / "old" / FILENAME, columns)
+
+
+async def test_a_version_2_file_is_migrated_and_takes_units_and_outcomes(tmp_path: Path) -> None:
+    connection = sqlite3.connect(tmp_path / FILENAME)
+    connection.executescript(_VERSION_2)
+    connection.close()
+    async with opened(tmp_path) as store:
+        assert store.counts().rows == 1
+        store.add([make_record(timestamp=T0 + 1, request_id="new-1", variant="treatment", unit="u-1", segment="de")])
+        items = [OutcomeItem("revenue", 5.0, "old-1", None, None), OutcomeItem("conversion", 1.0, None, None, "u-1")]
+        outcomes = await store.attach_outcomes("exp", items, arms=("control", "treatment"))
+        assert [(o.kind, o.variant) for o in outcomes] == [("joined", "control"), ("joined", "treatment")]
+        assert kinds(await store.attach_labels([LabelItem("old-1", 0, "again")])) == ["duplicate"]  # its label kept
+    assert query(tmp_path / FILENAME, "PRAGMA user_version") == [(3,)]
+    assert query(tmp_path / FILENAME, "SELECT request_id, unit, segment FROM predictions ORDER BY ts") == [
+        ("old-1", None, None),
+        ("new-1", "u-1", "de"),
+    ]
+
+
+async def test_a_refused_outcome_batch_stores_nothing_and_is_counted(tmp_path: Path) -> None:
+    async with opened(tmp_path) as store:
+        store.add([make_record(timestamp=T0, request_id="req-1", variant="control", unit="u-1")])
+        await store.flush()
+        items = [OutcomeItem("revenue", 5.0, "req-1", None, None), OutcomeItem("conversion", 1.0, None, None, "u-1")]
+        with write_lock(tmp_path / FILENAME):
+            with pytest.raises(StoreError, match="could not store outcomes"):
+                await store.attach_outcomes("exp", items, arms=("control",))
+        assert (store.counts().outcome_failures, store.counts().outcomes["joined"]) == (2, 0)
+        assert query(tmp_path / FILENAME, "SELECT count(*) FROM outcomes") == [(0,)]
+        # Retried once the file is free: stored, once.
+        assert kinds(await store.attach_outcomes("exp", items, arms=("control",))) == ["joined", "joined"]
 
 
 async def test_the_state_directory_is_created(tmp_path: Path) -> None:
