@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from binascii import hexlify
 from collections.abc import Iterable, Sequence
-from time import time_ns
+from time import time, time_ns
 
 __all__ = ["HOP_BY_HOP", "REQUEST_ID", "upstream_headers", "client_headers", "new_request_id"]
 
@@ -27,36 +27,35 @@ REQUEST_ID = b"x-request-id"
 # costs one dict lookup. Names come from clients and the upstream, so the
 # tables stop growing here; a name not kept is still handled, only slower.
 _LEARN_LIMIT = 1024
-# Random bytes read per system call: 409 request ids' worth.
-_RANDOM_BYTES = 4096
+# Random bytes read per system call: 409 request ids' worth, 10 bytes (80 bits) each.
+_RANDOM_BYTES = 4090
+_ID_RANDOM_BYTES = 10
 
 
 class _RequestIds:
     """Request ids as hex bytes: the millisecond prefix made once per millisecond, random hex from a 4 KiB read."""
 
-    __slots__ = ("millis", "prefix", "random", "position")
+    __slots__ = ("millis", "prefix", "randoms")
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
         # Also after a fork: a child must not hand out the ids its parent still will.
-        self.millis = -1
+        self.millis = -1.0
         self.prefix = b""
-        self.random = b""
-        self.position = 0
+        self.randoms: list[bytes] = []
 
-    def next(self) -> bytes:
-        millis = time_ns() // 1_000_000
+    def next(self, millis: float) -> bytes:
+        """The id of a request that arrived at ``millis``, Unix time in whole milliseconds."""
         if millis != self.millis:
             self.millis = millis
-            self.prefix = b"%012x" % (millis & 0xFFFF_FFFF_FFFF)
-        position = self.position
-        if position + 20 > len(self.random):
-            self.random = hexlify(os.urandom(_RANDOM_BYTES))
-            position = 0
-        self.position = position + 20
-        return self.prefix + self.random[position : position + 20]
+            self.prefix = b"%012x" % (int(millis) & 0xFFFF_FFFF_FFFF)
+        randoms = self.randoms
+        if not randoms:
+            # Hex with a space every 10 bytes, split: each id's 20 hex digits cut in C, once per read.
+            randoms += hexlify(os.urandom(_RANDOM_BYTES), b" ", _ID_RANDOM_BYTES).split()
+        return self.prefix + randoms.pop()
 
 
 _IDS = _RequestIds()
@@ -72,7 +71,7 @@ def new_request_id() -> str:
     places. 80 random bits per millisecond leave collisions out of reach, at a
     fifth of the cost of uuid4.
     """
-    return _new_id().decode("ascii")
+    return _new_id(time_ns() // 1_000_000).decode("ascii")
 
 
 def _connection_tokens(value: bytes) -> set[bytes]:
@@ -97,6 +96,8 @@ _REQUEST_ACTIONS: dict[bytes, int] = {
     b"x-forwarded-host": _FORWARDED_HOST,
 }
 _BUILTIN_ACTIONS = len(_REQUEST_ACTIONS)
+# The X-Forwarded-Proto line for each scheme an HTTP server gives, made once.
+_PROTO_LINES = {scheme: b"x-forwarded-proto: %b\r\n" % scheme.encode() for scheme in ("http", "https")}
 
 
 def _request_action(name: bytes) -> int:
@@ -107,7 +108,7 @@ def _request_action(name: bytes) -> int:
 
 
 def upstream_headers(
-    headers: Iterable[tuple[bytes, bytes]], client: tuple[str, int] | None, scheme: str
+    headers: Iterable[tuple[bytes, bytes]], client: tuple[str, int] | None, scheme: str, now: float | None = None
 ) -> tuple[bytes, int, bytes, bool, bytes | None]:
     """Header lines for the upstream, their number, the request id, whether the client sent it, its Content-Length.
 
@@ -117,7 +118,9 @@ def upstream_headers(
     ``Host`` becomes the upstream's authority and the original goes to
     ``X-Forwarded-Host``. ``X-Forwarded-For`` gains the client address.
     ``X-Forwarded-Proto`` and ``-Host`` are kept when an ingress in front
-    already set them, since it saw the original request.
+    already set them, since it saw the original request. ``now``, the request's
+    arrival (Unix time, as the proxy read it anyway), dates a request id made
+    here; without it the clock is read.
     """
     parts: list[bytes] = []
     request_id = b""
@@ -152,20 +155,27 @@ def upstream_headers(
     if named and not named <= HOP_BY_HOP:
         # As in client_headers(), "Connection: keep-alive" needs no second pass.
         parts = [part for i in range(0, len(parts), 4) if parts[i] not in named for part in parts[i : i + 4]]
-    client_sent_id = bool(request_id)
+    # The lines added below go in whole, not as four parts each: nothing filters them.
+    count = len(parts) >> 2
+    client_sent_id = request_id != b""
     if not client_sent_id:
-        request_id = _new_id()
-        parts += (REQUEST_ID, b": ", request_id, b"\r\n")
+        # Floored as a float: int() only when the millisecond changes.
+        request_id = _new_id((time() if now is None else now) * 1000 // 1)
+        parts += (b"x-request-id: ", request_id, b"\r\n")
+        count += 1
     if client is not None:
         address = client[0].encode("latin-1")
         forwarded_for = address if forwarded_for is None else forwarded_for + b", " + address
     if forwarded_for is not None:
-        parts += (b"x-forwarded-for", b": ", forwarded_for, b"\r\n")
+        parts += (b"x-forwarded-for: ", forwarded_for, b"\r\n")
+        count += 1
     if not has_proto:
-        parts += (b"x-forwarded-proto", b": ", scheme.encode("latin-1"), b"\r\n")
+        parts.append(_PROTO_LINES.get(scheme) or b"x-forwarded-proto: %b\r\n" % scheme.encode("latin-1"))
+        count += 1
     if not has_host and host:
-        parts += (b"x-forwarded-host", b": ", host, b"\r\n")
-    return b"".join(parts), len(parts) >> 2, request_id, client_sent_id, length
+        parts += (b"x-forwarded-host: ", host, b"\r\n")
+        count += 1
+    return b"".join(parts), count, request_id, client_sent_id, length
 
 
 # Response header names as the upstream spells them, mapped to the lower-case

@@ -20,6 +20,7 @@ from sidecar.serving.coalesce import CoalescingProtocol, HeadHoldingTransport
 from sidecar.serving.limits import ClientLimits, ConnectionGuard
 from tests.http import raw_request
 from tests.servers import Upstream, read_body, run_server
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -101,6 +102,23 @@ async def test_a_head_without_a_body_goes_out_by_the_end_of_the_loop_iteration(p
     await asyncio.sleep(0)
     assert pair.recording.writes == [head]
     assert await pair.received(len(head)) == head
+
+
+async def test_heads_held_on_several_connections_all_go_out_by_the_end_of_the_loop_iteration(pair: _Pair) -> None:
+    # One flush serves every connection holding a head in an iteration; each still gets its own.
+    other = _Recording(pair.recording.transport)
+    held = HeadHoldingTransport(cast(asyncio.Transport, other), asyncio.get_running_loop())
+    first, second = b"HTTP/1.1 204 No Content\r\n\r\n", b"HTTP/1.1 304 Not Modified\r\n\r\n"
+    pair.transport.write(first)
+    held.write(second)
+    assert pair.recording.writes == other.writes == []
+    await asyncio.sleep(0)
+    assert (pair.recording.writes, other.writes) == ([first], [second])
+    # And the next iteration's heads are flushed again, not left behind by the last flush.
+    pair.transport.write(first)
+    await asyncio.sleep(0)
+    assert pair.recording.writes == [first, first]
+    assert await pair.received(len(first) * 2 + len(second)) == first + second + first
 
 
 async def test_later_writes_pass_straight_through_in_order(pair: _Pair) -> None:
@@ -264,6 +282,21 @@ async def test_an_idle_connection_closes_at_the_keep_alive_timeout(http: str) ->
         await _ask(reader, writer, 0)
         assert _KEEP_ALIVE - 0.1 <= await _seconds_until_closed(reader) < _KEEP_ALIVE + 0.5
         writer.close()
+
+
+async def test_a_closed_connection_leaves_no_keep_alive_timer_behind() -> None:
+    # The limited protocol keeps one keep-alive timer across requests rather than one per request;
+    # a connection the client closes must not stay referenced by it until it fires.
+    guard = ConnectionGuard("proxy", ClientLimits(64 << 10, 100, 10.0, 512))
+    async with run_server(_sleepy_app, http=guard.protocol(CoalescingProtocol), timeout_keep_alive=60) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(3):
+            await _ask(reader, writer, 0)
+        (protocol,) = guard.served
+        assert protocol.timeout_keep_alive_task is not None  # idle between requests: the timer runs
+        writer.close()
+        await wait_until(lambda: not guard.served)
+        assert protocol.timeout_keep_alive_task is None
 
 
 @pytest.mark.parametrize("http", ["httptools", "coalescing", "limited"])

@@ -79,3 +79,14 @@ def test_request_ids_sort_by_the_millisecond_they_were_made() -> None:
     second = new_request_id()
     assert first[:12] < second[:12] and first < second
     assert abs(int(second[:12], 16) - time.time() * 1000) < 1000
+
+
+def test_a_request_id_made_for_a_request_carries_its_arrival_millisecond() -> None:
+    # The proxy passes the arrival time it read anyway, rather than the id reading the clock again.
+    arrival = 1_765_000_000.1231
+    lines, _, request_id, client_sent, _ = upstream_headers([(b"x-a", b"1")], None, "https", arrival)
+    assert not client_sent
+    assert request_id[:12] == b"%012x" % 1_765_000_000_123
+    assert lines == b"x-a: 1\r\nx-request-id: " + request_id + b"\r\nx-forwarded-proto: https\r\n"
+    later = upstream_headers([], None, "http", arrival + 0.0005)[2]
+    assert later[:12] == request_id[:12] and later != request_id

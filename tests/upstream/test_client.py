@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import shutil
 import ssl
 import subprocess
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 
 from sidecar.exceptions import UpstreamConnectError, UpstreamPoolTimeout, UpstreamProtocolError, UpstreamTimeout
 from sidecar.upstream.client import UpstreamClient
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -93,6 +96,62 @@ async def test_sequential_requests_reuse_one_connection() -> None:
             async with client.request("GET", "/", []) as response:
                 assert (response.status, await response.read()) == (200, b"ok")
     assert len(peers) == 1
+
+
+async def test_each_response_on_a_kept_alive_connection_starts_afresh() -> None:
+    # One connection, and its one parser and response object, serve every answer in turn:
+    # nothing of an answer (headers, coding, an unread body) may show in the next one.
+    answers = [
+        b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nx-a: 1\r\n\r\n2\r\nab\r\n0\r\nx-trailer: t\r\n\r\n",
+        b"HTTP/1.1 201 Created\r\ncontent-length: 3\r\nx-b: 2\r\n\r\nxyz",
+        b"HTTP/1.1 202 Accepted\r\ncontent-length: 5\r\n\r\nunread",  # 5 bytes of body: "unrea", then "d"
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+    ]
+
+    async def in_turn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        for answer in answers:
+            await read_request(reader)
+            writer.write(answer.replace(b"unread", b"unrea"))
+            await writer.drain()
+
+    async with serve(in_turn) as (port, peers), client_for(port) as client:
+        async with client.request("GET", "/", []) as response:
+            assert response.status == 200
+            assert response.raw_headers == [(b"Transfer-Encoding", b"chunked"), (b"x-a", b"1")]
+            assert response.content_length is None
+            assert await response.read() == b"ab"
+        async with client.request("GET", "/", []) as response:
+            assert (response.status, response.raw_headers) == (201, [(b"content-length", b"3"), (b"x-b", b"2")])
+            assert await response.read() == b"xyz"
+        async with client.request("GET", "/", []) as response:
+            assert response.status == 202
+            await wait_until(lambda: response._complete, 2)  # the whole answer in, its body left unread
+        async with client.request("GET", "/", []) as response:  # the last body, complete but unread, is gone
+            assert (response.status, response.raw_headers) == (200, [(b"content-length", b"2")])
+            assert await response.read() == b"ok"
+    assert len(peers) == 1
+
+
+async def test_a_lost_connection_is_freed_without_the_garbage_collector() -> None:
+    # The connection, its parser and its response refer to one another; the loss of the
+    # connection breaks that cycle, so that reference counting frees them as it did before.
+    async def once_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        writer.write(OK)
+        await writer.drain()
+
+    gc.disable()
+    try:
+        async with serve(once_then_close) as (port, _), client_for(port) as client:
+            async with client.request("GET", "/", []) as response:
+                assert await response.read() == b"ok"
+                connection = weakref.ref(response._conn)
+            del response
+            # The server closed it after the answer; the pool lets go of it when it is lost.
+            await wait_until(lambda: connection() is None, 2)
+    finally:
+        gc.enable()
 
 
 async def test_an_unread_body_is_never_reused() -> None:
