@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 
 from sidecar.labels.evaluate import PerformanceEvaluator
 from sidecar.labels.ingest import LabelIngest
-from sidecar.labels.snapshot import DELAY_BUCKETS, LabelsSnapshot
+from sidecar.labels.snapshot import DELAY_BUCKETS
 from sidecar.performance import METRICS
 from sidecar.prometheus import PREFIX, counter_by
 from sidecar.store import PredictionStore
@@ -110,7 +110,22 @@ class LabelMetrics(Collector):
                 baseline.add_metric((model, name), value)
         yield baseline
 
-        yield from self._counters(snapshot)
+        yield counter_by(
+            "labels_total",
+            "Label items posted to /api/v1/labels, by outcome: joined, unmatched, duplicate, invalid.",
+            model,
+            "outcome",
+            self.ingest.outcomes,
+        )
+
+        delay = HistogramMetricFamily(
+            PREFIX + "label_delay_seconds",
+            "Seconds from a prediction to the arrival of its label.",
+            labels=("model",),
+        )
+        histogram = self.ingest.delay_histogram()
+        delay.add_metric((model,), list(zip(_LE, histogram.cumulative, strict=True)), histogram.sum_seconds)
+        yield delay
 
         coverage = GaugeMetricFamily(
             PREFIX + "label_coverage",
@@ -131,25 +146,6 @@ class LabelMetrics(Collector):
         yield age
 
         yield from self._store(model, fleet=leads)
-
-    def _counters(self, snapshot: LabelsSnapshot) -> Iterable[Metric]:
-        """This replica's own label counters: they add up across replicas, so every replica exports them."""
-        model = snapshot.model
-        yield counter_by(
-            "labels_total",
-            "Label items posted to /api/v1/labels, by outcome: joined, unmatched, duplicate, invalid.",
-            model,
-            "outcome",
-            self.ingest.outcomes,
-        )
-        delay = HistogramMetricFamily(
-            PREFIX + "label_delay_seconds",
-            "Seconds from a prediction to the arrival of its label.",
-            labels=("model",),
-        )
-        histogram = self.ingest.delay_histogram()
-        delay.add_metric((model,), list(zip(_LE, histogram.cumulative, strict=True)), histogram.sum_seconds)
-        yield delay
 
     def _store(self, model: str, *, fleet: bool) -> Iterable[Metric]:
         counts = self.store.counts()
