@@ -44,8 +44,7 @@ from sidecar.labels.snapshot import LabelsSnapshot
 from sidecar.labels.window import LabelledWindow
 from sidecar.monitoring.evaluator import DataMonitors
 from sidecar.performance import JoinedRow, MetricResult, PerformanceConfig, PerformanceSnapshot, compute
-from sidecar.performance.estimate import ConfidenceWindow
-from sidecar.performance.snapshot import unavailable
+from sidecar.performance.estimate import ConfidenceWindow, window_estimate
 from sidecar.records import PredictionRecord
 from sidecar.store import Coverage, Labelled, PredictionStore, StoreError
 
@@ -188,7 +187,7 @@ class PerformanceEvaluator:
             coverage = await self.store.coverage(since, self.model)
             if self.config.task == "classification":
                 sums = await self.store.estimated(since, self.model)
-                estimated = {variant: _estimate(*sums[variant]) for variant in sorted(sums)}
+                estimated = {variant: window_estimate(*sums[variant]) for variant in sorted(sums)}
         except StoreError as exc:
             # Fail open: the last figures stand until the store answers again.
             logger.warning("fleet performance is unavailable: %s", exc)
@@ -258,10 +257,3 @@ def _compute(labelled: Sequence[Labelled], config: PerformanceConfig) -> tuple[P
         for row in labelled
     )
     return compute(rows, config)
-
-
-def _estimate(weighted_mean: float, weight_sum: float, count: int) -> MetricResult:
-    """The fleet's estimated accuracy of one variant, from the store's sums, as :class:`ConfidenceWindow` gives it."""
-    if weight_sum <= 0:
-        return unavailable("estimated_accuracy", "no prediction with a confidence in the window")
-    return MetricResult("estimated_accuracy", weighted_mean, int(count), weight_sum, "ok")

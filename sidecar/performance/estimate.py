@@ -25,7 +25,7 @@ import numpy.typing as npt
 from sidecar.performance.rows import JoinedRow
 from sidecar.performance.snapshot import MetricResult, unavailable
 
-__all__ = ["ConfidenceWindow", "estimated_accuracy", "estimated_accuracy_result"]
+__all__ = ["ConfidenceWindow", "estimated_accuracy", "estimated_accuracy_result", "window_estimate"]
 
 Floats = npt.NDArray[np.float64]
 
@@ -46,6 +46,17 @@ def estimated_accuracy_result(rows: Sequence[JoinedRow]) -> MetricResult:
     weights = np.fromiter((row.weight for row in rows), dtype=np.float64, count=len(rows))[usable]
     value = estimated_accuracy(confidence[usable], weights)
     return MetricResult("estimated_accuracy", value, int(usable.sum()), float(weights.sum()), "ok")
+
+
+def window_estimate(mean: float, weight: float, predictions: float) -> MetricResult:
+    """``estimated_accuracy`` from a window's sums: the weighted mean confidence, its weight and prediction count.
+
+    A replica's own window (:class:`ConfidenceWindow`) and the shared store's fleet-wide sums
+    (``PredictionStore.estimated``) both end here.
+    """
+    if weight <= 0:
+        return unavailable("estimated_accuracy", "no prediction with a confidence in the window")
+    return MetricResult("estimated_accuracy", mean, int(predictions), weight, "ok")
 
 
 class ConfidenceWindow:
@@ -97,9 +108,7 @@ class ConfidenceWindow:
                 weighted += sums[0]
                 total += sums[1]
                 count += sums[2]
-        if total <= 0:
-            return unavailable("estimated_accuracy", "no prediction with a confidence in the window")
-        return MetricResult("estimated_accuracy", weighted / total, int(count), total, "ok")
+        return window_estimate(weighted / total if total > 0 else 0.0, total, count)
 
     def variants(self) -> set[str]:
         return {variant for _, variants in self._buckets for variant in variants}
