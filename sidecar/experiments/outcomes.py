@@ -58,7 +58,6 @@ MAX_ITEMS: Final = 10_000
 MAX_KEY_LENGTH: Final = MAX_REQUEST_ID_LENGTH
 _FIELDS: Final = frozenset({"request_id", "row", "unit", "metric", "value", "timestamp"})
 # More problems than this in one body are summarised: the first ones are enough to fix the client.
-_MAX_PROBLEMS: Final = 20
 
 
 class OutcomeItem(NamedTuple):
@@ -82,14 +81,8 @@ class OutcomeItem(NamedTuple):
     timestamp: float | None = None
 
 
-class OutcomeRequestError(Exception):
+class OutcomeRequestError(fields.BodyError):
     """The request is rejected whole: ``status`` (400, 413 or 422), a summary, and one line per problem."""
-
-    def __init__(self, status: int, message: str, problems: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.problems = problems or []
 
 
 def parse_outcomes(body: bytes, experiment: Experiment, *, max_items: int = MAX_ITEMS) -> list[OutcomeItem]:
@@ -98,20 +91,7 @@ def parse_outcomes(body: bytes, experiment: Experiment, *, max_items: int = MAX_
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise OutcomeRequestError(400, f"the body is not valid JSON: {exc}") from None
-    if isinstance(document, dict):
-        raw_items: list[Any] = [document]
-        paths = ["body"]
-    elif isinstance(document, list):
-        if not document:
-            raise OutcomeRequestError(422, "the body is an empty list; send one outcome object or a list of them")
-        if len(document) > max_items:
-            raise OutcomeRequestError(413, f"the body holds {len(document)} outcomes; at most {max_items} per request")
-        raw_items = document
-        paths = [f"[{i}]" for i in range(len(document))]
-    else:
-        raise OutcomeRequestError(
-            422, f"the body must be an outcome object or a list of them, not {fields.kind(document)}"
-        )
+    pairs = fields.entries(document, "outcome", max_items, OutcomeRequestError)
     kinds = {m.name: m.kind for m in experiment.metrics.tested if m.source == "outcome"}
     if not kinds:
         raise OutcomeRequestError(
@@ -121,15 +101,11 @@ def parse_outcomes(body: bytes, experiment: Experiment, *, max_items: int = MAX_
 
     items: list[OutcomeItem] = []
     problems: list[str] = []
-    for path, raw in zip(paths, raw_items, strict=True):
+    for path, raw in pairs:
         item = _item(path, raw, experiment.name, kinds, problems)
         if item is not None:
             items.append(item)
-    if problems:
-        shown = problems[:_MAX_PROBLEMS]
-        if len(problems) > _MAX_PROBLEMS:
-            shown.append(f"... and {len(problems) - _MAX_PROBLEMS} more problems")
-        raise OutcomeRequestError(422, f"{len(problems)} problem(s) in the outcomes; nothing was stored", shown)
+    fields.refuse(problems, "outcome", OutcomeRequestError)
     return items
 
 

@@ -38,18 +38,10 @@ __all__ = ["MAX_ITEMS", "MAX_REQUEST_ID_LENGTH", "LabelRequestError", "parse_lab
 
 MAX_ITEMS = 10_000
 _FIELDS = frozenset({"request_id", "row", "label", "timestamp"})
-# More problems than this in one body are summarised: the first ones are enough to fix the client.
-_MAX_PROBLEMS = 20
 
 
-class LabelRequestError(Exception):
+class LabelRequestError(fields.BodyError):
     """The request is rejected whole: ``status`` (400, 413 or 422), a summary, and one line per problem."""
-
-    def __init__(self, status: int, message: str, problems: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.problems = problems or []
 
 
 def parse_labels(body: bytes, *, max_items: int = MAX_ITEMS) -> list[LabelItem]:
@@ -58,30 +50,13 @@ def parse_labels(body: bytes, *, max_items: int = MAX_ITEMS) -> list[LabelItem]:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise LabelRequestError(400, f"the body is not valid JSON: {exc}") from None
-    if isinstance(document, dict):
-        raw_items: list[Any] = [document]
-        paths = ["body"]
-    elif isinstance(document, list):
-        if not document:
-            raise LabelRequestError(422, "the body is an empty list; send one label object or a list of them")
-        if len(document) > max_items:
-            raise LabelRequestError(413, f"the body holds {len(document)} labels; at most {max_items} per request")
-        raw_items = document
-        paths = [f"[{i}]" for i in range(len(document))]
-    else:
-        raise LabelRequestError(422, f"the body must be a label object or a list of them, not {fields.kind(document)}")
-
     items: list[LabelItem] = []
     problems: list[str] = []
-    for path, raw in zip(paths, raw_items, strict=True):
+    for path, raw in fields.entries(document, "label", max_items, LabelRequestError):
         item = _item(path, raw, problems)
         if item is not None:
             items.append(item)
-    if problems:
-        shown = problems[:_MAX_PROBLEMS]
-        if len(problems) > _MAX_PROBLEMS:
-            shown.append(f"... and {len(problems) - _MAX_PROBLEMS} more problems")
-        raise LabelRequestError(422, f"{len(problems)} problem(s) in the labels; nothing was stored", shown)
+    fields.refuse(problems, "label", LabelRequestError)
     return items
 
 

@@ -13,7 +13,10 @@ package it describes, and that package imports its names from here:
 - :mod:`.privacy`: ``SIDECAR_PII_FIELDS``, ``SIDECAR_PII_MODE``, ``SIDECAR_PII_SALT``;
 - :mod:`.performance`: ``SIDECAR_TASK``, ``SIDECAR_CLASSES``, ``SIDECAR_POSITIVE_LABEL``
   and the ``SIDECAR_BASELINE_<METRIC>`` names;
-- :mod:`.sinks`: ``SIDECAR_LOG_SINK``.
+- :mod:`.sinks`: ``SIDECAR_LOG_SINK``;
+- :mod:`.store`: ``SIDECAR_STATE_URL`` (and how to show it without its password);
+- :mod:`.items`: the fields of the admin API's POST bodies (labels, outcomes), which
+  the endpoints' parsers share.
 
 This ``__init__`` stays empty, as uvicorn keeps its subpackages', so importing
 one module loads no other; ``tests/test_layering.py`` checks that importing

@@ -18,11 +18,50 @@ from typing import Any, Final
 
 from sidecar.records import parse_rfc3339
 
-__all__ = ["MAX_REQUEST_ID_LENGTH", "kind", "request_id", "row", "timestamp"]
+__all__ = ["MAX_REQUEST_ID_LENGTH", "BodyError", "entries", "kind", "refuse", "request_id", "row", "timestamp"]
 
+# More problems than this in one body are summarised: the first ones are enough to fix the client.
+_MAX_PROBLEMS: Final = 20
 # Request ids come from headers (x-request-id) or are generated UUIDs; a
 # longer one cannot match a stored prediction and only costs memory.
 MAX_REQUEST_ID_LENGTH: Final = 256
+
+
+class BodyError(Exception):
+    """The request is rejected whole: ``status`` (400, 413 or 422), a summary, and one line per problem."""
+
+    def __init__(self, status: int, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.problems = problems or []
+
+
+def entries(document: Any, noun: str, max_items: int, error: type[BodyError]) -> list[tuple[str, Any]]:
+    """A parsed body's items with their paths (``body``, or ``[i]`` in a list); ``error`` if it holds none or too many.
+
+    ``noun`` names an item in the messages ("label": "the body holds 12 labels; ...").
+    """
+    if isinstance(document, dict):
+        return [("body", document)]
+    if not isinstance(document, list):
+        article = "an" if noun[:1] in "aeiou" else "a"
+        raise error(422, f"the body must be {article} {noun} object or a list of them, not {kind(document)}")
+    if not document:
+        raise error(422, f"the body is an empty list; send one {noun} object or a list of them")
+    if len(document) > max_items:
+        raise error(413, f"the body holds {len(document)} {noun}s; at most {max_items} per request")
+    return [(f"[{i}]", raw) for i, raw in enumerate(document)]
+
+
+def refuse(problems: list[str], noun: str, error: type[BodyError]) -> None:
+    """Raise ``error`` (422) listing ``problems``, the first :data:`_MAX_PROBLEMS` of them, if there are any."""
+    if not problems:
+        return
+    shown = problems[:_MAX_PROBLEMS]
+    if len(problems) > _MAX_PROBLEMS:
+        shown.append(f"... and {len(problems) - _MAX_PROBLEMS} more problems")
+    raise error(422, f"{len(problems)} problem(s) in the {noun}s; nothing was stored", shown)
 
 
 def request_id(path: str, value: Any, problems: list[str]) -> str | None:
