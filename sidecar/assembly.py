@@ -20,10 +20,12 @@ Usage::
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
+from starlette.routing import Route
 
 from sidecar.admin.app import create_admin_app
 from sidecar.admin.health import Readiness
@@ -37,6 +39,15 @@ from sidecar.capture.handoff import Capture
 from sidecar.capture.privacy import Anonymizer
 from sidecar.capture.worker import CaptureWorker
 from sidecar.config import Settings
+from sidecar.experiments.api import experiment_routes
+from sidecar.experiments.data import Routing
+from sidecar.experiments.definition import Experiment, ExperimentError, load_experiment
+from sidecar.experiments.metrics import ExperimentMetrics
+from sidecar.experiments.routing import Router
+from sidecar.experiments.runner import ExperimentRunner, serving_of
+from sidecar.experiments.shadow import Shadow
+from sidecar.experiments.traffic import TrafficMetrics
+from sidecar.experiments.units import FeatureUnit
 from sidecar.labels.evaluate import PerformanceEvaluator
 from sidecar.labels.ingest import LabelIngest
 from sidecar.labels.metrics import LabelMetrics
@@ -53,6 +64,7 @@ from sidecar.protocols import AdapterOptions
 from sidecar.quality import QualityMonitor, QualityRulesError, load_rules
 from sidecar.reference import ProfileError, ReferenceProfile, load_profile
 from sidecar.sampling import build_sampler
+from sidecar.serving.arms import Mirror, Split
 from sidecar.serving.flags import Flags, fallback_gauge
 from sidecar.serving.metrics import ProxyMetrics, ServingCounts
 from sidecar.serving.proxy import ProxyApp
@@ -95,6 +107,7 @@ class Components:
     webhook: UpstreamClient | None  # the retraining webhook's client; the server opens and closes it
     baseline: dict[str, float]
     trained_at: float | None
+    experiment: Experiment | None  # SIDECAR_EXPERIMENT_PATH's definition
 
 
 @dataclass(frozen=True)
@@ -137,6 +150,10 @@ class Assembly:
     monitor: MonitorLink | None
     # Inline: the status page's ring of past evaluations; the server runs it beside the evaluators.
     history: History | None
+    # Inline, with a split experiment: its evaluator, which the server runs beside the others.
+    experiments: ExperimentRunner | None
+    # A shadow experiment's mirror to the challenger: the server starts it, and closes it after the drain.
+    shadow: Shadow | None
     outgoing: tuple[UpstreamClient, ...]
     proxy_app: ProxyApp
     admin_app: Starlette
@@ -151,7 +168,9 @@ def assemble(settings: Settings) -> Assembly:
     runs; the monitoring process builds its own (:mod:`sidecar.plane`).
     """
     flags = Flags(fallback_available=settings.fallback_url is not None)
-    variants = (PRIMARY, FALLBACK) if settings.fallback_url else (PRIMARY,)
+    parts = build_components(settings)
+    primary = primary_variant(parts.experiment)
+    variants = serving_variants(settings, parts.experiment)
     metrics = ProxyMetrics(settings.model_name, variants)
     client = _upstream_client(settings, settings.upstream_url)
     fallback = None if settings.fallback_url is None else _upstream_client(settings, settings.fallback_url)
@@ -161,19 +180,28 @@ def assemble(settings: Settings) -> Assembly:
         cache_seconds=settings.ready_cache_seconds,
         timeout=min(settings.upstream_timeout_seconds, _READY_PROBE_TIMEOUT),
     )
-    parts = build_components(settings)
+    trial = _serving_experiment(settings, parts, client, metrics)
     if settings.monitoring_plane == "process":
-        build_alerting(settings, parts, metrics, flags, PRIMARY)  # checks the alert rules file
-        return _assemble_serving(settings, flags, metrics, client, fallback, readiness, parts.capture, variants)
-    alerting = build_alerting(settings, parts, metrics, flags, PRIMARY)
+        build_alerting(settings, parts, metrics, flags, primary)  # checks the alert rules file
+        return _assemble_serving(settings, flags, metrics, client, fallback, readiness, parts, variants, trial)
+    router = trial.router
+    experiments = build_experiment_runner(
+        settings,
+        parts,
+        metrics,
+        lambda: None if router is None else Routing(tuple(router.keyed), tuple(router.randomised)),
+    )
+    alerting = build_alerting(settings, parts, metrics, flags, primary, experiments)
     registry = create_registry(settings.model_name, max_series=settings.metrics_max_series)
     model = settings.model_name
     # The hot path's own collector, and the cold gauge of the flag it follows...
     registry.register(metrics)
     registry.register(fallback_gauge(model, flags))
+    if trial.metrics is not None:
+        registry.register(trial.metrics)
     # ...and the monitoring side's.
-    register_monitoring(registry, parts, alerting, model)
-    proxy_app = _proxy_app(settings, client, metrics, parts.capture, fallback, flags)
+    register_monitoring(registry, parts, alerting, model, experiments)
+    proxy_app = _proxy_app(settings, client, metrics, parts.capture, fallback, flags, primary, trial)
     history = History(parts.monitors, parts.performance, metrics)
     admin_app = create_admin_app(
         registry,
@@ -187,8 +215,9 @@ def assemble(settings: Settings) -> Assembly:
         labels_max_bytes=settings.labels_max_bytes,
         history=history,
         eval_interval_seconds=settings.eval_interval_seconds,
+        routes=experiment_routes_of(settings, parts, experiments),
     )
-    outgoing = (*alerting.clients, *(c for c in (parts.webhook, fallback) if c is not None))
+    outgoing = (*alerting.clients, *(c for c in (parts.webhook, fallback) if c is not None), *trial.clients)
     return Assembly(
         registry,
         flags,
@@ -200,6 +229,8 @@ def assemble(settings: Settings) -> Assembly:
         alerting,
         None,
         history,
+        experiments,
+        trial.shadow,
         outgoing,
         proxy_app,
         admin_app,
@@ -213,17 +244,21 @@ def _assemble_serving(
     client: UpstreamClient,
     fallback: UpstreamClient | None,
     readiness: Readiness,
-    capture: Capture,
+    parts: Components,
     variants: tuple[str, ...],
+    trial: ServingExperiment,
 ) -> Assembly:
     """The serving process of process mode: the proxy, the link to the monitoring process, the front admin app."""
-    link = MonitorLink(settings, capture, metrics, flags, variants)
+    capture = parts.capture
+    link = MonitorLink(settings, capture, metrics, flags, variants, router=trial.router)
     # The serving process's families are bounded by HTTP itself (status codes, variants): none is ever
     # cut, so mlsidecar_metrics_series_dropped comes from the monitoring process's registry alone.
     registry = create_registry(settings.model_name, max_series=settings.metrics_max_series, report_cuts=False)
     for collector in (metrics, fallback_gauge(settings.model_name, flags), link.restarts, link.up):
         registry.register(collector)
-    proxy_app = _proxy_app(settings, client, metrics, capture, fallback, flags)
+    if trial.metrics is not None:
+        registry.register(trial.metrics)
+    proxy_app = _proxy_app(settings, client, metrics, capture, fallback, flags, variants[0], trial)
     admin_app = create_front_app(
         registry,
         readiness,
@@ -233,14 +268,36 @@ def _assemble_serving(
         # The largest body an admin endpoint takes: labels; a flag's is 64 KiB.
         body_max_bytes=max(settings.labels_max_bytes, 64 << 10),
     )
-    outgoing = () if fallback is None else (fallback,)
+    outgoing = (*(() if fallback is None else (fallback,)), *trial.clients)
     return Assembly(
-        registry, flags, metrics, client, readiness, capture, None, None, link, None, outgoing, proxy_app, admin_app
+        registry,
+        flags,
+        metrics,
+        client,
+        readiness,
+        capture,
+        None,
+        None,
+        link,
+        None,
+        None,
+        trial.shadow,
+        outgoing,
+        proxy_app,
+        admin_app,
     )
 
 
-def register_monitoring(registry: CollectorRegistry, parts: Components, alerting: Alerting, model: str) -> None:
+def register_monitoring(
+    registry: CollectorRegistry,
+    parts: Components,
+    alerting: Alerting,
+    model: str,
+    experiments: ExperimentRunner | None = None,
+) -> None:
     """Register the monitoring side's collectors, in whichever process it runs."""
+    if experiments is not None:
+        registry.register(ExperimentMetrics(experiments, model=model))
     for collector in (
         # The snapshots' own collectors, rendered at scrape time...
         parts.capture.metrics,
@@ -287,6 +344,7 @@ def load_reference(settings: Settings) -> tuple[ReferenceProfile | None, Referen
 def build_components(settings: Settings) -> Components:
     """The monitoring pipeline, each subscriber subscribed to the capture worker; bad files raise start-up errors."""
     profile, status = load_reference(settings)
+    experiment = load_experiment_setting(settings)
     capture = Capture(
         build_sampler(
             settings.sampling,
@@ -335,6 +393,7 @@ def build_components(settings: Settings) -> Components:
         model_name=settings.model_name,
         model_version=settings.model_version,
         version_header=settings.model_version_header.encode("latin-1"),
+        segment_by=None if experiment is None else experiment.segment_by,
     )
     rules = None
     if settings.quality_rules is not None:
@@ -383,12 +442,54 @@ def build_components(settings: Settings) -> Components:
         buffer_bytes=settings.store_buffer_max_bytes,
     )
     retrainer, webhook, baseline, trained_at = _build_retrainer(settings, profile)
-    labels, performance = _build_labels(settings, store, retrainer, monitors)
+    labels, performance = _build_labels(settings, store, retrainer, monitors, primary_variant(experiment))
     worker.subscribe(store.add)
     worker.subscribe(performance.observe)
     return Components(
-        capture, sinks, worker, monitors, store, labels, performance, retrainer, webhook, baseline, trained_at
+        capture,
+        sinks,
+        worker,
+        monitors,
+        store,
+        labels,
+        performance,
+        retrainer,
+        webhook,
+        baseline,
+        trained_at,
+        experiment,
     )
+
+
+def load_experiment_setting(settings: Settings) -> Experiment | None:
+    """``SIDECAR_EXPERIMENT_PATH``'s definition, or None; :class:`ExperimentError` naming the variable and key."""
+    path = settings.experiment_path
+    if path is None:
+        return None
+    try:
+        experiment = load_experiment(path)
+    except ExperimentError as exc:
+        raise ExperimentError([f"SIDECAR_EXPERIMENT_PATH: {problem}" for problem in exc.problems]) from exc
+    if any(v.name == FALLBACK for v in experiment.variants):
+        # The arms are values of the request metrics' variant label, beside the fallback model's.
+        raise ExperimentError(
+            [f"SIDECAR_EXPERIMENT_PATH: {path}: variants.{FALLBACK}: the name is the fallback model's variant"]
+        )
+    return experiment
+
+
+def primary_variant(experiment: Experiment | None) -> str:
+    """The variant the primary upstream's requests carry: the control arm's name in an experiment."""
+    return PRIMARY if experiment is None else experiment.control.name
+
+
+def serving_variants(settings: Settings, experiment: Experiment | None) -> tuple[str, ...]:
+    """The request metrics' variants: every arm of a split experiment, else the primary; then the fallback."""
+    if experiment is not None and experiment.mode == "split":
+        arms = tuple(v.name for v in experiment.variants)
+    else:
+        arms = (primary_variant(experiment),)
+    return (*arms, FALLBACK) if settings.fallback_url else arms
 
 
 def _build_retrainer(
@@ -422,7 +523,7 @@ def _build_retrainer(
 
 
 def _build_labels(
-    settings: Settings, store: PredictionStore, retrainer: Retrainer, monitors: DataMonitors
+    settings: Settings, store: PredictionStore, retrainer: Retrainer, monitors: DataMonitors, primary: str
 ) -> tuple[LabelIngest, PerformanceEvaluator]:
     """The label ingest and the performance evaluator, sharing one labelled window."""
     config = PerformanceConfig(
@@ -443,14 +544,51 @@ def _build_labels(
         model=model,
         retrainer=retrainer,
         data=monitors,
-        primary_variant=PRIMARY,
+        primary_variant=primary,
         fleet=store.shared,
     )
     return labels, performance
 
 
+def build_experiment_runner(
+    settings: Settings, parts: Components, counts: ServingCounts, routing: Callable[[], Routing | None]
+) -> ExperimentRunner | None:
+    """The evaluator of a split experiment, over the proxy's ``counts`` and its router's ``routing``; else None.
+
+    A shadow experiment has no arms to compare by outcome: nothing to run.
+    """
+    experiment = parts.experiment
+    if experiment is None or experiment.mode != "split":
+        return None
+    arms = [v.name for v in experiment.variants]
+    return ExperimentRunner(
+        parts.store,
+        experiment,
+        parts.performance.config,
+        routing=routing,
+        serving=lambda: serving_of(counts, arms),
+        model=settings.model_name,
+    )
+
+
+def experiment_routes_of(settings: Settings, parts: Components, runner: ExperimentRunner | None) -> list[Route]:
+    """``GET /api/v1/experiments`` and ``POST /api/v1/outcomes`` for the admin app, experiment or none."""
+    return experiment_routes(
+        runner,
+        parts.store,
+        parts.experiment,
+        admin_token=settings.admin_token,
+        max_bytes=settings.labels_max_bytes,
+    )
+
+
 def build_alerting(
-    settings: Settings, parts: Components, metrics: ServingCounts, flags: Flags, variant: str
+    settings: Settings,
+    parts: Components,
+    metrics: ServingCounts,
+    flags: Flags,
+    variant: str,
+    experiments: ExperimentRunner | None = None,
 ) -> Alerting:
     """The alert engine over the rules file (or the built-in defaults), its notifier, and the hooks."""
     if settings.alert_rules is None:
@@ -471,6 +609,7 @@ def build_alerting(
         rate_window_seconds=settings.alert_rate_window_seconds,
         min_requests=settings.alert_min_requests,
         variant=variant,
+        experiment_decision=None if experiments is None else experiments.decision,
     )
     parts.worker.subscribe(source.observe)
     runner = AlertRunner(
@@ -508,15 +647,79 @@ def _proxy_app(
     capture: Capture,
     fallback: UpstreamClient | None,
     flags: Flags,
+    variant: str,
+    trial: ServingExperiment,
 ) -> ProxyApp:
     """The proxy app, the same in both monitoring modes."""
     return ProxyApp(
         client,
         metrics,
         capture,
-        variant=PRIMARY,
+        variant=variant,
         fallback=None if fallback is None else (fallback, FALLBACK, flags),
         send_timeout=settings.send_timeout_seconds,
+        split=trial.split,
+        mirror=trial.mirror,
+    )
+
+
+@dataclass(frozen=True)
+class ServingExperiment:
+    """The experiment's parts in the serving process: a split's arms, or a shadow's mirror; neither without one."""
+
+    split: Split | None = None
+    mirror: Mirror | None = None
+    # The treatments' upstreams (split mode): opened and closed with the other outgoing clients.
+    clients: tuple[UpstreamClient, ...] = ()
+    metrics: TrafficMetrics | None = None
+
+    @property
+    def router(self) -> Router | None:
+        return None if self.split is None else self.split.router
+
+    @property
+    def shadow(self) -> Shadow | None:
+        return None if self.mirror is None else self.mirror.shadow
+
+
+def _serving_experiment(
+    settings: Settings, parts: Components, client: UpstreamClient, metrics: ProxyMetrics
+) -> ServingExperiment:
+    """The proxy's side of ``SIDECAR_EXPERIMENT_PATH``: each arm's upstream, or the challenger's mirror."""
+    experiment = parts.experiment
+    if experiment is None:
+        return ServingExperiment()
+    model = settings.model_name
+    if experiment.mode == "shadow":
+        challenger = experiment.treatments[0]
+        assert challenger.upstream is not None  # a treatment has one: the definition requires it
+        shadow = Shadow(
+            challenger.upstream,
+            experiment=experiment.name,
+            # The challenger's answers are counted (mlsidecar_shadow_requests_total) but not yet paired with
+            # control's: the paired comparison of issue 17 is not built.
+            on_response=lambda response: None,
+            concurrency=settings.shadow_concurrency,
+            timeout=settings.shadow_timeout_seconds,
+            queue_size=settings.shadow_queue_size,
+            queue_max_bytes=settings.shadow_queue_max_bytes,
+        )
+        return ServingExperiment(
+            mirror=Mirror(shadow, max_body_bytes=settings.shadow_queue_max_bytes),
+            metrics=TrafficMetrics(model, experiment, shadow=shadow),
+        )
+    clients = tuple(
+        client if v.upstream is None else _upstream_client(settings, v.upstream) for v in experiment.variants
+    )
+    key = experiment.assignment.key
+    # A feature key's unit is read from the body by the capture worker's own adapters, so that the unit a
+    # request is routed by is the one its record carries.
+    units = FeatureUnit(key[1], parts.worker.options) if key is not None and key[0] == "feature" else None
+    router = Router(experiment)
+    return ServingExperiment(
+        split=Split(router, clients, metrics, units=units),
+        clients=tuple(c for c in clients if c is not client),
+        metrics=TrafficMetrics(model, experiment, router=router),
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from sidecar import __version__
 from sidecar.config import Settings
-from sidecar.exceptions import ConfigError, SidecarError
+from sidecar.exceptions import ConfigError, ProblemsError, SidecarError
 from sidecar.profiling.command import add_profile_commands
 
 __all__ = ["main"]
@@ -61,6 +61,13 @@ def _run(main: Coroutine[Any, Any, None]) -> int:
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         try:
             runner.run(main)
+        except ProblemsError as exc:
+            # A file named by a setting (the alert rules, the quality rules, the experiment) that cannot
+            # be used is a configuration error like a bad variable: the same status, one line per problem.
+            print("ml-sidecar: invalid configuration:", file=sys.stderr)
+            for problem in exc.problems:
+                print(f"  {problem}", file=sys.stderr)
+            return EXIT_CONFIG
         except SidecarError as exc:
             print(f"ml-sidecar: {exc}", file=sys.stderr)
             return 1

@@ -400,6 +400,15 @@ class Settings:
     runbook_base_url: str | None = _env(_parse_text, None)
     fallback_url: str | None = _env(_parse_http_url, None)
     auto_fallback: bool = _env(_parse_bool, False)
+    # A/B experiments and shadow traffic (sidecar.experiments): the definition file; unset, none.
+    experiment_path: str | None = _env(_parse_text, None)
+    # The analysis reads the store's sums (about a second at 200k predictions), so less often than drift.
+    experiment_interval_seconds: float = _env(_parse_float(1.0, 86_400.0), 60.0)
+    # Shadow mode's mirrors: in flight, each one's deadline, and the queue's bounds (in mirrors and bytes).
+    shadow_concurrency: int = _env(_parse_int(1, 10_000), 8)
+    shadow_timeout_seconds: float = _env(_parse_float(0.0, 3600.0, low_open=True), 10.0)
+    shadow_queue_size: int = _env(_parse_int(1, 10_000_000), 1000)
+    shadow_queue_max_bytes: int = _env(_parse_int(1024, 1 << 40), 16 << 20)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

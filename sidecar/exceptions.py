@@ -3,8 +3,8 @@
 The hierarchy, with the module of each class defined elsewhere::
 
     SidecarError
-    ├── ProblemsError                input that cannot be used; ``problems`` has one line each
-    │   ├── ConfigError              SIDECAR_* settings invalid or missing → exit 2
+    ├── ProblemsError                input that cannot be used; ``problems`` has one line each → exit 2
+    │   ├── ConfigError              SIDECAR_* settings invalid or missing
     │   ├── AlertRulesError          the SIDECAR_ALERT_RULES file          (sidecar.alerting.rules)
     │   ├── QualityRulesError        the SIDECAR_QUALITY_RULES file        (sidecar.quality.rules)
     │   ├── ExperimentError          the SIDECAR_EXPERIMENT_PATH file      (sidecar.experiments.definition)

@@ -43,6 +43,9 @@ class Exchange:
     # capture worker does off the request path.
     probability: float | None
     request_id_generated: bool = False  # the sidecar made the id up: a payload's own id may replace it
+    # The experiment's unit the proxy routed the request by, as units.unit_text writes it; None in no experiment,
+    # and for a request a coin routed (it had no unit), since each such request is a unit of its own.
+    unit: str | None = None
 
     def header(self, name: bytes, *, response: bool = False) -> bytes | None:
         """First value of a header by lower-case name, or None."""

@@ -131,6 +131,8 @@ class Sidecar:
         self.components, self._alerting, self.monitor = built.components, built.alerting, built.monitor
         self._outgoing = built.outgoing
         self._history = built.history
+        self._experiments = built.experiments
+        self._shadow = built.shadow
         self._background: list[asyncio.Task[None]] = []
         proxy_guard = ConnectionGuard("proxy", _limits(settings, settings.max_connections))
         admin_guard = ConnectionGuard("admin", _limits(settings, settings.admin_max_connections))
@@ -241,6 +243,8 @@ class Sidecar:
                 await self.store.start()
             for client in self._outgoing:
                 await client.open()
+            if self._shadow is not None:
+                await self._shadow.start()
         except SidecarError:
             proxy_sock.close()
             admin_sock.close()
@@ -258,6 +262,9 @@ class Sidecar:
             if self._history is not None:
                 interval = self.settings.eval_interval_seconds
                 self._background.append(asyncio.create_task(self._history.run(interval), name="history"))
+            if self._experiments is not None:
+                interval = self.settings.experiment_interval_seconds
+                self._background.append(asyncio.create_task(self._experiments.run(interval), name="experiments"))
         # What was built at start-up lives as long as the process: the cyclic collector need not
         # walk it on every full collection (measured: a full collection of the monitoring heap
         # stalled the loop for 44 ms). Objects made later are collected as before.
@@ -293,6 +300,9 @@ class Sidecar:
         # "shutting down") stay answerable until the proxy is done.
         self._proxy.should_exit = True
         await proxy_task
+        if self._shadow is not None:
+            # The drained requests' mirrors, within the flush budget; what misses it is counted dropped_shutdown.
+            await self._shadow.close(deadline=asyncio.get_running_loop().time() + self.settings.flush_timeout_seconds)
         # Then the captures of the drained requests: the queue, then the sinks,
         # within their own budget; whatever misses it is counted as dropped.
         await self._close_monitoring(asyncio.get_running_loop().time() + self.settings.flush_timeout_seconds)
@@ -322,6 +332,8 @@ class Sidecar:
     async def _abort(self) -> None:
         self._proxy.should_exit = self._admin.should_exit = True
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._shadow is not None:
+            await self._shadow.close(deadline=asyncio.get_running_loop().time())
         await self._close_monitoring(asyncio.get_running_loop().time())
         await self.client.close()
 

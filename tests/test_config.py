@@ -307,6 +307,12 @@ RICH = {
     "SIDECAR_RUNBOOK_BASE_URL": "https://docs.example.com/runbooks/",
     "SIDECAR_FALLBACK_URL": "http://fallback:8080",
     "SIDECAR_AUTO_FALLBACK": "yes",
+    "SIDECAR_EXPERIMENT_PATH": "/etc/ml-sidecar/experiment.yaml",
+    "SIDECAR_EXPERIMENT_INTERVAL_SECONDS": "30",
+    "SIDECAR_SHADOW_CONCURRENCY": "4",
+    "SIDECAR_SHADOW_TIMEOUT_SECONDS": "2.5",
+    "SIDECAR_SHADOW_QUEUE_SIZE": "200",
+    "SIDECAR_SHADOW_QUEUE_MAX_BYTES": "4194304",
 }
 SECRETS = {"SIDECAR_ADMIN_TOKEN": "hunter2", "SIDECAR_PII_SALT": "a-long-random-secret-value"}
 # Shown with only its password masked.

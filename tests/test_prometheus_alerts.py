@@ -36,6 +36,7 @@ BUILT_IN = {
     "serving_errors_high": "P1",
     "accuracy_drop": "P2",
     "data_quality_major": "P2",
+    "experiment_revert": "P2",
     "feature_drift": "P3",
     "prediction_drift": "P3",
     "minor_feature_drift": "P4",

@@ -10,6 +10,7 @@ items to the :class:`~sidecar.labels.ingest.LabelIngest`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -18,7 +19,7 @@ from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from sidecar.admin.health import Readiness
 from sidecar.admin.history import History
@@ -57,6 +58,7 @@ def create_admin_app(
     labels_max_bytes: int,
     history: History | None = None,
     eval_interval_seconds: float = 15.0,
+    routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """Build the admin ASGI app over an explicit registry, the readiness check and the monitors.
 
@@ -66,6 +68,7 @@ def create_admin_app(
     :meth:`History.run`) and refreshes every ``eval_interval_seconds``.
 
     ``admin_token`` guards the endpoints that change state (``POST``); unset, they refuse every request.
+    ``routes`` are served too: the experiment's (:func:`sidecar.experiments.api.experiment_routes`).
     """
 
     async def metrics(request: Request) -> Response:
@@ -150,6 +153,7 @@ def create_admin_app(
             Route("/api/v1/performance", get_performance, methods=["GET"]),
             Route("/api/v1/labels", post_labels, methods=["POST"]),
             Route("/api/v1/alerts", get_alerts, methods=["GET"]),
+            *routes,
             # In process mode the serving process answers these itself (sidecar.plane.front).
             *(
                 []

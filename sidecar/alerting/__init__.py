@@ -40,7 +40,7 @@ from sidecar.alerting.rules import (
     parse_duration,
     rules_from_mapping,
 )
-from sidecar.alerting.signals import FEATURE_SIGNALS, SCALAR_SIGNALS, SIGNALS, Signals, rank_drift
+from sidecar.alerting.signals import FEATURE_SIGNALS, SCALAR_SIGNALS, SIGNALS, TEXT_SIGNALS, Signals, rank_drift
 
 __all__ = [
     "Alert",
@@ -61,6 +61,7 @@ __all__ = [
     "Severity",
     "Signals",
     "State",
+    "TEXT_SIGNALS",
     "Term",
     "Transition",
     "Truth",

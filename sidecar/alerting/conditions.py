@@ -9,15 +9,19 @@ frozen syntax tree and never handed to ``eval``. The grammar::
     not        := "not" not | primary
     primary    := "(" condition ")" | deviates | comparison
     comparison := signal OP NUMBER              OP: < <= > >= == !=
+                | word ("==" | "!=") STRING
     deviates   := "deviates" "(" signal "," NUMBER ")"
     signal     := NAME [ "{" "feature" "=" STRING "}" ]
 
 ``and`` binds tighter than ``or``, as in Python and PromQL. NAME is one of
 :data:`~sidecar.alerting.signals.SIGNALS`; the ``{feature="..."}`` selector is
-allowed only on the per-feature signals (psi, ks_pvalue, chi2_pvalue). NUMBER
-is a decimal or scientific literal with an optional sign (``0.85``, ``-1``,
-``1e-3``). STRING is quoted with ``"`` or ``'``; a backslash escapes the next
-character.
+allowed only on the per-feature signals (psi, ks_pvalue, chi2_pvalue). A
+*word* is a signal of :data:`~sidecar.alerting.signals.TEXT_SIGNALS`
+(``experiment_decision``), whose value is one of a fixed list of words: it is
+only tested for equality with one of them (``experiment_decision ==
+"revert"``), and a word not on its list is an error. NUMBER is a decimal or
+scientific literal with an optional sign (``0.85``, ``-1``, ``1e-3``).
+STRING is quoted with ``"`` or ``'``; a backslash escapes the next character.
 
 Errors are :class:`ConditionError`, whose ``position`` is the 0-based
 character offset into the text (as Python indexes strings), so
@@ -38,7 +42,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from sidecar.alerting.signals import FEATURE_SIGNALS, SIGNALS
+from sidecar.alerting.signals import FEATURE_SIGNALS, SIGNALS, TEXT_SIGNALS
 
 __all__ = [
     "OPERATORS",
@@ -47,6 +51,7 @@ __all__ = [
     "Condition",
     "ConditionError",
     "Deviates",
+    "Equals",
     "Not",
     "Operator",
     "Or",
@@ -58,6 +63,8 @@ __all__ = [
 Operator = Literal["<", "<=", ">", ">=", "==", "!="]
 OPERATORS: Final[tuple[Operator, ...]] = ("<", "<=", ">", ">=", "==", "!=")
 _OPERATOR: Final[dict[str, Operator]] = {op: op for op in OPERATORS}
+Equality = Literal["==", "!="]
+_EQUALITY: Final[dict[str, Equality]] = {"==": "==", "!=": "!="}
 _KEYWORDS: Final = frozenset({"and", "or", "not"})
 _SELECTOR_KEYS: Final = ("feature",)
 
@@ -107,6 +114,18 @@ class Compare:
 
 
 @dataclass(frozen=True, slots=True)
+class Equals:
+    """A text signal tested against one of its words: ``experiment_decision == "revert"``."""
+
+    signal: SignalRef
+    op: Equality
+    word: str
+
+    def __str__(self) -> str:
+        return f"{self.signal} {self.op} {_quoted(self.word)}"
+
+
+@dataclass(frozen=True, slots=True)
 class Deviates:
     """True when the signal lies more than ``k`` standard deviations from its rolling mean."""
 
@@ -143,12 +162,12 @@ class Or:
         return " or ".join(str(c) for c in self.operands)
 
 
-Condition = Compare | Deviates | Not | And | Or
+Condition = Compare | Equals | Deviates | Not | And | Or
 
 
-def leaves(condition: Condition) -> Iterator[Compare | Deviates]:
+def leaves(condition: Condition) -> Iterator[Compare | Equals | Deviates]:
     """The comparisons and ``deviates`` calls of a condition, left to right."""
-    if isinstance(condition, Compare | Deviates):
+    if isinstance(condition, Compare | Equals | Deviates):
         yield condition
     elif isinstance(condition, Not):
         yield from leaves(condition.operand)
@@ -315,15 +334,36 @@ class _Parser:
             raise ConditionError(f"unexpected {token.shown()}", token.position, "expected a signal, 'not' or '('")
         signal = self._signal()
         op = self._next()
+        words = TEXT_SIGNALS.get(signal.name)
+        if words is not None:
+            equality = _EQUALITY.get(op.text) if op.kind == "op" else None
+            if equality is None:
+                hint = f"{signal.name} is a word: test it with == or != and a quoted word"
+                raise ConditionError(f"unexpected {op.shown()}", op.position, hint)
+            return Equals(signal, equality, self._word(signal.name, words))
         if op.kind != "op":
             hint = "use '==' to test equality" if op.text == "=" else f"expected one of {' '.join(OPERATORS)}"
             raise ConditionError(f"unexpected {op.shown()}", op.position, hint)
         return Compare(signal, _OPERATOR[op.text], self._number())
 
+    def _word(self, name: str, words: tuple[str, ...]) -> str:
+        token = self._next()
+        expected = ", ".join(_quoted(word) for word in words)
+        if token.kind != "string":
+            raise ConditionError(f"unexpected {token.shown()}", token.position, f"expected one of {expected}")
+        if token.text not in words:
+            close = difflib.get_close_matches(token.text, words, n=1)
+            hint = f"did you mean {_quoted(close[0])}?" if close else f"expected one of {expected}"
+            raise ConditionError(f"unknown {name} {_quoted(token.text)}", token.position, hint)
+        return token.text
+
     def _deviates(self) -> Deviates:
         self._next()
         self._expect("punct", "(", "'(' after 'deviates'")
+        name = self._peek()
         signal = self._signal()
+        if signal.name in TEXT_SIGNALS:
+            raise ConditionError(f"deviates() needs a number signal, and {signal.name} is a word", name.position)
         self._expect("punct", ",", "',' and the number of standard deviations")
         start = self._peek().position
         k = self._number()

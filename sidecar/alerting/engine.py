@@ -382,11 +382,12 @@ class AlertEngine:
 
 
 def _headline(terms: Sequence[Term]) -> float | None:
-    """The value of the first part that held, else of the first part with a value."""
-    for term in terms:
-        if term.result and term.value is not None:
-            return term.value
-    return next((term.value for term in terms if term.value is not None), None)
+    """The number of the first part that held, else of the first part with a number; a word is no headline."""
+    numbers = [(term.result, term.value) for term in terms if isinstance(term.value, float)]
+    for result, value in numbers:
+        if result:
+            return value
+    return numbers[0][1] if numbers else None
 
 
 def _summary(terms: Sequence[Term]) -> str:

@@ -13,7 +13,9 @@ plainly true fires. The connectives follow Kleene's (and SQL's) logic:
 So ``not accuracy > 0.9`` does not fire while accuracy is unknown, and
 ``psi > 0.2 or accuracy < 0.8`` fires on either known part alone, never on
 the missing one. Treating unknown as false would make ``not`` fire on missing
-data, paging people for an empty window.
+data, paging people for an empty window. A text signal without a word (no
+experiment, or none analysed yet) is unknown the same way, so
+``experiment_decision != "roll_out"`` stays quiet without an experiment.
 
 ``deviates(SIGNAL, K)`` judges the current value against the *previous*
 values in the baseline window (the engine records the new value after every
@@ -33,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sidecar.alerting.conditions import And, Compare, Condition, Deviates, Not, Operator, Or, SignalRef
+from sidecar.alerting.conditions import And, Compare, Condition, Deviates, Equals, Not, Operator, Or, SignalRef
 from sidecar.alerting.signals import FEATURE_SIGNALS, Signals
 
 __all__ = ["MIN_HISTORY", "Term", "Truth", "judge", "resolve"]
@@ -60,13 +62,14 @@ class Term:
     ``feature`` names the feature a per-feature signal was read from, the
     worst one when the condition has no selector. For ``deviates``,
     ``threshold`` is K and ``mean``, ``std``, ``points`` describe the history.
+    For a text signal, ``value`` is the word seen and ``threshold`` the word tested for.
     """
 
     expression: str
     signal: str
     feature: str | None
-    value: float | None
-    threshold: float
+    value: float | str | None
+    threshold: float | str
     result: Truth
     mean: float | None = None
     std: float | None = None
@@ -90,6 +93,8 @@ class Term:
         where = f" for feature {self.feature!r}" if self.feature is not None else ""
         if self.value is None:
             return f"{self.signal}{where}: not enough data ({self.expression})"
+        if isinstance(self.value, str):
+            return f"{self.signal} = {self.value!r} ({self.expression})"
         if self.points is None:
             return f"{self.signal} = {self.value:.4g}{where} ({self.expression})"
         if self.mean is None or self.std is None:
@@ -130,6 +135,12 @@ def _judge(
         value, feature = resolve(condition.signal, signals)
         result = None if value is None else _COMPARE[condition.op](value, condition.threshold)
         terms.append(Term(str(condition), condition.signal.name, feature, value, condition.threshold, result))
+        return result
+    if isinstance(condition, Equals):
+        name = condition.signal.name
+        word = signals.text(name)
+        result = None if word is None else (word == condition.word) == (condition.op == "==")
+        terms.append(Term(str(condition), name, None, word, condition.word, result))
         return result
     if isinstance(condition, Deviates):
         term = _deviates(condition, signals, history.get(condition.signal, ()))

@@ -229,7 +229,9 @@ def _text(raw: dict[Any, Any], key: str, where: str, problems: list[str]) -> str
 # The built-in rules, used without SIDECAR_ALERT_RULES: (name, condition, severity, for, description).
 # The waits: serving errors are already a rate over a window, and a P1 that waits costs users, but
 # one minute rides out a model-server restart. Performance and data signals come from windows of
-# an hour or so and move slowly; waiting a few evaluations keeps one noisy window from paging.
+# an hour or so and move slowly; waiting a few evaluations keeps one noisy window from paging. An
+# experiment's decision is new once a minute (SIDECAR_EXPERIMENT_INTERVAL_SECONDS) and its guardrails read
+# counters since start: five minutes rides out one analysis, and without an experiment it never fires.
 _DEFAULTS: Final[tuple[tuple[str, str | None, Severity, float, str], ...]] = (
     (
         "serving_errors_high",
@@ -251,6 +253,14 @@ _DEFAULTS: Final[tuple[tuple[str, str | None, Severity, float, str], ...]] = (
         "P2",
         300.0,
         "More than 0.1 data-quality violations per captured record in the last closed quality slice.",
+    ),
+    (
+        "experiment_revert",
+        'experiment_decision == "revert"',
+        "P2",
+        300.0,
+        "The A/B experiment's analysis says revert: a treatment is significantly worse on a primary metric, "
+        "or breaches a guardrail.",
     ),
     (
         "feature_drift",

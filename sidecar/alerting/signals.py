@@ -21,6 +21,7 @@ __all__ = [
     "FEATURE_SIGNALS",
     "SCALAR_SIGNALS",
     "SIGNALS",
+    "TEXT_SIGNALS",
     "Signals",
     "rank_drift",
 ]
@@ -56,7 +57,13 @@ FEATURE_SIGNALS: Final[Mapping[str, Literal["max", "min"]]] = {
     "ks_pvalue": "min",
     "chi2_pvalue": "min",
 }
-SIGNALS: Final[frozenset[str]] = frozenset(SCALAR_SIGNALS) | frozenset(FEATURE_SIGNALS)
+# Signals whose value is one word of a fixed list, compared with == and != only: the A/B experiment's
+# decision (sidecar.experiments.decision.DECISIONS, written out here because this module imports nothing of
+# the sidecar; a test holds the two lists equal).
+TEXT_SIGNALS: Final[Mapping[str, tuple[str, ...]]] = {
+    "experiment_decision": ("invalid", "revert", "roll_out", "no_difference", "keep_running"),
+}
+SIGNALS: Final[frozenset[str]] = frozenset(SCALAR_SIGNALS) | frozenset(FEATURE_SIGNALS) | frozenset(TEXT_SIGNALS)
 
 
 def _known(value: float | None) -> float | None:
@@ -67,8 +74,10 @@ def _known(value: float | None) -> float | None:
 class Signals:
     """The signal values of one evaluation; a missing name reads as None (insufficient data).
 
-    ``top_drift`` is context for people, not a signal: the most drifted
-    features with their PSI, largest first (:func:`rank_drift` builds it).
+    ``texts`` holds the :data:`TEXT_SIGNALS`' words (None: no experiment, or
+    none analysed yet). ``top_drift`` is context for people, not a signal:
+    the most drifted features with their PSI, largest first (:func:`rank_drift`
+    builds it).
 
     Usage::
 
@@ -77,6 +86,7 @@ class Signals:
             features={"psi": {"age": 0.31, "income": 0.05}, "ks_pvalue": {"age": 0.001}},
             model_version="7",
             top_drift=rank_drift({"age": 0.31, "income": 0.05}),
+            texts={"experiment_decision": "keep_running"},
         )
     """
 
@@ -84,10 +94,15 @@ class Signals:
     features: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
     model_version: str | None = None
     top_drift: tuple[tuple[str, float], ...] = ()
+    texts: Mapping[str, str | None] = field(default_factory=dict)
 
     def value(self, name: str) -> float | None:
         """A scalar signal's value, or None."""
         return _known(self.values.get(name))
+
+    def text(self, name: str) -> str | None:
+        """A text signal's word, or None."""
+        return self.texts.get(name)
 
     def feature_value(self, name: str, feature: str) -> float | None:
         """One feature's value of a per-feature signal, or None."""

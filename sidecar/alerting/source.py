@@ -22,6 +22,9 @@ signal                   source
 ``accuracy`` ...         the primary variant's realised metrics; None with too few labels
 ``label_coverage``       labelled share of the stored predictions of the performance window
 ``accuracy_drop``        ``(baseline − accuracy) / baseline``, with the accuracy baseline
+``experiment_decision``  the A/B experiment's current decision, from the callable given (the
+                         experiment runner's); None without an experiment or before its first
+                         analysis
 =======================  =================================================================
 """
 
@@ -49,7 +52,8 @@ class SignalSource:
     Usage::
 
         source = SignalSource(metrics, monitors, performance, baseline={"accuracy": 0.91},
-                              rate_window_seconds=300, min_requests=20, variant="primary")
+                              rate_window_seconds=300, min_requests=20, variant="primary",
+                              experiment_decision=runner.decision)   # or None without an experiment
         monitor.subscribe(source.observe)       # the model version of the newest record
         engine.evaluate(source.build(now), now)
     """
@@ -64,9 +68,11 @@ class SignalSource:
         rate_window_seconds: float,
         min_requests: int,
         variant: str,
+        experiment_decision: Callable[[], str | None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.metrics = metrics
+        self.experiment_decision = experiment_decision
         self.monitors = monitors
         self.performance = performance
         self.baseline = dict(baseline)
@@ -93,11 +99,13 @@ class SignalSource:
         features, data = self._data()
         values.update(data)
         values.update(self._performance())
+        decision = self.experiment_decision
         return Signals(
             values=values,
             features=features,
             model_version=self.model_version,
             top_drift=rank_drift(features.get("psi", {})),
+            texts={"experiment_decision": None if decision is None else decision()},
         )
 
     def _serving(self, now: float) -> dict[str, float | None]:

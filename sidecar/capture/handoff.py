@@ -63,6 +63,8 @@ def exchange_bytes(exchange: Exchange) -> int:
     >>> exchange_bytes(Exchange("id", 0.0, "POST", "/", [(b"a", b"bc")], b"{}", 200, [], b"{}", 0.0, "v", "s", 1.0))
     647
     """
+    # An experiment's unit is left out: a copy of a request header's value or of a feature in a first body
+    # message of at most 16 KiB, it is never larger than bytes counted here already.
     size = _EXCHANGE_OVERHEAD + len(exchange.request_body) + len(exchange.response_body)
     for headers in (exchange.request_headers, exchange.response_headers):
         size += _HEADER_OVERHEAD * len(headers)
@@ -263,11 +265,13 @@ class Capture:
         latency_seconds: float,
         variant: str,
         probability: float | None,
+        unit: str | None = None,
     ) -> None:
         """Enqueue one finished exchange that :meth:`admit` kept. A body of None was over ``max_bytes``.
 
         ``probability`` is what :meth:`admit` returned: None when the decision is
         the worker's (importance and feature strata need the parsed payload).
+        ``unit`` is the experiment's unit the request was routed by (None: no experiment, or a coin).
         Never blocks: a queue full in count or in bytes drops the exchange and counts it (``queue_full``).
         """
         if request_body is None or response_body is None:
@@ -289,6 +293,7 @@ class Capture:
             self.sampler.strategy,
             probability,
             request_id_generated,
+            unit,
         )
         if not self.queue.put_nowait(exchange):
             self.metrics.dropped["queue_full"] += 1

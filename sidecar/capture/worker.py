@@ -20,6 +20,13 @@ distributions (and a learned reference) toward the inputs that fail. The test
 is one comparison per exchange; ``mlsidecar_requests_total{code}`` counts
 those responses, and ``mlsidecar_captures_total`` still counts the exchanges,
 since each was kept and logged.
+
+With an experiment, each record carries the request's ``unit`` (the one the
+proxy routed it by, from the exchange) and its ``segment``, the value of the
+experiment's ``segment_by``: a request header's, or the row's feature's
+(after PII removal, so a segment never holds what anonymisation took out),
+in :func:`~sidecar.experiments.units.unit_text`'s form, None when absent.
+Without one, both stay None.
 """
 
 from __future__ import annotations
@@ -31,10 +38,12 @@ from typing import Literal
 
 from sidecar.capture.handoff import Capture
 from sidecar.capture.privacy import Anonymizer
+from sidecar.experiments.units import unit_text
 from sidecar.prometheus import counter
 from sidecar.protocols import AdapterOptions, PayloadError, PayloadTooLarge, parse_exchange
 from sidecar.records import Exchange, PredictionRecord
 from sidecar.sinks import LogBatch, Sink
+from sidecar.syntax.sampling import SourceKind
 
 __all__ = ["CaptureWorker", "WorkerMetrics", "Subscriber"]
 
@@ -84,7 +93,8 @@ class CaptureWorker:
 
     Usage::
 
-        worker = CaptureWorker(capture, options, anonymizer, sinks, model_name="iris", model_version=None)
+        worker = CaptureWorker(capture, options, anonymizer, sinks, model_name="iris", model_version=None,
+                               version_header=b"x-model-version", segment_by=("header", "x-country"))
         worker.subscribe(drift.update)   # Callable[[Sequence[PredictionRecord]], None]
         task = asyncio.create_task(worker.run())
         ...
@@ -101,6 +111,7 @@ class CaptureWorker:
         model_name: str,
         model_version: str | None,
         version_header: bytes,
+        segment_by: tuple[SourceKind, str] | None = None,
     ) -> None:
         self.capture = capture
         self.options = options
@@ -109,6 +120,11 @@ class CaptureWorker:
         self.model_name = model_name
         self.model_version = model_version
         self.version_header = version_header
+        # The experiment's segment_by, split by where it is read: a header's name as ASGI spells it (lower
+        # case, as the definition has it), or a feature's; empty when it is not read there.
+        kind, name = segment_by or ("", "")
+        self._segment_header = name.encode("latin-1") if kind == "header" else b""
+        self._segment_feature = name if kind == "feature" else ""
         self.metrics = WorkerMetrics(model_name)
         self._subscribers: list[Subscriber] = []
 
@@ -219,14 +235,18 @@ class CaptureWorker:
         version = parsed.model_version or self._header_version(exchange) or self.model_version
         latency_ms = exchange.latency_seconds * 1000.0
         # Positional, in the field order of PredictionRecord: keywords cost twice as much, once per row.
-        timestamp, model, variant, status, strategy = (
+        timestamp, model, variant, status, strategy, unit = (
             exchange.timestamp,
             self.model_name,
             exchange.variant,
             exchange.status_code,
             exchange.strategy,
+            exchange.unit,
         )
-        return [
+        # A header's segment is the exchange's; a feature's is each row's, set below.
+        header = self._segment_header
+        segment = unit_text(exchange.header(header)) if header else None
+        records = [
             PredictionRecord(
                 timestamp,
                 request_id,
@@ -242,9 +262,16 @@ class CaptureWorker:
                 status,
                 strategy,
                 probability,
+                unit,
+                segment,
             )
             for i, row in enumerate(rows)
         ]
+        feature = self._segment_feature
+        if feature:
+            for record in records:
+                record.segment = unit_text(record.features.get(feature))
+        return records
 
     def _header_version(self, exchange: Exchange) -> str | None:
         value = exchange.header(self.version_header, response=True)

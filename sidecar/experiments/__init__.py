@@ -26,7 +26,18 @@ numpy or scipy:
   request), :mod:`.analysis` (:func:`~.analysis.analyse`: SRM, effects,
   correction, power, novelty, Simpson, guardrails, decisions into one
   :class:`~.snapshot.ExperimentSnapshot`), :mod:`.view` (the body of
-  ``GET /api/v1/experiments`` and the metrics' samples).
+  ``GET /api/v1/experiments`` and the metrics' samples);
+- the running experiment, in the monitoring process: :mod:`.runner`
+  (:class:`~.runner.ExperimentRunner`, the evaluator that gathers, analyses
+  off the loop and publishes a snapshot every interval, from a start the
+  store keeps for every replica), :mod:`.metrics` (the analysis metrics over
+  its snapshot), :mod:`.api` (``GET /api/v1/experiments`` and
+  ``POST /api/v1/outcomes``, routes for the admin app);
+- in the serving process: :mod:`.traffic` (the assignments per arm and the
+  shadow mirrors' outcomes, as metrics).
 
-Not wired into the proxy yet: nothing calls these outside their tests.
+The runner, the API and the metrics import the statistics (scipy) only when
+they analyse or render an analysis, so the serving process, which builds
+the same components, never loads them; ``tests/experiments/test_layering.py``
+holds this.
 """

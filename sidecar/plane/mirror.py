@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sidecar.experiments.routing import Router
 from sidecar.sampling import Sampler
 from sidecar.sampling.base import Decision, Headers
 from sidecar.serving.flags import FlagChange, Flags
@@ -32,12 +33,18 @@ class ServingState:
     # Capture drops counted on the request path, by reason.
     dropped: dict[str, int]
     at: float = 0.0
+    # A split experiment's router: the requests it sent to each arm, by unit and by coin (its
+    # ``keyed`` and ``randomised``), for the sample-ratio check on assignment; None without one.
+    routing: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
 
-def serving_state(counts: ServingCounts, flags: Flags, dropped: Mapping[str, int], at: float) -> ServingState:
+def serving_state(
+    counts: ServingCounts, flags: Flags, dropped: Mapping[str, int], at: float, router: Router | None = None
+) -> ServingState:
     """Copy what the monitoring side mirrors; O(variants × buckets)."""
     routes = {variant: (dict(route.codes), list(route.duration.counts)) for variant, route in counts.routes.items()}
-    return ServingState(routes, flags.use_fallback_model, dict(flags.changes), dict(dropped), at)
+    routing = None if router is None else (tuple(router.keyed), tuple(router.randomised))
+    return ServingState(routes, flags.use_fallback_model, dict(flags.changes), dict(dropped), at, routing)
 
 
 @dataclass
@@ -64,6 +71,7 @@ class ServingMirror:
     def __init__(self, variants: Sequence[str]) -> None:
         self.routes: dict[str, RouteMirror] = {variant: RouteMirror() for variant in variants}
         self.dropped: dict[str, int] = {}
+        self.routing: tuple[tuple[int, ...], tuple[int, ...]] | None = None
         self.updated_at = 0.0
 
     def update(self, state: ServingState) -> None:
@@ -72,6 +80,7 @@ class ServingMirror:
             route.codes = codes
             route.duration.counts = counts
         self.dropped = state.dropped
+        self.routing = state.routing
         self.updated_at = state.at
 
 

@@ -32,8 +32,18 @@ from starlette.applications import Starlette
 
 from sidecar.admin.app import create_admin_app
 from sidecar.admin.history import History
-from sidecar.assembly import PRIMARY, Alerting, Components, build_alerting, build_components, register_monitoring
+from sidecar.assembly import (
+    Alerting,
+    Components,
+    build_alerting,
+    build_components,
+    build_experiment_runner,
+    experiment_routes_of,
+    primary_variant,
+    register_monitoring,
+)
 from sidecar.config import Settings
+from sidecar.experiments.data import Routing
 from sidecar.monitoring.evaluator import status_json
 from sidecar.plane import frames
 from sidecar.plane.asgi import call_app
@@ -128,10 +138,14 @@ class MonitoringProcess:
         parts.capture.sampler = RemoteSampler(
             parts.capture.sampler, lambda reason, hold: self._send((frames.TRIGGER, reason, hold))
         )
-        alerting = build_alerting(s, parts, mirror, flags, PRIMARY)
+        # The router is the serving process's: its counts come with each SERVING message.
+        experiments = build_experiment_runner(
+            s, parts, mirror, lambda: None if mirror.routing is None else Routing(*mirror.routing)
+        )
+        alerting = build_alerting(s, parts, mirror, flags, primary_variant(parts.experiment), experiments)
         # The process_* and python_* families describe the serving process, whose registry has them.
         registry = create_registry(s.model_name, max_series=s.metrics_max_series, process=False)
-        register_monitoring(registry, parts, alerting, s.model_name)
+        register_monitoring(registry, parts, alerting, s.model_name, experiments)
         history = History(parts.monitors, parts.performance, mirror)
         app = create_admin_app(
             registry,
@@ -145,6 +159,7 @@ class MonitoringProcess:
             labels_max_bytes=s.labels_max_bytes,
             history=history,
             eval_interval_seconds=s.eval_interval_seconds,
+            routes=experiment_routes_of(s, parts, experiments),
         )
         outgoing = [*alerting.clients, *(c for c in (parts.webhook,) if c is not None)]
         loop = asyncio.get_running_loop()
@@ -184,6 +199,11 @@ class MonitoringProcess:
             loop.create_task(alerting.runner.run(s.eval_interval_seconds), name="alerts"),
             loop.create_task(alerting.notifier.run(), name="alert-notifier"),
             loop.create_task(history.run(s.eval_interval_seconds), name="history"),
+            *(
+                []
+                if experiments is None
+                else [loop.create_task(experiments.run(s.experiment_interval_seconds), name="experiments")]
+            ),
             loop.create_task(self._read_control(control_reader, on_control), name="control"),
             loop.create_task(self._report(parts), name="progress"),
         ]

@@ -33,6 +33,7 @@ from prometheus_client import Counter, Gauge
 from sidecar.capture.handoff import Capture
 from sidecar.config import Settings
 from sidecar.exceptions import SidecarError
+from sidecar.experiments.routing import Router
 from sidecar.plane import frames
 from sidecar.plane.mirror import serving_state
 from sidecar.prometheus import counter, gauge
@@ -93,12 +94,16 @@ class MonitorLink:
         counts: ServingCounts,
         flags: Flags,
         variants: tuple[str, ...],
+        *,
+        router: Router | None = None,
     ) -> None:
         self.settings = settings
         self.capture = capture
         self.counts = counts
         self.flags = flags
         self.variants = variants
+        # A split experiment's router, whose counts the monitoring side's analysis reads through the mirror.
+        self.router = router
         model = settings.model_name
         self.restarts: Counter = counter(
             "monitor_restarts_total",
@@ -305,7 +310,7 @@ class MonitorLink:
             control = self._control
             if control is None or not self._ready.is_set():
                 continue
-            state = serving_state(self.counts, self.flags, self.capture.metrics.dropped, time.time())
+            state = serving_state(self.counts, self.flags, self.capture.metrics.dropped, time.time(), self.router)
             control.write(frames.encode((frames.SERVING, state)))
             if time.monotonic() - self._progress_at > _STUCK_SECONDS and self._process is not None:
                 logger.error("the monitoring process reported nothing for %gs: killing it", _STUCK_SECONDS)

@@ -4,6 +4,19 @@ This file is the whole request path. Per request it does only O(1) work:
 rewrite headers, forward the request, stream the response back byte for
 byte, time it and count it. It imports settings, metrics and the upstream
 client, nothing that computes statistics.
+
+An experiment (issue 17) adds one of two steps, each behind an attribute
+that is None without one. Split mode: after the first body message, the
+:class:`~sidecar.serving.arms.Split` picks the arm, whose client, metrics
+and variant then serve the request. Shadow mode: once the client has
+control's whole answer, a copy of the request goes to the
+:class:`~sidecar.serving.arms.Mirror`'s Shadow, one ``put_nowait``. Control
+answered means mirrored, whatever its status (a 5xx is an answer to compare
+too); a request the proxy answered itself (502, 503 or 504: control gave no
+answer to pair the challenger's with), whose client left before the end of
+the answer (its body may not even be whole), or that the fallback served, is
+not. While the ``use_fallback_model`` flag is set, neither step runs: the
+fallback serves the request, which is in no arm.
 """
 
 from __future__ import annotations
@@ -18,6 +31,7 @@ import orjson
 
 from sidecar.capture.handoff import Capture
 from sidecar.exceptions import UpstreamError
+from sidecar.serving.arms import Mirror, MirrorBody, Split
 from sidecar.serving.flags import Flags
 from sidecar.serving.headers import client_headers, upstream_headers
 from sidecar.serving.metrics import ProxyMetrics, RouteMetrics
@@ -125,6 +139,14 @@ class ProxyApp:
     attribute read per request, and requests already in flight finish where
     they started.
 
+    With ``split`` (a :class:`Split`), each request the fallback does not
+    serve goes to the arm it routes to; ``variant`` is then the control's
+    name (the arm a request whose client left before its body came is
+    counted under). With ``mirror`` (a :class:`Mirror`), each request control
+    answered is copied to the challenger after the client has the answer. An
+    experiment is in one mode, so not both; see the module docstring for
+    what is mirrored.
+
     A client that takes no bytes of its response for ``send_timeout``
     seconds (its connection's write buffer stays full) is dropped, which
     ends the exchange and frees its upstream connection: otherwise clients
@@ -140,15 +162,26 @@ class ProxyApp:
         variant: str,
         fallback: tuple[UpstreamClient, str, Flags] | None = None,
         send_timeout: float,
+        split: Split | None = None,
+        mirror: Mirror | None = None,
     ) -> None:
+        if split is not None and mirror is not None:
+            raise ValueError("an experiment either splits the traffic or mirrors it, not both")
+        if split is not None and variant != split.control:
+            raise ValueError(f"with a split, the primary upstream serves control {split.control!r}, not {variant!r}")
         self.client = client
         self.metrics = metrics
         self._send_timeout = send_timeout
         self.capture = capture
         self.variant = variant
         self.route: RouteMetrics = metrics.routes[variant]
-        self._primary = (client, self.route, variant)
-        self._fallback = self._primary if fallback is None else (fallback[0], metrics.routes[fallback[1]], fallback[1])
+        # What serves a request: the upstream, its metrics and variant, and the experiment's split or mirror.
+        # The fallback's has neither, so the flag wins over the experiment at no cost of its own: a request
+        # the fallback serves is in no arm, and gets no mirror.
+        self._primary = (client, self.route, variant, split, mirror)
+        self._fallback = (
+            self._primary if fallback is None else (fallback[0], metrics.routes[fallback[1]], fallback[1], None, None)
+        )
         self._flags = None if fallback is None else fallback[2]
         self._capture_limit = capture.max_bytes if capture.enabled else -1
         # Requests waiting for a disconnect watcher, in two generations: at
@@ -190,7 +223,13 @@ class ProxyApp:
             scope["headers"], scope.get("client"), scope["scheme"], wall_time
         )
         flags = self._flags
-        client, route, variant = self._fallback if flags is not None and flags.use_fallback_model else self._primary
+        client, route, variant, split, mirror = (
+            self._fallback if flags is not None and flags.use_fallback_model else self._primary
+        )
+        # The experiment's unit of the request, when an arm was chosen by one.
+        unit: bytes | None = None
+        # A streamed body kept for the mirror, when there is one.
+        mirrored: MirrorBody | None = None
         try:
             target: bytes = scope["raw_path"]
             if scope["query_string"]:
@@ -203,7 +242,9 @@ class ProxyApp:
             first: bytes = message.get("body", b"")
             body: Body = first
             if message.get("more_body", False):
-                body = self._stream_body(first, receive, exchange)
+                if mirror is not None:
+                    mirrored = MirrorBody(mirror)
+                body = self._stream_body(first, receive, exchange, mirrored)
             else:
                 size = exchange.request_size = len(first)
                 if capture_limit >= 0:
@@ -215,6 +256,12 @@ class ProxyApp:
                     else:
                         self._give_up_capture(exchange)
                 self._watch_later(exchange, receive, loop)
+            if split is not None:
+                # Decided here, before forwarding: a feature key's unit is in a whole first message; a
+                # streamed body has none, and a coin decides its arm.
+                routed = split.route(scope["headers"], scope["path"], first if body is first else None)
+                client, route, variant = split.arms[routed.variant_index]
+                unit = routed.unit
             sent_at = perf_counter()
             try:
                 async with client.forward(scope["method"], target, lines, count, body, declared_length) as response:
@@ -275,6 +322,18 @@ class ProxyApp:
                         latency_seconds=perf_counter() - start,
                         variant=variant,
                         probability=probability,
+                        # As unit_text decodes a header's bytes; a feature's unit was UTF-8 text already.
+                        unit=None if unit is None else unit.decode("utf-8", "replace"),
+                    )
+                if mirror is not None:
+                    # After the client has control's whole answer: the challenger's copy costs it no latency.
+                    mirror.shadow.submit(
+                        scope["method"],
+                        target,
+                        lines,
+                        count,
+                        first if mirrored is None else mirrored.body(),
+                        request_id.decode("latin-1"),
                     )
             except UpstreamError as exc:
                 if exchange.disconnected:
@@ -319,6 +378,8 @@ class ProxyApp:
             if exchange.held:
                 # Submitted or not, the bodies are no longer this request's to keep.
                 self.capture.release(exchange.held)
+            if mirrored is not None:
+                mirrored.release()
             if status != CLIENT_CLOSED_REQUEST and getattr(exchange.cycle, "disconnected", False) is True:
                 # The client left before the watcher started (or between its
                 # sweeps) and the answer went nowhere: count what the client got.
@@ -335,13 +396,18 @@ class ProxyApp:
                 self.capture.observe(status, duration)
             metrics.record(route, status, duration, upstream_time, exchange.request_size, response_size)
 
-    async def _stream_body(self, first: bytes, receive: Receive, exchange: _Exchange) -> AsyncIterator[bytes]:
+    async def _stream_body(
+        self, first: bytes, receive: Receive, exchange: _Exchange, mirrored: MirrorBody | None
+    ) -> AsyncIterator[bytes]:
         # Chunks go upstream as they come, so a 100 MB body is never held whole;
         # the ASGI server pauses reading from the client while we are behind.
+        # Only ``mirrored`` (in shadow mode) keeps a copy for the challenger, within its bounds.
         exchange.request_size = len(first)
         limit = exchange.capture_limit
         # limit is -1 with capture off: nothing is kept.
         kept = self._keep(exchange, [], first, len(first), limit)
+        if mirrored is not None:
+            mirrored.add(first)
         if first:
             yield first
         while True:
@@ -354,10 +420,14 @@ class ProxyApp:
             exchange.request_size += len(chunk)
             if kept is not None:
                 kept = self._keep(exchange, kept, chunk, exchange.request_size, limit)
+            if mirrored is not None:
+                mirrored.add(chunk)
             if chunk:
                 yield chunk
             if not message.get("more_body", False):
                 break
+        if mirrored is not None:
+            mirrored.finish()
         exchange.request_body = b"".join(kept) if kept is not None else None
         self._watch_later(exchange, receive, self.client.loop)
 

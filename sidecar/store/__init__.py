@@ -41,6 +41,7 @@ Usage::
         joined = await store.labelled(since=now - 86400, model="iris")
     joined = await store.attach_outcomes("ranker-v2", [OutcomeItem("conversion", 1.0, None, None, "u-17")],
                                          arms=("control", "treatment"))
+    start = await store.experiment_started("ranker-v2", time.time())   # the first call's time, ever after
     sums = await store.outcome_sums("ranker-v2", "conversion", ("control", "treatment"), since=start,
                                     period_seconds=86400.0, calendar=False)
     await store.close(deadline)
@@ -106,7 +107,10 @@ lives as long as the prediction it joined (an outcome by unit, while the
 unit has any), so eviction bounds outcomes as it bounds predictions.
 :meth:`~PredictionStore.outcome_sums`, :meth:`~PredictionStore.labelled_exposures`
 and :meth:`~PredictionStore.experiment_units` give the analysis its per-arm
-figures over a window of prediction time (:mod:`.experiment`).
+figures over a window of prediction time (:mod:`.experiment`), which starts
+when the experiment first ran: :meth:`~PredictionStore.experiment_started`
+records that time once, for every replica sharing the store and for every
+restart, and reads it back.
 
 **Windows are over prediction time.** :meth:`~PredictionStore.labelled`,
 :meth:`~PredictionStore.coverage`, :meth:`~PredictionStore.label_marker` and

@@ -134,6 +134,11 @@ class Backend(Protocol):
         """The labelled predictions of the arms at or after ``since``, with their analysis unit, segment and period."""
         ...
 
+    def experiment_started(self, name: str, now: float) -> float:
+        """When the experiment ``name`` first ran (on any replica sharing the database): record ``now`` if it never
+        had, then read the time recorded."""
+        ...
+
     def evict(self, now: float) -> tuple[int, int]:
         """Delete what is past the TTL, then the oldest past ``max_rows``, and the outcomes they took with them:
         counts of predictions (ttl, max_rows)."""

@@ -404,6 +404,17 @@ class PredictionStore:
             self._writer.query, lambda db: db.labelled_exposures(arms, since, model, period_seconds, calendar)
         )
 
+    async def experiment_started(self, name: str, now: float) -> float:
+        """When the experiment ``name`` first ran: ``now`` the first time it is asked, the same time ever after.
+
+        Kept in the store, so it is the same after a restart and, with
+        PostgreSQL, on every replica (the first to record it wins): an
+        experiment's analysis window starts there. Never evicted, and keyed by
+        the name alone: to start an experiment afresh, rename it. Raises
+        :class:`StoreError` if the database fails or cannot be reached.
+        """
+        return await self._call(self._writer.query, lambda db: db.experiment_started(name, now))
+
     async def evict(self) -> tuple[int, int]:
         """Evict now what is past the TTL, then the oldest past ``max_rows``: counts (ttl, max_rows).
 

@@ -314,6 +314,10 @@ FROM predictions WHERE ts >= %(since)s AND variant = ANY (%(arms)s){model}
 GROUP BY variant
 """
 _OF_MODEL = " AND model = %(model)s"
+# Two statements, each its own transaction (the connection autocommits): the read's snapshot is taken after
+# the insert, or after the other replica's insert it waited for, so it sees whichever start won.
+_EXPERIMENT_START = "INSERT INTO experiments (name, started_at) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING"
+_EXPERIMENT_STARTED = "SELECT started_at FROM experiments WHERE name = %s"
 # The writer's session plans nested loops only (see _NESTED_LOOPS_ONLY): right for the label join, hopeless for
 # these aggregates, whose joins are of whole windows. The opposite holds here: with statistics that lag the
 # writes, the planner took a window of 200,000 rows for 164 and looped over the outcomes once per row (past
@@ -629,6 +633,15 @@ class Database:
             with self._aggregating():
                 rows = self._db.execute(query, parameters).fetchall()
         return collect_exposures(arms, rows)
+
+    def experiment_started(self, name: str, now: float) -> float:
+        """When the experiment ``name`` first ran on any replica: ``now`` if it never had, else the time recorded."""
+        self._retried(lambda: self._db.execute(_EXPERIMENT_START, (name, now)))
+        with self._errors():
+            row = self._db.execute(_EXPERIMENT_STARTED, (name,)).fetchone()
+        if row is None:
+            raise Refused(f"experiment {name!r} has no start time after it was recorded")  # pragma: no cover
+        return float(row[0])
 
     @contextlib.contextmanager
     def _aggregating(self) -> Iterator[None]:

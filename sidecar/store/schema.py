@@ -29,6 +29,10 @@ Version 2 adds the ``outcomes`` table, an experiment's business outcomes
 first of a key wins across replicas, with the joined prediction's model, arm,
 unit and time (``exposed_at``, by which it is evicted).
 
+Version 3 adds the ``experiments`` table: when each experiment first ran on
+any replica, where its analysis window starts (the first replica to record
+it wins; the others read its time).
+
 The indexes are those the store's queries need: the key (request id, row)
 for conflicts and the label join; (model, ts) for windows, coverage, the
 estimate, the count and eviction; a partial (model, ts) INCLUDE
@@ -48,7 +52,7 @@ from sidecar.store.values import StoreError
 
 __all__ = ["SCHEMA_LOCK", "SCHEMA_VERSION", "VERSION_TABLE", "lock_key", "migrate"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 VERSION_TABLE = "sidecar_schema_version"
 
 
@@ -112,6 +116,14 @@ _MIGRATIONS = {
         )
         """,
         "CREATE INDEX outcomes_exposed ON outcomes (model, exposed_at)",
+    ],
+    3: [
+        """
+        CREATE TABLE experiments (
+            name        text             PRIMARY KEY,
+            started_at  double precision NOT NULL  -- Unix seconds, by the clock of the replica that recorded it
+        )
+        """,
     ],
 }
 

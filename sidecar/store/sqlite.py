@@ -49,7 +49,7 @@ logger = logging.getLogger("sidecar.store")
 P = ParamSpec("P")
 R = TypeVar("R")
 
-SCHEMA_VERSION = 3  # PRAGMA user_version; bump with a migration (_MIGRATIONS) when the tables change
+SCHEMA_VERSION = 4  # PRAGMA user_version; bump with a migration (_MIGRATIONS) when the tables change
 # The writer is the file's only writer, so waiting on a lock means another
 # process shares the state directory; waiting long would only back the buffer up.
 _BUSY_TIMEOUT_MS = 100
@@ -105,6 +105,13 @@ CREATE TABLE outcomes (
 CREATE INDEX outcomes_exposed ON outcomes (exposed_at);
 CREATE INDEX predictions_unit ON predictions (unit) WHERE unit IS NOT NULL;
 """
+# When each experiment first ran (version 4): its analysis window starts there, after restarts too.
+_EXPERIMENTS = """
+CREATE TABLE experiments (
+    name        TEXT    PRIMARY KEY,
+    started_at  REAL    NOT NULL   -- Unix seconds, by the clock of the store that first recorded it
+);
+"""
 # Each migration takes the file from the version before it; the new columns come last, as ALTER TABLE
 # adds them, so a migrated file and a new one have the same columns in the same order.
 # The labelled rows of a window, and label_marker() from the index alone (version 2).
@@ -123,6 +130,7 @@ ALTER TABLE predictions ADD COLUMN unit TEXT;
 ALTER TABLE predictions ADD COLUMN segment TEXT;
 """
     + _OUTCOMES,
+    4: _EXPERIMENTS,
 }
 _COLUMNS = (
     "request_id",
@@ -144,7 +152,7 @@ _COLUMNS = (
     "segment",
 )
 # The columns each older version had, to migrate from.
-_COLUMNS_AT = {1: _COLUMNS[:-4], 2: _COLUMNS[:-2]}
+_COLUMNS_AT = {1: _COLUMNS[:-4], 2: _COLUMNS[:-2], 3: _COLUMNS}
 # Rows go in by multi-row INSERT ... VALUES statements, a batch in a few of them. One statement
 # is one sqlite3_step, so the GIL is released and retaken once per statement: executemany would
 # do it for every row, and under a busy event loop each retake waits its turn, so the store's
@@ -301,6 +309,9 @@ FROM predictions WHERE ts >= :since AND variant IN (SELECT value FROM json_each(
 GROUP BY variant
 """
 _OF_MODEL = " AND model = :model"
+# The first start recorded wins; the file has one writer, so the read that follows sees it.
+_EXPERIMENT_START = "INSERT INTO experiments (name, started_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING"
+_EXPERIMENT_STARTED = "SELECT started_at FROM experiments WHERE name = ?"
 
 
 def _refused(method: Callable[Concatenate[Database, P], R]) -> Callable[Concatenate[Database, P], R]:
@@ -577,6 +588,14 @@ class Database:
         query = _LABELLED_EXPOSURES.format(model=self._of(model))
         return collect_exposures(arms, self._db.execute(query, parameters))
 
+    @_refused
+    def experiment_started(self, name: str, now: float) -> float:
+        """When the experiment ``name`` first ran: ``now`` if it never had, else the time recorded then."""
+        with self._transaction():
+            self._db.execute(_EXPERIMENT_START, (name, now))
+            started: float = self._db.execute(_EXPERIMENT_STARTED, (name,)).fetchone()[0]
+        return started
+
     @staticmethod
     def _window(arms: Sequence[str], since: float, model: str | None) -> dict[str, Any]:
         return {"since": since, "arms": orjson.dumps(list(arms)).decode(), "model": model}
@@ -624,7 +643,8 @@ def _prepare(db: sqlite3.Connection, path: Path) -> int:
     if version == 0 and not columns:
         # A new file gets what the migrations give an old one, indexes included (a test compares the two).
         db.executescript(
-            f"BEGIN IMMEDIATE; {_SCHEMA} {_LABELLED_INDEX} {_OUTCOMES} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+            f"BEGIN IMMEDIATE; {_SCHEMA} {_LABELLED_INDEX} {_OUTCOMES} {_EXPERIMENTS}"
+            f" PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
         )
     elif version in _COLUMNS_AT and columns == _COLUMNS_AT[version]:
         steps = " ".join(_MIGRATIONS[step] for step in range(version + 1, SCHEMA_VERSION + 1))

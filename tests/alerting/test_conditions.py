@@ -9,13 +9,14 @@ from sidecar.alerting.conditions import (
     Compare,
     ConditionError,
     Deviates,
+    Equals,
     Not,
     Or,
     SignalRef,
     leaves,
     parse,
 )
-from sidecar.alerting.signals import FEATURE_SIGNALS, SCALAR_SIGNALS
+from sidecar.alerting.signals import FEATURE_SIGNALS, SCALAR_SIGNALS, TEXT_SIGNALS
 
 PSI = SignalRef("psi")
 
@@ -184,3 +185,69 @@ def test_every_signal_parses_and_selectors_only_on_feature_signals() -> None:
 def test_leaves_in_order() -> None:
     condition = parse("psi > 0.2 and not (mae > 1 or deviates(volume, 3))")
     assert [str(leaf) for leaf in leaves(condition)] == ["psi > 0.2", "mae > 1", "deviates(volume, 3)"]
+
+
+# --- word signals: experiment_decision -------------------------------------------------------------
+
+DECISION = SignalRef("experiment_decision")
+
+
+@pytest.mark.parametrize(
+    ("text", "tree"),
+    [
+        ('experiment_decision == "revert"', Equals(DECISION, "==", "revert")),
+        ("experiment_decision != 'roll_out'", Equals(DECISION, "!=", "roll_out")),
+        (
+            'experiment_decision == "revert" or error_rate > 0.1',
+            Or((Equals(DECISION, "==", "revert"), Compare(SignalRef("error_rate"), ">", 0.1))),
+        ),
+        ('not experiment_decision == "invalid"', Not(Equals(DECISION, "==", "invalid"))),
+    ],
+)
+def test_a_word_signal_is_tested_for_equality_with_a_quoted_word(text: str, tree: object) -> None:
+    assert parse(text) == tree
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "position", "hint"),
+    [
+        ("experiment_decision == revert", "unexpected 'revert'", 23, 'expected one of "invalid", "revert"'),
+        ("experiment_decision == 1", "unexpected '1'", 23, 'expected one of "invalid", "revert"'),
+        ('experiment_decision > "revert"', "unexpected '>'", 20, "is a word: test it with == or !="),
+        ('experiment_decision = "revert"', "unexpected '='", 20, "is a word: test it with == or !="),
+        ('experiment_decision == "revrt"', 'unknown experiment_decision "revrt"', 23, 'did you mean "revert"?'),
+        ('experiment_decision == "ship_it"', 'unknown experiment_decision "ship_it"', 23, "expected one of"),
+        (
+            "deviates(experiment_decision, 3)",
+            "deviates() needs a number signal, and experiment_decision is a word",
+            9,
+            "",
+        ),
+        ('experiment_decision{feature="x"} == "revert"', "unexpected selector on 'experiment_decision'", 19, ""),
+        ('error_rate == "revert"', 'unexpected string "revert"', 14, "expected a number"),
+    ],
+)
+def test_a_word_signal_refuses_what_is_not_one_of_its_words(text: str, message: str, position: int, hint: str) -> None:
+    with pytest.raises(ConditionError) as caught:
+        parse(text)
+    assert (caught.value.message, caught.value.position) == (message, position)
+    assert hint in caught.value.hint
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['experiment_decision == "revert"', 'experiment_decision != "roll_out" and not (psi > 0.2 or mae > 1)'],
+)
+def test_a_word_comparison_round_trips(text: str) -> None:
+    assert str(parse(text)) == text
+    assert parse(str(parse(text))) == parse(text)
+
+
+def test_every_word_of_every_word_signal_parses() -> None:
+    for name, words in TEXT_SIGNALS.items():
+        for word in words:
+            assert parse(f'{name} == "{word}"') == Equals(SignalRef(name), "==", word)
+    assert [str(leaf) for leaf in leaves(parse('experiment_decision == "revert" and psi > 1'))] == [
+        'experiment_decision == "revert"',
+        "psi > 1",
+    ]

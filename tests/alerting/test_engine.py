@@ -472,3 +472,52 @@ def test_default_rules_through_the_engine() -> None:
     assert moves(e.evaluate(sick, T0 + 120)) == [("serving_errors_high", "pending", "firing")]
     assert [a.name for a in e.firing()] == ["serving_errors_high"]
     assert e.firing()[0].rule.runbook == "serving_errors_high.md"
+
+
+def decision(word: str | None, **kv: float | None) -> Signals:
+    return Signals(values=kv, texts={"experiment_decision": word})
+
+
+def test_the_experiment_decision_fires_on_its_word_and_never_without_an_experiment() -> None:
+    e = engine(rule("experiment_revert", 'experiment_decision == "revert"', "P2", for_seconds=120))
+    # No experiment (or none analysed yet): unknown, never pending, not even under "!=".
+    quiet = engine(rule("not_rolled_out", 'experiment_decision != "roll_out"'))
+    for at in (T0, T0 + STEP):
+        assert e.evaluate(Signals(), at) == [] and quiet.evaluate(Signals(), at) == []
+    [term] = quiet.alerts()[0].context["terms"]  # type: ignore[index]
+    assert (term["value"], term["threshold"], term["result"]) == (None, "roll_out", None)
+    assert e.evaluate(decision("keep_running"), T0 + 2 * STEP) == []
+    assert moves(e.evaluate(decision("revert"), T0 + 3 * STEP)) == [("experiment_revert", "inactive", "pending")]
+    [fired] = e.evaluate(decision("revert", error_rate=0.01), T0 + 5 * STEP)
+    assert moves([fired]) == [("experiment_revert", "pending", "firing")]
+    # A word is no headline number; the summary shows the word seen.
+    assert fired.alert.value is None
+    assert fired.alert.summary == "experiment_decision = 'revert' (experiment_decision == \"revert\")"
+    [term] = fired.alert.context["terms"]  # type: ignore[index]
+    assert term == {
+        "expression": 'experiment_decision == "revert"',
+        "signal": "experiment_decision",
+        "feature": None,
+        "value": "revert",
+        "threshold": "revert",
+        "result": True,
+    }
+    assert moves(e.evaluate(decision("roll_out"), T0 + 6 * STEP)) == [("experiment_revert", "firing", "resolved")]
+    assert moves(quiet.evaluate(decision("keep_running"), T0 + 6 * STEP)) == [("not_rolled_out", "inactive", "firing")]
+
+
+def test_a_compound_condition_headlines_its_number_not_its_word() -> None:
+    e = engine(rule("bad_experiment", 'experiment_decision == "revert" and error_rate > 0.1'))
+    [fired] = e.evaluate(decision("revert", error_rate=0.3), T0)
+    assert fired.alert.value == 0.3
+    assert fired.alert.summary == (
+        "experiment_decision = 'revert' (experiment_decision == \"revert\"); error_rate = 0.3 (error_rate > 0.1)"
+    )
+
+
+def test_the_built_in_experiment_revert_rule() -> None:
+    e = engine(*default_rules(""))
+    assert e.evaluate(decision("keep_running"), T0) == []
+    assert moves(e.evaluate(decision("revert"), T0 + 60)) == [("experiment_revert", "inactive", "pending")]
+    assert moves(e.evaluate(decision("revert"), T0 + 360)) == [("experiment_revert", "pending", "firing")]
+    assert e.firing()[0].rule.runbook == "experiment_revert.md"

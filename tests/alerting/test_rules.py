@@ -16,7 +16,9 @@ from sidecar.alerting.rules import (
     parse_duration,
     rules_from_mapping,
 )
+from sidecar.alerting.signals import TEXT_SIGNALS
 from sidecar.exceptions import ProblemsError
+from sidecar.experiments.decision import DECISIONS
 
 GUIDE = """\
 alerts:
@@ -266,6 +268,7 @@ def test_default_rules() -> None:
         "serving_errors_high": ("P1", "error_rate > 0.5"),
         "accuracy_drop": ("P2", "accuracy_drop > 0.1"),
         "data_quality_major": ("P2", "quality_violations > 0.1"),
+        "experiment_revert": ("P2", 'experiment_decision == "revert"'),
         "feature_drift": ("P3", "psi > 0.2"),
         "prediction_drift": ("P3", "prediction_psi > 0.2"),
         "minor_feature_drift": ("P4", "psi > 0.1 and psi <= 0.2"),
@@ -278,12 +281,18 @@ def test_default_rules() -> None:
         "serving_errors_high": 60.0,
         "accuracy_drop": 600.0,
         "data_quality_major": 300.0,
+        "experiment_revert": 300.0,
         "feature_drift": 900.0,
         "prediction_drift": 900.0,
         "minor_feature_drift": 1800.0,
         "retraining_triggered": 0.0,
     }
     assert rules["retraining_triggered"].is_event
+
+
+def test_the_decision_signal_takes_the_experiments_decisions() -> None:
+    # signals.py imports nothing of the sidecar, so it writes the list out; this holds the two equal.
+    assert TEXT_SIGNALS["experiment_decision"] == DECISIONS
 
 
 def test_default_runbooks_are_relative_to_the_docs_without_a_base() -> None:

@@ -130,7 +130,7 @@ def test_bad_rules_stop_start_up_naming_the_rule_and_position(tmp_path: Path) ->
     result = subprocess.run(
         [sys.executable, "-m", "sidecar", "serve"], env=env, capture_output=True, text=True, timeout=60, check=False
     )
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert f"SIDECAR_ALERT_RULES: {rules}: rule 'x': condition 'psi >> 0.2': unexpected '>' at position 5" in (
         result.stderr
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import pickle
 from collections.abc import Sequence
 
 import orjson
@@ -10,10 +12,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from sidecar.capture.handoff import Capture
+from sidecar.capture.privacy import Anonymizer
 from sidecar.capture.worker import CaptureWorker
+from sidecar.plane.frames import EXCHANGES, encode
+from sidecar.protocols import AdapterOptions
 from sidecar.records import Exchange, PredictionRecord
 from sidecar.sampling import RandomSampler
 from sidecar.sinks import LogBatch, Sink
+from sidecar.syntax.sampling import SourceKind
 from tests.capture.workers import kserve_worker
 
 pytestmark = pytest.mark.anyio
@@ -129,3 +135,82 @@ async def test_an_exchange_that_trips_a_bug_is_counted_and_spares_the_others() -
     assert [r.request_id for r in seen] == ["good"]
     assert [b.request_id for b in sink.batches] == ["good"]
     assert errors(worker) == {"process": 1, "subscriber": 0}
+
+
+def experiment_worker(segment_by: tuple[SourceKind, str], anonymizer: Anonymizer | None = None) -> CaptureWorker:
+    """A KServe V1 worker for an experiment's records, its segments read by ``segment_by``."""
+    capture = Capture(RandomSampler(1.0), model="iris", max_bytes=1 << 20, queue_size=100)
+    return CaptureWorker(
+        capture,
+        AdapterOptions(protocol="kserve-v1"),
+        anonymizer or Anonymizer((), "hash"),
+        [],
+        model_name="iris",
+        model_version=None,
+        version_header=b"x-model-version",
+        segment_by=segment_by,
+    )
+
+
+def routed(
+    request_id: str, instances: object, unit: str | None, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> Exchange:
+    """An exchange the proxy routed by ``unit`` (None: by a coin), with extra request ``headers``."""
+    return dataclasses.replace(
+        exchange(request_id, instances), request_headers=[*JSON, *headers], variant="treatment", unit=unit
+    )
+
+
+async def test_records_carry_the_unit_and_a_header_segment() -> None:
+    worker = experiment_worker(("header", "x-country"))
+    seen: list[PredictionRecord] = []
+    worker.subscribe(seen.extend)
+    worker.process(
+        [
+            routed("a", [{"x": 1.0}, {"x": 2.0}], "u-1", [(b"x-country", "Åland".encode())]),
+            routed("b", [{"x": 3.0}], None, [(b"x-country", b"fr")]),  # a coin routed it: no unit
+            routed("c", [{"x": 4.0}], "u-2", [(b"x-country", b"")]),  # an empty header is no segment
+        ]
+    )
+    assert [(r.request_id, r.row, r.variant, r.unit, r.segment) for r in seen] == [
+        ("a", 0, "treatment", "u-1", "Åland"),
+        ("a", 1, "treatment", "u-1", "Åland"),
+        ("b", 0, "treatment", None, "fr"),
+        ("c", 0, "treatment", "u-2", None),
+    ]
+
+
+async def test_a_feature_segment_is_each_rows_and_never_holds_what_anonymisation_took_out() -> None:
+    rows = [{"country": "fr", "x": 1.0}, {"country": 7, "x": 2.0}, {"x": 3.0}, {"country": True, "x": 4.0}]
+    worker = experiment_worker(("feature", "country"))
+    seen: list[PredictionRecord] = []
+    worker.subscribe(seen.extend)
+    worker.process([routed("a", rows, "u-1")])
+    # As unit_text renders each value: a number by its digits; absent, or a boolean, is no segment.
+    assert [(r.unit, r.segment) for r in seen] == [("u-1", "fr"), ("u-1", "7"), ("u-1", None), ("u-1", None)]
+
+    hashed = experiment_worker(("feature", "country"), Anonymizer(("country",), "hash", salt="s" * 32))
+    dropped = experiment_worker(("feature", "country"), Anonymizer(("country",), "drop"))
+    for anonymised in (hashed, dropped):
+        records: list[PredictionRecord] = []
+        anonymised.subscribe(records.extend)
+        anonymised.process([routed("a", rows[:1], "u-1")])
+        assert [r.segment for r in records] == [records[0].features.get("country")]
+        assert records[0].segment != "fr"
+
+
+async def test_records_outside_an_experiment_have_no_unit_or_segment() -> None:
+    worker = make_worker(ListSink())
+    seen: list[PredictionRecord] = []
+    worker.subscribe(seen.extend)
+    worker.process([dataclasses.replace(exchange("a", [[1.0]]), request_headers=[*JSON, (b"x-country", b"fr")])])
+    assert [(r.unit, r.segment) for r in seen] == [(None, None)]
+
+
+def test_an_exchanges_unit_crosses_the_monitor_link() -> None:
+    # The serving process pickles exchanges to the monitoring process (sidecar.plane.frames): the unit goes too.
+    sent = routed("a", [[1.0]], "émile")
+    frame = encode((EXCHANGES, [sent, exchange("b", [[2.0]])]))
+    message = pickle.loads(frame[4:])
+    assert message == (EXCHANGES, [sent, exchange("b", [[2.0]])])
+    assert [e.unit for e in message[1]] == ["émile", None]

@@ -24,3 +24,31 @@ def test_the_assignment_loads_no_statistics() -> None:
     assert not {name for name in loaded if name.partition(".")[0] in heavy or name in heavy}
     # The web stays out too: the definition is a file format, not a server part.
     assert not {name for name in loaded if name.split(".")[0] in ("uvicorn", "starlette", "httptools")}
+
+
+def _loaded(*modules: str) -> set[str]:
+    code = (
+        "import sys\n"
+        "before = set(sys.modules)\n"
+        f"import {', '.join(modules)}\n"
+        "print('\\n'.join(sorted(set(sys.modules) - before)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return set(result.stdout.split())
+
+
+def test_the_wiring_modules_load_no_scipy() -> None:
+    # The serving process builds the same components as the monitoring one and must not pay for scipy
+    # (tests/test_layering.py): the runner, the API and the metrics load the statistics only when they analyse
+    # or render an analysis, which only the monitoring process does.
+    modules = ("runner", "metrics", "api", "traffic")
+    loaded = _loaded(*(f"sidecar.experiments.{module}" for module in modules))
+    assert {f"sidecar.experiments.{module}" for module in modules} <= loaded
+    assert not {name for name in loaded if name.partition(".")[0] == "scipy"}
+    assert "sidecar.experiments.analysis" not in loaded and "sidecar.experiments.view" not in loaded
+
+
+def test_the_serving_sides_counters_load_no_numpy() -> None:
+    loaded = _loaded("sidecar.experiments.traffic")
+    assert not {name for name in loaded if name.partition(".")[0] in ("numpy", "scipy")}

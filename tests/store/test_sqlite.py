@@ -165,7 +165,7 @@ async def test_a_version_1_file_is_migrated_and_keeps_its_labels(tmp_path: Path)
         after = await store.label_marker(since=0, model="iris")
         assert after[0] == 2 and after[1] > before[1]  # numbered after the labels the file had
         assert await store.estimated(since=0) == {}  # version 1 kept no confidence
-    assert query(tmp_path / FILENAME, "PRAGMA user_version") == [(3,)]  # through version 2, to 3
+    assert query(tmp_path / FILENAME, "PRAGMA user_version") == [(4,)]  # through versions 2 and 3, to 4
     indexes = {row[0] for row in query(tmp_path / FILENAME, "SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"predictions_labelled", "predictions_unit", "outcomes_exposed"} <= indexes
 
@@ -181,8 +181,8 @@ async def test_a_new_file_and_a_migrated_one_have_the_same_schema(tmp_path: Path
             pass
     schema = "SELECT type, name, tbl_name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
     assert query(tmp_path / "new" / FILENAME, schema) == query(tmp_path / "old" / FILENAME, schema)
-    for table in ("predictions", "outcomes"):
-        columns = f"SELECT name, type FROM pragma_table_info('{table}')"
+    for table in ("predictions", "outcomes", "experiments"):
+        columns = f"SELECT name, type, pk FROM pragma_table_info('{table}')"
         assert query(tmp_path / "new" / FILENAME, columns) == query(tmp_path / "old" / FILENAME, columns)
 
 
@@ -197,11 +197,25 @@ async def test_a_version_2_file_is_migrated_and_takes_units_and_outcomes(tmp_pat
         outcomes = await store.attach_outcomes("exp", items, arms=("control", "treatment"))
         assert [(o.kind, o.variant) for o in outcomes] == [("joined", "control"), ("joined", "treatment")]
         assert kinds(await store.attach_labels([LabelItem("old-1", 0, "again")])) == ["duplicate"]  # its label kept
-    assert query(tmp_path / FILENAME, "PRAGMA user_version") == [(3,)]
+    assert query(tmp_path / FILENAME, "PRAGMA user_version") == [(4,)]
     assert query(tmp_path / FILENAME, "SELECT request_id, unit, segment FROM predictions ORDER BY ts") == [
         ("old-1", None, None),
         ("new-1", "u-1", "de"),
     ]
+
+
+async def test_a_version_3_file_is_migrated_and_keeps_its_outcomes(tmp_path: Path) -> None:
+    async with opened(tmp_path) as store:
+        store.add([make_record(timestamp=T0, request_id="req-1", variant="control", unit="u-1")])
+        outcome = OutcomeItem("conversion", 1.0, None, None, "u-1")
+        assert kinds(await store.attach_outcomes("exp", [outcome], arms=("control",))) == ["joined"]
+    # Back to version 3, as the sidecar wrote it before experiments had a start.
+    Place(tmp_path).execute("DROP TABLE experiments; PRAGMA user_version = 3;")
+    async with opened(tmp_path) as store:
+        assert kinds(await store.attach_outcomes("exp", [outcome], arms=("control",))) == ["duplicate"]
+        assert await store.experiment_started("exp", T0 + 60) == T0 + 60
+    assert query(tmp_path / FILENAME, "PRAGMA user_version") == [(4,)]
+    assert query(tmp_path / FILENAME, "SELECT name, started_at FROM experiments") == [("exp", T0 + 60)]
 
 
 async def test_a_refused_outcome_batch_stores_nothing_and_is_counted(tmp_path: Path) -> None:
