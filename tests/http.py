@@ -35,6 +35,31 @@ async def raw_request(
     return parse_response(data)
 
 
+async def post_in_parts(
+    port: int, target: str, parts: list[bytes], headers: list[tuple[str, str]] | None = None
+) -> RawResponse:
+    """POST a body in ``parts`` with ``Connection: close``, pausing 0.1 s between them.
+
+    The server's first body message then holds only the first part: the proxy sees a streamed body.
+    """
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    lines = [f"POST {target} HTTP/1.1", f"host: 127.0.0.1:{port}", "connection: close"]
+    lines += [f"{k}: {v}" for k, v in headers or []]
+    lines.append(f"content-length: {sum(map(len, parts))}")
+    try:
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + parts[0])
+        for part in parts[1:]:
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            writer.write(part)
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(-1), timeout=10)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    return parse_response(data)
+
+
 def parse_response(data: bytes) -> RawResponse:
     head, _, rest = data.partition(b"\r\n\r\n")
     status_line, *header_lines = head.decode("latin-1").split("\r\n")

@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import math
 import socket
-import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -41,8 +40,8 @@ import orjson
 import yaml
 
 from tests.http import RawResponse, raw_request
-from tests.integration.replicas import MODEL, PREDICT, TOKEN, Replica
-from tests.servers import Scope, read_body, serve_process
+from tests.integration.replicas import MODEL, PREDICT, TOKEN, Replica, replica_process
+from tests.servers import Scope, read_body
 
 __all__ = [
     "AUTH",
@@ -67,7 +66,6 @@ BASE_ENV: Mapping[str, str] = {
     "SIDECAR_LOG_SINK": "none",
     "SIDECAR_POSITIVE_LABEL": "1",
 }
-_LOG_BYTES = 64 << 10
 
 Behaviour = Literal["ok", "slow", "fail", "hold"]
 
@@ -162,25 +160,8 @@ async def sidecar_process(upstream_url: str, env: Mapping[str, str] | None = Non
     Its log is read as it comes (a full pipe would block the sidecar's logging), and its tail shown under the
     test's captured stderr when the test fails.
     """
-    async with serve_process(upstream_url, {**BASE_ENV, **(env or {})}) as (process, proxy_port, admin_port):
-        replica = Replica("sidecar", process, proxy_port, admin_port)
-        drain = asyncio.create_task(_drain(process, replica.log))
-        try:
-            yield replica
-        except BaseException:
-            sys.stderr.write(f"--- the end of the sidecar's log ---\n{replica.tail()}\n")
-            raise
-        finally:
-            drain.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await drain
-
-
-async def _drain(process: asyncio.subprocess.Process, log: bytearray) -> None:
-    assert process.stderr is not None
-    while chunk := await process.stderr.read(4096):
-        log += chunk
-        del log[:-_LOG_BYTES]
+    async with replica_process(upstream_url, "sidecar", {**BASE_ENV, **(env or {})}) as replica:
+        yield replica
 
 
 async def predict(sidecar: Replica, x: float, *, user: str | None = None, request_id: str | None = None) -> RawResponse:

@@ -166,13 +166,14 @@ async def run_replicas(
     async with contextlib.AsyncExitStack() as stack:
         names = [chr(ord("a") + i) for i in range(count)]
         replicas = await asyncio.gather(
-            *(stack.enter_async_context(_replica(upstream_url, n, settings)) for n in names)
+            *(stack.enter_async_context(replica_process(upstream_url, n, settings)) for n in names)
         )
         yield list(replicas)
 
 
 @asynccontextmanager
-async def _replica(upstream_url: str, name: str, env: Mapping[str, str]) -> AsyncIterator[Replica]:
+async def replica_process(upstream_url: str, name: str, env: Mapping[str, str]) -> AsyncIterator[Replica]:
+    """One ``ml-sidecar serve`` named ``name``, its log kept (:meth:`Replica.tail`), stopped on the way out."""
     async with serve_process(upstream_url, env) as (process, proxy_port, admin_port):
         replica = Replica(name, process, proxy_port, admin_port)
         # serve_process stops reading stderr once the ports are known; a full pipe would then

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -28,7 +28,7 @@ from sidecar.serving.flags import Flags
 from sidecar.serving.metrics import ProxyMetrics
 from sidecar.serving.proxy import ProxyApp
 from sidecar.upstream.client import UpstreamClient
-from tests.http import RawResponse, parse_response, raw_request
+from tests.http import RawResponse, post_in_parts, raw_request
 from tests.servers import Scope, read_body, run_server
 from tests.waiting import wait_until
 
@@ -191,7 +191,12 @@ async def test_a_streamed_body_is_mirrored_whole_within_the_bound_and_dropped_pa
         small = b'{"instances": [' + b"[1.0]," * 100 + b"[1.0]]}"  # 621 bytes
         large = b'{"instances": [' + b"[1.0]," * 300 + b"[1.0]]}"  # 1821 bytes
         for request_id, body in (("small", small), ("large", large)):
-            response = await streamed(running.port, request_id, [body[:200], body[200:]])
+            response = await post_in_parts(
+                running.port,
+                PREDICT,
+                [body[:200], body[200:]],
+                [("content-type", "application/json"), ("x-request-id", request_id)],
+            )
             assert response.status == 200 and orjson.loads(response.body)["predictions"] == [len(body)]
         await wait_until(lambda: sum(running.shadow.outcomes.values()) == 2, timeout=5)
         assert running.shadow.outcomes == outcomes(sent=1, dropped_too_large=1)
@@ -201,27 +206,6 @@ async def test_a_streamed_body_is_mirrored_whole_within_the_bound_and_dropped_pa
         # Nothing is kept once the requests are over.
         assert running.mirror.held == 0
         assert [seen[-1] for seen in running.control.seen] == [small, large]
-
-
-async def streamed(port: int, request_id: str, parts: Sequence[bytes]) -> RawResponse:
-    """POST a body in ``parts``, pausing between them: the proxy's first body message then holds only the first."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    head = (
-        f"POST {PREDICT} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\ncontent-type: application/json\r\n"
-        f"x-request-id: {request_id}\r\ncontent-length: {sum(map(len, parts))}\r\n\r\n"
-    )
-    try:
-        writer.write(head.encode() + parts[0])
-        for part in parts[1:]:
-            await writer.drain()
-            await asyncio.sleep(0.1)
-            writer.write(part)
-        await writer.drain()
-        data = await asyncio.wait_for(reader.read(-1), timeout=10)
-    finally:
-        writer.close()
-        await writer.wait_closed()
-    return parse_response(data)
 
 
 async def test_requests_the_fallback_serves_are_not_mirrored() -> None:

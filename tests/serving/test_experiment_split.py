@@ -7,7 +7,6 @@ project's own client. Nothing is mocked.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from sidecar.serving.metrics import ProxyMetrics
 from sidecar.serving.proxy import ProxyApp
 from sidecar.syntax.sampling import SourceKind
 from sidecar.upstream.client import UpstreamClient
-from tests.http import RawResponse, parse_response, raw_request
+from tests.http import RawResponse, post_in_parts, raw_request
 from tests.servers import Scope, read_body, run_server
 
 pytestmark = pytest.mark.anyio
@@ -143,26 +142,6 @@ async def predict(port: int, headers: Sequence[tuple[str, str]] = (), body: byte
     return await raw_request(port, "POST", PREDICT, [JSON, *headers], body or b'{"instances": [[1.0]]}')
 
 
-async def streamed(port: int, parts: Sequence[bytes], headers: Sequence[tuple[str, str]] = ()) -> RawResponse:
-    """POST a body in ``parts``, pausing between them: the proxy's first body message then holds only the first."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    lines = [f"POST {PREDICT} HTTP/1.1", f"host: 127.0.0.1:{port}", "connection: close"]
-    lines += [f"{k}: {v}" for k, v in [JSON, *headers]]
-    lines.append(f"content-length: {sum(map(len, parts))}")
-    try:
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + parts[0])
-        for part in parts[1:]:
-            await writer.drain()
-            await asyncio.sleep(0.1)
-            writer.write(part)
-        await writer.drain()
-        data = await asyncio.wait_for(reader.read(-1), timeout=10)
-    finally:
-        writer.close()
-        await writer.wait_closed()
-    return parse_response(data)
-
-
 async def test_a_header_key_sends_each_user_to_one_arm_every_time() -> None:
     assigner = Assigner([("control", 0.5), ("treatment", 0.5)], SALT)
     async with split_proxy("header:x-user-id") as running:
@@ -241,7 +220,7 @@ async def test_a_feature_key_routes_by_the_body_and_a_streamed_body_is_randomise
         # A body streamed in two messages: the unit is not read (the arm is chosen before forwarding, from
         # the first message alone), so a coin decides, and the body still reaches the arm whole.
         body = kserve("u-3")
-        response = await streamed(running.port, [body[:10], body[10:]])
+        response = await post_in_parts(running.port, PREDICT, [body[:10], body[10:]], [JSON])
         assert sum(running.router.randomised) == 2 and sum(running.router.keyed) == 41
         assert running.models[arm(response)].bodies[-1] == body
 
