@@ -20,7 +20,7 @@ Usage::
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
@@ -45,7 +45,7 @@ from sidecar.experiments.definition import Experiment, ExperimentError, load_exp
 from sidecar.experiments.metrics import ExperimentMetrics
 from sidecar.experiments.routing import Router
 from sidecar.experiments.runner import ExperimentRunner, serving_of
-from sidecar.experiments.shadow import Shadow
+from sidecar.experiments.shadow import Outcome, Shadow
 from sidecar.experiments.traffic import TrafficMetrics
 from sidecar.experiments.units import FeatureUnit
 from sidecar.labels.evaluate import PerformanceEvaluator
@@ -216,6 +216,9 @@ def assemble(settings: Settings) -> Assembly:
         history=history,
         eval_interval_seconds=settings.eval_interval_seconds,
         routes=experiment_routes_of(settings, parts, experiments),
+        experiment=parts.experiment,
+        experiments=experiments,
+        shadow_outcomes=None if trial.shadow is None else _outcomes(trial.shadow),
     )
     outgoing = (*alerting.clients, *(c for c in (parts.webhook, fallback) if c is not None), *trial.clients)
     return Assembly(
@@ -250,7 +253,7 @@ def _assemble_serving(
 ) -> Assembly:
     """The serving process of process mode: the proxy, the link to the monitoring process, the front admin app."""
     capture = parts.capture
-    link = MonitorLink(settings, capture, metrics, flags, variants, router=trial.router)
+    link = MonitorLink(settings, capture, metrics, flags, variants, router=trial.router, shadow=trial.shadow)
     # The serving process's families are bounded by HTTP itself (status codes, variants): none is ever
     # cut, so mlsidecar_metrics_series_dropped comes from the monitoring process's registry alone.
     registry = create_registry(settings.model_name, max_series=settings.metrics_max_series, report_cuts=False)
@@ -680,6 +683,11 @@ class ServingExperiment:
     @property
     def shadow(self) -> Shadow | None:
         return None if self.mirror is None else self.mirror.shadow
+
+
+def _outcomes(shadow: Shadow) -> Callable[[], Mapping[Outcome, int]]:
+    """The shadow's mirrors by outcome, read by the status page."""
+    return lambda: shadow.outcomes
 
 
 def _serving_experiment(

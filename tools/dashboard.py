@@ -23,12 +23,12 @@ Rows, top to bottom:
   and the top features;
 - **Labels and performance**: performance per replica against the baseline, the accuracy drop
   the P2 alert reads, labelled samples, label outcomes, coverage and delay, model age, retraining;
+- **Experiments**: the A/B experiment's decision over time (one series per model and experiment
+  across the replicas, the first rule any of them reached), analyses that kept the last one, the
+  relative lift with its interval, the p-values, the sample-ratio p-values against the 0.001 line,
+  assignments per arm, the shadow mirrors by outcome and the outcomes posted;
 - **Alerts**: the sidecars' own alert states and notifications, and the Prometheus alerts from
   ``deploy/prometheus/alerting_rules.yml``.
-
-Experiments (A/B and shadow traffic) are not built (docs/architecture.md, "Not built yet"), so
-there is no row for them: their ``mlsidecar_experiment_*`` and ``mlsidecar_shadow_*`` families do
-not exist. Add an "Experiments" row here when they do.
 
 Variables: ``datasource`` (a Prometheus data source), ``model`` (one model; every family has it
 as its first label) and ``feature`` (the drift panels; all features by default). Rates use
@@ -60,7 +60,9 @@ def build() -> dashboard.Dashboard:
     board = (
         dashboard.Dashboard("ml-sidecar")
         .uid("ml-sidecar")
-        .description("ml-sidecar: serving, capture, fleet-wide drift, data quality, labels and alerts of one model.")
+        .description(
+            "ml-sidecar: serving, capture, fleet-wide drift, data quality, labels, experiments and alerts of one model."
+        )
         .tags(["ml-sidecar"])
         .refresh("30s")
         .time("now-3h", "now")

@@ -104,8 +104,9 @@ def graph(
     unit: str,
     span: int = 12,
     steps: Steps = (),
+    log: bool = False,
 ) -> timeseries.Panel:
-    """A time series panel; ``steps`` draw threshold lines (an alert's or a guard's)."""
+    """A time series panel; ``steps`` draw threshold lines (an alert's or a guard's); ``log``: a log10 y axis."""
     panel = (
         timeseries.Panel()
         .title(title)
@@ -126,6 +127,10 @@ def graph(
     if steps:
         panel = panel.thresholds(_thresholds(steps)).thresholds_style(
             common.GraphThresholdsStyleConfig().mode(common_models.GraphTresholdsStyleMode.DASHED)
+        )
+    if log:
+        panel = panel.scale_distribution(
+            common.ScaleDistributionConfig().type(common_models.ScaleDistribution.LOG).log(10)
         )
     return panel
 

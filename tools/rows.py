@@ -30,6 +30,20 @@ UP: Mappings = {"1": ("up", "green"), "0": ("restarting", "red")}
 # The verdicts' thresholds (docs/architecture.md, "Statistics"): moderate above 0.1, drift above 0.2.
 PSI_STEPS: Steps = ((None, "green"), (0.1, "yellow"), (0.2, "red"))
 
+# An experiment's decisions in the order of sidecar/experiments/decision.py's rules, each with its colour. The
+# decision panel numbers them from the last (keep_running 1) to the first (invalid 5): the largest number any
+# replica reports is the first rule that applies on one of them.
+DECISIONS = (
+    ("invalid", "purple"),
+    ("revert", "red"),
+    ("roll_out", "green"),
+    ("no_difference", "blue"),
+    ("keep_running", "yellow"),
+)
+DECISION_STATES: Mappings = {
+    str(len(DECISIONS) - index): (name.replace("_", " "), colour) for index, (name, colour) in enumerate(DECISIONS)
+}
+
 
 def serving() -> list[PanelBuilder]:
     """Layer 1: rate, latency percentiles and errors, from the proxy's own counters."""
@@ -420,6 +434,116 @@ def performance() -> list[PanelBuilder]:
     ]
 
 
+def experiments() -> list[PanelBuilder]:
+    """The A/B experiment's decision, effects and checks from its analysis, and the traffic of its arms or mirrors.
+
+    Every replica analyses the experiment and exports its own result (sidecar/experiments/runner.py): with the
+    shared store they read the same sums and agree, so one series per model and experiment is taken across them.
+    """
+    effect = "mlsidecar_experiment_effect"
+    # One number per replica, the current decision's (the others are 0), then the largest across the replicas.
+    codes = " or ".join(
+        f'mlsidecar_experiment_decision{{{MODEL},decision="{name}"}} * {len(DECISIONS) - index}'
+        for index, (name, _) in enumerate(DECISIONS)
+    )
+    return [
+        states(
+            "Experiment decision",
+            "The decision of the last analysis (SIDECAR_EXPERIMENT_INTERVAL_SECONDS): invalid (a sample ratio "
+            "mismatch), revert (a primary metric significantly worse, or a guardrail breached), roll out (a primary "
+            "metric significantly better after the correction), no difference (every primary interval excludes "
+            "the mde), keep running. Where replicas differ, the one first in that order. The reason and the units "
+            "still needed: the status page and /api/v1/experiments.",
+            (f"max without (instance, pod) (sum without (decision) ({codes}))", "{{experiment}}"),
+            span=20,
+            mappings=DECISION_STATES,
+        ),
+        single(
+            "Analyses that kept the last one",
+            "Experiment analyses over the dashboard's time range that published nothing new, all replicas: the "
+            "prediction store failed or could not be reached (store), or the analysis raised (error; see the log).",
+            (f"sum(increase(mlsidecar_experiment_evaluation_failures_total{{{MODEL}}}[$__range]))", "failures"),
+            unit="none",
+            steps=((None, "green"), (1, "red")),
+            height=8,
+        ),
+        graph(
+            "Relative lift and its interval",
+            "Each treatment against control on each primary and secondary metric: the relative lift "
+            "(treatment / control - 1) and its interval (ci_low, ci_high; always-valid with sequential: true). An "
+            "interval above 0 is better for a metric to increase. The largest replica's value.",
+            [
+                (
+                    f'max without (instance, pod) ({effect}{{{MODEL},stat=~"lift|ci_low|ci_high"}})',
+                    "{{experiment}} {{variant}} {{metric}} {{stat}}",
+                )
+            ],
+            unit="percentunit",
+            steps=((None, "red"), (0, "green")),
+        ),
+        graph(
+            "p-values",
+            "Each comparison's p-value and its adjusted p-value (Holm or Bonferroni over primary + secondary), on "
+            "a log scale; the dashed line is the default alpha 0.05 (the experiment's own is in "
+            "/api/v1/experiments). The largest replica's value.",
+            [
+                (
+                    f'max without (instance, pod) ({effect}{{{MODEL},stat=~"pvalue|pvalue_adjusted"}})',
+                    "{{experiment}} {{variant}} {{metric}} {{stat}}",
+                )
+            ],
+            unit="none",
+            steps=((None, "green"), (0.05, "yellow")),
+            log=True,
+        ),
+        graph(
+            "Sample ratio p-value",
+            "The chi-square test of the units per arm against the weights, on assignment (the router's) and on "
+            "capture (the stored units), on a log scale. Below the 0.001 line the experiment is invalid: the arms "
+            "are not comparable. The smallest replica's value.",
+            [(f"min without (instance, pod) (mlsidecar_experiment_srm_pvalue{{{MODEL}}})", "{{experiment}} {{stage}}")],
+            unit="none",
+            steps=((None, "red"), (0.001, "green")),
+            log=True,
+        ),
+        graph(
+            "Assignments per arm",
+            "Requests the routers assigned to each arm per second, by unit or by coin, all replicas (split mode).",
+            [
+                (
+                    f"sum by (experiment, variant) ({rate('mlsidecar_experiment_units_total')})",
+                    "{{experiment}} {{variant}}",
+                )
+            ],
+            unit="reqps",
+        ),
+        graph(
+            "Shadow mirrors by outcome",
+            "Copies of requests sent to the challenger per second, by outcome (shadow mode): sent, error, timeout, "
+            "dropped_queue_full, dropped_too_large, dropped_shutdown. Client responses are never affected.",
+            [
+                (
+                    f"sum by (experiment, outcome) ({rate('mlsidecar_shadow_requests_total')})",
+                    "{{experiment}} {{outcome}}",
+                )
+            ],
+            unit="reqps",
+        ),
+        graph(
+            "Outcomes posted",
+            "Business outcomes posted to /api/v1/outcomes per second, by what became of them: joined an arm, "
+            "unmatched (no stored prediction with that key), duplicate, invalid.",
+            [
+                (
+                    f"sum by (experiment, outcome) ({rate('mlsidecar_experiment_outcomes_total')})",
+                    "{{experiment}} {{outcome}}",
+                )
+            ],
+            unit="ops",
+        ),
+    ]
+
+
 def alerts() -> list[PanelBuilder]:
     """The sidecars' own alerts and notifications, and Prometheus' alerts from deploy/prometheus."""
     return [
@@ -455,5 +579,6 @@ ROWS = (
     ("Drift (fleet-wide, from the recording rules)", drift),
     ("Data quality", quality),
     ("Labels and performance", performance),
+    ("Experiments", experiments),
     ("Alerts", alerts),
 )

@@ -10,7 +10,7 @@ items to the :class:`~sidecar.labels.ingest.LabelIngest`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -28,6 +28,9 @@ from sidecar.admin.requests import authorize, error, read_limited
 from sidecar.admin.serving import serving_routes
 from sidecar.alerting import AlertEngine
 from sidecar.drift import DriftResult
+from sidecar.experiments.definition import Experiment
+from sidecar.experiments.runner import ExperimentRunner
+from sidecar.experiments.shadow import Outcome as MirrorOutcome
 from sidecar.labels.api import LabelRequestError, parse_labels
 from sidecar.labels.evaluate import PerformanceEvaluator
 from sidecar.labels.ingest import LabelIngest
@@ -59,6 +62,9 @@ def create_admin_app(
     history: History | None = None,
     eval_interval_seconds: float = 15.0,
     routes: Sequence[BaseRoute] = (),
+    experiment: Experiment | None = None,
+    experiments: ExperimentRunner | None = None,
+    shadow_outcomes: Callable[[], Mapping[MirrorOutcome, int] | None] | None = None,
 ) -> Starlette:
     """Build the admin ASGI app over an explicit registry, the readiness check and the monitors.
 
@@ -69,6 +75,8 @@ def create_admin_app(
 
     ``admin_token`` guards the endpoints that change state (``POST``); unset, they refuse every request.
     ``routes`` are served too: the experiment's (:func:`sidecar.experiments.api.experiment_routes`).
+    ``experiment``, its runner ``experiments`` and ``shadow_outcomes`` give the status page its experiment
+    section (:func:`sidecar.admin.page.status_route`).
     """
 
     async def metrics(request: Request) -> Response:
@@ -145,7 +153,15 @@ def create_admin_app(
     return Starlette(
         routes=[
             status_route(
-                flags, monitors, performance, alerts, history, refresh_seconds=refresh_interval(eval_interval_seconds)
+                flags,
+                monitors,
+                performance,
+                alerts,
+                history,
+                refresh_seconds=refresh_interval(eval_interval_seconds),
+                experiment=experiment,
+                experiments=experiments,
+                shadow_outcomes=shadow_outcomes,
             ),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/api/v1/drift", drift, methods=["GET"]),

@@ -10,7 +10,8 @@ out, and, for the distributions, a visually hidden table of every bin.
   category), horizontal so that long labels stay readable on a phone;
 - :func:`line_chart`: series over time (PSI per feature, performance,
   traffic), with dashed threshold lines;
-- :func:`sparkline`: a tiny trend for a table cell.
+- :func:`sparkline`: a tiny trend for a table cell;
+- :func:`interval_chart`: an estimate and its interval around 0, for a table cell (an experiment's lift).
 
 Every name that reaches a chart is escaped here (:func:`~sidecar.admin.markup.esc`).
 
@@ -32,7 +33,7 @@ import numpy.typing as npt
 
 from sidecar.admin.markup import ago, esc, number, percent, table
 
-__all__ = ["PALETTE", "Series", "bins_chart", "legend", "line_chart", "sparkline"]
+__all__ = ["PALETTE", "Series", "bins_chart", "interval_chart", "legend", "line_chart", "sparkline"]
 
 Floats = npt.NDArray[np.float64]
 
@@ -196,6 +197,36 @@ def sparkline(values: Floats, *, what: str) -> str:
     first, last = number(float(finite[0])), number(float(finite[-1]))
     label = f"{what} over the last {len(finite)} evaluations: from {first} to {last}"
     return f'<svg class="spark" viewBox="0 0 80 20" role="img" aria-label="{esc(label)}">{lines}</svg>'
+
+
+def interval_chart(
+    estimate: float | None,
+    low: float | None,
+    high: float | None,
+    *,
+    what: str,
+    value: Callable[[float | None], str] = number,
+) -> str:
+    """An estimate (a dot) and its interval (a bar) on a scale centred on 0 (a grey line), for a table cell.
+
+    The scale is symmetric, so the side of 0 an interval lies on reads at a glance; nothing is drawn
+    without an estimate and both bounds.
+    """
+    if estimate is None or low is None or high is None or not all(map(math.isfinite, (estimate, low, high))):
+        return ""
+    half = max(abs(estimate), abs(low), abs(high)) or 1.0
+
+    def x(v: float) -> float:
+        return 60 + 56 * v / half
+
+    where = "lies above 0" if low > 0 else "lies below 0" if high < 0 else "includes 0"
+    label = f"{what}: {value(estimate)}, interval {value(low)} to {value(high)}, which {where}"
+    return (
+        f'<svg class="interval" viewBox="0 0 120 20" role="img" aria-label="{esc(label)}">'
+        '<line class="zero" x1="60" y1="1" x2="60" y2="19"/>'
+        f'<line x1="{x(low):.1f}" y1="10" x2="{x(high):.1f}" y2="10" stroke="{CURRENT_COLOUR}" stroke-width="3"/>'
+        f'<circle cx="{x(estimate):.1f}" cy="10" r="3.5" fill="{CURRENT_COLOUR}"/></svg>'
+    )
 
 
 def _line_summary(s: Series, value: Callable[[float | None], str]) -> str:

@@ -1,7 +1,8 @@
 """The status page, ``GET /`` on the admin port: one self-contained HTML document, rendered on the server.
 
 It shows what the JSON API shows (``/api/v1/drift``, ``/quality``,
-``/performance``, ``/alerts``), read from the same published snapshots, plus
+``/performance``, ``/alerts``, and ``/experiments`` when an experiment is
+configured), read from the same published snapshots, plus
 the request counters and the bounded history of past evaluations
 (:mod:`sidecar.admin.history`), and readiness from ``/readyz``. It loads nothing from anywhere: no CDN, font
 or script from outside, since clusters are often offline. The styles and the
@@ -22,6 +23,8 @@ hash: an injected tag that escaped escaping would still not run.
 Usage::
 
     Starlette(routes=[status_route(flags, monitors, performance, alerts, history, refresh_seconds=15)])
+    # with an experiment, its section too (the mirrors' counts where this process holds them):
+    status_route(..., experiment=experiment, experiments=runner, shadow_outcomes=lambda: shadow.outcomes)
 """
 
 from __future__ import annotations
@@ -29,12 +32,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from sidecar.admin.experiment import experiment_section
 from sidecar.admin.features import drift_section
 from sidecar.admin.history import History, HistoryView
 from sidecar.admin.markup import esc, number
@@ -48,6 +53,10 @@ from sidecar.admin.panels import (
     traffic_section,
 )
 from sidecar.alerting import AlertEngine
+from sidecar.experiments.api import experiments_json
+from sidecar.experiments.definition import Experiment
+from sidecar.experiments.runner import ExperimentRunner
+from sidecar.experiments.shadow import Outcome as MirrorOutcome
 from sidecar.labels.evaluate import PerformanceEvaluator
 from sidecar.labels.views import performance_json
 from sidecar.monitoring.evaluator import DataMonitors
@@ -82,6 +91,12 @@ td{font-variant-numeric:tabular-nums}
 .verdict{display:inline-block;padding:0 6px;border-radius:10px;font-size:.8rem;border:1px solid;white-space:nowrap}
 .v-drift{color:var(--bad)}.v-moderate{color:var(--warn)}.v-no_drift{color:var(--ok)}
 .v-insufficient_data{color:var(--muted)}
+.v-roll_out,.v-evaluated{color:var(--ok)}.v-revert,.v-invalid{color:var(--bad)}.v-keep_running{color:var(--warn)}
+.v-no_difference,.v-pending,.v-not_analysed{color:var(--muted)}
+.decision{border-left:4px solid var(--line);padding:2px 12px;margin:8px 0;background:var(--soft)}
+.decision .verdict{font-size:1.1rem;padding:1px 10px}.decision p{margin:6px 0}
+.effect-table td:not(:last-child){white-space:nowrap}
+.d-roll_out{border-color:var(--ok)}.d-revert,.d-invalid{border-color:var(--bad)}.d-keep_running{border-color:var(--warn)}
 .ok{color:var(--ok);font-weight:600}.bad{color:var(--bad);font-weight:600}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,280px),1fr));gap:12px}
 .charts.wide{grid-template-columns:repeat(auto-fill,minmax(min(100%,420px),1fr))}
@@ -90,8 +105,8 @@ figure{margin:0;border:1px solid var(--line);border-radius:6px;padding:8px;min-w
 figcaption{font-size:.9rem;margin-bottom:4px}figcaption .name{font-weight:600}
 svg.bins,svg.lines{width:100%;height:auto;display:block}
 svg text{font-size:11px;fill:var(--fg)}svg.lines text{font-size:14px}svg .tick{fill:var(--muted)}
-svg .axis{stroke:var(--line)}svg .threshold{stroke:#8c959f;stroke-dasharray:4 4}
-svg.spark{width:80px;height:20px;display:block}
+svg .axis{stroke:var(--line)}svg .zero{stroke:var(--muted)}svg .threshold{stroke:#8c959f;stroke-dasharray:4 4}
+svg.spark{width:80px;height:20px;display:block}svg.interval{width:120px;height:20px;display:block;margin-top:2px}
 .legend{list-style:none;padding:0;margin:4px 0;display:flex;flex-wrap:wrap;gap:4px 14px;font-size:.85rem}
 .legend svg{margin-right:4px;vertical-align:middle}
 .swatch{display:inline-block;width:12px;height:12px;margin:0 4px 0 8px;vertical-align:middle}
@@ -190,6 +205,7 @@ _SECTIONS: Final = (
     ("status-h", "Status"),
     ("alerts-h", "Alerts"),
     ("traffic-h", "Traffic"),
+    ("experiment-h", "Experiment"),  # only with an experiment
     ("drift-h", "Drift"),
     ("history-h", "History"),
     ("quality-h", "Data quality"),
@@ -209,22 +225,23 @@ def render_page(d: PageData, *, refresh_seconds: int) -> str:
     title = " · ".join(
         [d.model, *([] if drift is None else [f"drift: {drift.verdict.replace('_', ' ')}"]), f"{firing} firing"]
     )
-    nav = "".join(f'<li><a href="#{key}">{name}</a></li>' for key, name in _SECTIONS)
+    sections = [(key, name) for key, name in _SECTIONS if key != "experiment-h" or d.experiment is not None]
+    nav = "".join(f'<li><a href="#{key}">{name}</a></li>' for key, name in sections)
     body = "".join(
         (
             status_section(d),
             alerts_section(d),
             traffic_section(d),
+            "" if d.experiment is None else experiment_section(d.experiment, shadow=d.shadow),
             drift_section(d.data, d.history),
             history_section(d),
             quality_section(d),
             performance_section(d),
         )
     )
-    api = ", ".join(
-        f'<a href="{path}">{path}</a>'
-        for path in ("/readyz", "/api/v1/drift", "/api/v1/quality", "/api/v1/performance", "/api/v1/alerts", "/metrics")
-    )
+    paths = ["/readyz", "/api/v1/drift", "/api/v1/quality", "/api/v1/performance", "/api/v1/alerts"]
+    paths += [*([] if d.experiment is None else ["/api/v1/experiments"]), "/metrics"]
+    api = ", ".join(f'<a href="{path}">{path}</a>' for path in paths)
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -256,10 +273,17 @@ def status_route(
     history: History | None,
     *,
     refresh_seconds: int,
+    experiment: Experiment | None = None,
+    experiments: ExperimentRunner | None = None,
+    shadow_outcomes: Callable[[], Mapping[MirrorOutcome, int] | None] | None = None,
 ) -> Route:
     """``GET /``: the page, from the latest snapshots, and from ``history`` its past and the request counters.
 
-    Without a ``history`` the page shows no traffic and no history, and says so.
+    Without a ``history`` the page shows no traffic and no history, and says so. With an ``experiment``
+    it shows its section, from the runner's (``experiments``) latest snapshot as ``GET /api/v1/experiments``
+    reads it (a shadow experiment has no runner), and for a shadow experiment the mirrors' outcomes, where
+    ``shadow_outcomes`` gives them (:attr:`sidecar.experiments.shadow.Shadow.outcomes`, or None while they
+    are not known here).
     """
 
     async def page(request: Request) -> Response:
@@ -274,6 +298,8 @@ def status_route(
             transitions=list(alerts.history),
             serving=None if history is None else history.serving,
             history=HistoryView.empty() if history is None else history.view(),
+            experiment=None if experiment is None else experiments_json(experiments, experiment)["experiments"][0],
+            shadow=None if shadow_outcomes is None else shadow_outcomes(),
         )
         return HTMLResponse(render_page(data, refresh_seconds=refresh_seconds), headers=_HEADERS)
 

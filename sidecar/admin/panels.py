@@ -1,4 +1,5 @@
-"""The sections of the status page other than drift: status, traffic, history, quality, performance, alerts.
+"""The sections of the status page other than drift and the experiment: status, traffic, history, quality,
+performance, alerts.
 
 Each function renders one section from :class:`PageData`, the published
 snapshots and counters gathered once per page. They format and arrange; the
@@ -20,12 +21,14 @@ from typing import Any, Final
 import numpy as np
 
 from sidecar.admin.charts import Series, line_chart
+from sidecar.admin.experiment import decision_badge
 from sidecar.admin.features import psi_history, verdict_badge
 from sidecar.admin.history import HistoryView
 from sidecar.admin.markup import NONE, ago, esc, number, percent, seconds, table, timestamp
 from sidecar.alerting import Alert, Transition
 from sidecar.alerting.source import histogram_quantile
 from sidecar.drift.snapshot import DriftSnapshot
+from sidecar.experiments.shadow import Outcome as MirrorOutcome
 from sidecar.monitoring.evaluator import Snapshot
 from sidecar.serving.metrics import ServingCounts
 
@@ -51,8 +54,11 @@ class PageData:
     """What one rendering of the page reads, gathered at ``now``.
 
     ``performance`` is the body of ``GET /api/v1/performance`` (its view, so
-    that the page and the API read the labels snapshot the same way).
-    ``serving`` is None where the request counters are not at hand.
+    that the page and the API read the labels snapshot the same way), and
+    ``experiment`` the entry of ``GET /api/v1/experiments``, None without an
+    experiment. ``serving`` is None where the request counters are not at
+    hand, ``shadow`` (a shadow experiment's mirrors by outcome) where the
+    mirror is not.
     """
 
     now: float
@@ -64,6 +70,8 @@ class PageData:
     transitions: Sequence[Transition]
     serving: ServingCounts | None
     history: HistoryView
+    experiment: Mapping[str, Any] | None = None
+    shadow: Mapping[MirrorOutcome, int] | None = None
 
 
 def status_section(d: PageData) -> str:
@@ -101,8 +109,17 @@ def status_section(d: PageData) -> str:
             + ("" if fallback.get("available") else " (none configured)"),
         ),
     ]
+    if d.experiment is not None:
+        items.append(("Experiment", _experiment_card(d.experiment)))
     cards = "".join(f'<div class="card"><dt>{name}</dt><dd>{value}</dd></div>' for name, value in items)
     return f'<section aria-labelledby="status-h"><h2 id="status-h">Status</h2><dl class="cards">{cards}</dl></section>'
+
+
+def _experiment_card(entry: Mapping[str, Any]) -> str:
+    """The experiment's name and its decision, or its status before (or without) an analysis."""
+    analysis = entry["analysis"]
+    state = entry["status"] if analysis is None else analysis["decision"]["decision"]
+    return f'<a href="#experiment-h">{esc(entry["name"])}</a><br>{decision_badge(state)}'
 
 
 def _drift_card(drift: DriftSnapshot) -> str:

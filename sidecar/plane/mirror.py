@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar.experiments.routing import Router
+from sidecar.experiments.shadow import Outcome, Shadow
 from sidecar.sampling import Sampler
 from sidecar.sampling.base import Decision, Headers
 from sidecar.serving.flags import FlagChange, Flags
@@ -36,15 +37,23 @@ class ServingState:
     # A split experiment's router: the requests it sent to each arm, by unit and by coin (its
     # ``keyed`` and ``randomised``), for the sample-ratio check on assignment; None without one.
     routing: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    # A shadow experiment's mirrors by outcome (its Shadow runs in the serving process); None without one.
+    shadow: dict[Outcome, int] | None = None
 
 
 def serving_state(
-    counts: ServingCounts, flags: Flags, dropped: Mapping[str, int], at: float, router: Router | None = None
+    counts: ServingCounts,
+    flags: Flags,
+    dropped: Mapping[str, int],
+    at: float,
+    router: Router | None = None,
+    shadow: Shadow | None = None,
 ) -> ServingState:
     """Copy what the monitoring side mirrors; O(variants × buckets)."""
     routes = {variant: (dict(route.codes), list(route.duration.counts)) for variant, route in counts.routes.items()}
     routing = None if router is None else (tuple(router.keyed), tuple(router.randomised))
-    return ServingState(routes, flags.use_fallback_model, dict(flags.changes), dict(dropped), at, routing)
+    outcomes = None if shadow is None else dict(shadow.outcomes)
+    return ServingState(routes, flags.use_fallback_model, dict(flags.changes), dict(dropped), at, routing, outcomes)
 
 
 @dataclass
@@ -72,6 +81,7 @@ class ServingMirror:
         self.routes: dict[str, RouteMirror] = {variant: RouteMirror() for variant in variants}
         self.dropped: dict[str, int] = {}
         self.routing: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+        self.shadow: dict[Outcome, int] | None = None
         self.updated_at = 0.0
 
     def update(self, state: ServingState) -> None:
@@ -81,6 +91,7 @@ class ServingMirror:
             route.duration.counts = counts
         self.dropped = state.dropped
         self.routing = state.routing
+        self.shadow = state.shadow
         self.updated_at = state.at
 
 

@@ -160,6 +160,9 @@ class MonitoringProcess:
             history=history,
             eval_interval_seconds=s.eval_interval_seconds,
             routes=experiment_routes_of(s, parts, experiments),
+            experiment=parts.experiment,
+            experiments=experiments,
+            shadow_outcomes=lambda: mirror.shadow,
         )
         outgoing = [*alerting.clients, *(c for c in (parts.webhook,) if c is not None)]
         loop = asyncio.get_running_loop()

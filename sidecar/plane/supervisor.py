@@ -34,6 +34,7 @@ from sidecar.capture.handoff import Capture
 from sidecar.config import Settings
 from sidecar.exceptions import SidecarError
 from sidecar.experiments.routing import Router
+from sidecar.experiments.shadow import Shadow
 from sidecar.plane import frames
 from sidecar.plane.mirror import serving_state
 from sidecar.prometheus import counter, gauge
@@ -96,6 +97,7 @@ class MonitorLink:
         variants: tuple[str, ...],
         *,
         router: Router | None = None,
+        shadow: Shadow | None = None,
     ) -> None:
         self.settings = settings
         self.capture = capture
@@ -104,6 +106,8 @@ class MonitorLink:
         self.variants = variants
         # A split experiment's router, whose counts the monitoring side's analysis reads through the mirror.
         self.router = router
+        # A shadow experiment's mirror, whose counts the status page shows through the mirror.
+        self.shadow = shadow
         model = settings.model_name
         self.restarts: Counter = counter(
             "monitor_restarts_total",
@@ -310,7 +314,9 @@ class MonitorLink:
             control = self._control
             if control is None or not self._ready.is_set():
                 continue
-            state = serving_state(self.counts, self.flags, self.capture.metrics.dropped, time.time(), self.router)
+            state = serving_state(
+                self.counts, self.flags, self.capture.metrics.dropped, time.time(), self.router, self.shadow
+            )
             control.write(frames.encode((frames.SERVING, state)))
             if time.monotonic() - self._progress_at > _STUCK_SECONDS and self._process is not None:
                 logger.error("the monitoring process reported nothing for %gs: killing it", _STUCK_SECONDS)

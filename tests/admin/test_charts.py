@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from sidecar.admin.charts import MAX_POINTS, Series, bins_chart, line_chart, sparkline
+from sidecar.admin.charts import MAX_POINTS, Series, bins_chart, interval_chart, line_chart, sparkline
 from sidecar.admin.markup import NONE, number, percent, seconds
 from sidecar.admin.page import refresh_interval
 
@@ -84,3 +84,18 @@ def test_numbers_read_as_a_person_reads_them() -> None:
 
 def test_the_page_refreshes_with_the_evaluations_within_bounds() -> None:
     assert [refresh_interval(s) for s in (0.1, 15.0, 3600.0)] == [1, 15, 60]
+
+
+def test_interval_chart_centres_zero_and_says_which_side_the_interval_lies() -> None:
+    html = interval_chart(0.2, 0.1, 0.4, what="relative lift", value=percent)
+    # 0 in the middle; the largest magnitude (0.4) at the edge, 56 units from it.
+    assert '<line class="zero" x1="60" y1="1" x2="60" y2="19"/>' in html
+    assert re.search(r'<line x1="74.0" y1="10" x2="116.0" y2="10"', html)
+    assert '<circle cx="88.0" cy="10"' in html
+    label = re.search(r'aria-label="([^"]*)"', html)
+    assert label is not None
+    assert label.group(1) == "relative lift: 20.0 %, interval 10.0 % to 40.0 %, which lies above 0"
+    assert "includes 0" in interval_chart(0.1, -0.2, 0.3, what="x")
+    assert "lies below 0" in interval_chart(-0.1, -0.2, -0.05, what="x")
+    # Nothing to draw without an estimate and both bounds.
+    assert interval_chart(0.1, None, 0.3, what="x") == interval_chart(float("nan"), 0.0, 1.0, what="x") == ""

@@ -11,6 +11,9 @@ from pathlib import Path
 import yaml
 
 from sidecar.capture.handoff import DROP_REASONS
+from sidecar.experiments.decision import DECISIONS
+from sidecar.experiments.shadow import OUTCOMES
+from sidecar.experiments.srm import SRM_ALPHA
 from tests.deploy.grafana import BUILTINS, DASHBOARD, load, panels, queries, used, variables
 from tools import dashboard
 
@@ -96,6 +99,43 @@ def test_the_monitoring_process_is_shown_up_per_replica_and_restarts_over_the_ra
     (capture,) = [index for index, row in enumerate(rows) if row["title"] == "Capture and drops"]
     top, bottom = rows[capture]["gridPos"]["y"], rows[capture + 1]["gridPos"]["y"]
     assert all(top < panel["gridPos"]["y"] < bottom for panel in (up, restarts))
+
+
+def test_the_experiments_row_reads_the_decision_in_rule_order_and_the_checks_at_their_levels() -> None:
+    board = load()
+    rows = [panel for panel in board["panels"] if panel["type"] == "row"]
+    (index,) = [i for i, row in enumerate(rows) if row["title"] == "Experiments"]
+    top, bottom = rows[index]["gridPos"]["y"], rows[index + 1]["gridPos"]["y"]
+    row = {panel["title"]: panel for panel in panels(board) if top < panel["gridPos"]["y"] < bottom}
+    decision = row["Experiment decision"]
+    assert decision["type"] == "state-timeline"
+    expr = decision["targets"][0]["expr"]
+    # One series per model and experiment across the replicas, its value the decision's place counted from the
+    # end of the rules: the largest is the first rule that applies on any replica.
+    assert expr.startswith("max without (instance, pod) (sum without (decision) (")
+    codes = {name: int(code) for name, code in re.findall(r'decision="(\w+)"\} \* (\d)', expr)}
+    assert codes == {name: len(DECISIONS) - place for place, name in enumerate(DECISIONS)}
+    (mapping,) = decision["fieldConfig"]["defaults"]["mappings"]
+    assert {int(code): option["text"] for code, option in mapping["options"].items()} == {
+        code: name.replace("_", " ") for name, code in codes.items()
+    }
+    # The sample-ratio line is the level below which the experiment is invalid; the worst replica is shown.
+    srm = row["Sample ratio p-value"]
+    assert srm["targets"][0]["expr"] == 'min without (instance, pod) (mlsidecar_experiment_srm_pvalue{model="$model"})'
+    assert [step["value"] for step in srm["fieldConfig"]["defaults"]["thresholds"]["steps"]] == [None, SRM_ALPHA]
+    lift = row["Relative lift and its interval"]["targets"][0]["expr"]
+    assert 'stat=~"lift|ci_low|ci_high"' in lift and lift.startswith("max without (instance, pod) (")
+    # Every mirror outcome the shadow counts is named, so none goes unexplained.
+    shadow = row["Shadow mirrors by outcome"]
+    assert shadow["targets"][0]["expr"].startswith(
+        "sum by (experiment, outcome) (rate(mlsidecar_shadow_requests_total{"
+    )
+    assert [outcome for outcome in OUTCOMES if outcome not in shadow["description"]] == []
+    units = row["Assignments per arm"]["targets"][0]["expr"]
+    assert (
+        units
+        == 'sum by (experiment, variant) (rate(mlsidecar_experiment_units_total{model="$model"}[$__rate_interval]))'
+    )
 
 
 def test_every_series_read_is_documented_or_recorded() -> None:

@@ -1,11 +1,11 @@
 """Every query of deploy/grafana/ml-sidecar.json, run by a real Prometheus that scrapes real sidecars.
 
-Two sidecars of one model (two replicas, one reference profile) front a real model server. The
-real Prometheus (Debian's) scrapes both admin ``/metrics`` every second and evaluates
-``deploy/prometheus``'s recording and alerting rules. The recording rules keep their ``[1h]``
-window; as in ``tests/integration``, :func:`~tests.integration.stack.shortened_rules` makes every
-group run every second, and the alerting rules' windows ``[1m]`` and their waits ``1s``, so that
-alerts fire within the test.
+Two sidecars of one model (two replicas, one reference profile) front a real model server, and a
+third of the same model shadows it. The real Prometheus (Debian's) scrapes the three admin
+``/metrics`` every second and evaluates ``deploy/prometheus``'s recording and alerting rules. The
+recording rules keep their ``[1h]`` window; as in ``tests/integration``,
+:func:`~tests.integration.stack.shortened_rules` makes every group run every second, and the
+alerting rules' windows ``[1m]`` and their waits ``1s``, so that alerts fire within the test.
 
 The traffic produces every series a panel reads, the conditional ones included:
 
@@ -21,8 +21,14 @@ The traffic produces every series a panel reads, the conditional ones included:
 - ``mlsidecar_metrics_series_dropped``: the second replica runs with
   ``SIDECAR_METRICS_MAX_SERIES=100``, and the profile's 18 features give the data-quality family
   112 series, so that family, and only it, is cut there;
-- the monitoring process: both sidecars run in the default process mode (``tests/servers.py``),
-  so ``mlsidecar_monitor_up`` is 1 and the restarts' increase over the range is 0, which is data.
+- the monitoring process: the sidecars run in the default process mode (``tests/servers.py``),
+  so ``mlsidecar_monitor_up`` is 1 and the restarts' increase over the range is 0, which is data;
+- the experiment: both replicas run one split experiment keyed by ``x-user-id`` (both arms on the
+  one model server), analysed every second; the traffic above has no key, so its requests are
+  assigned by a coin, and 40 users per replica send one request each, a third of whom convert
+  (``/api/v1/outcomes``), so the decision, the effects and both sample-ratio checks exist;
+- shadow traffic: the third sidecar runs a shadow experiment with the model server as the
+  challenger, and mirrors a few requests.
 
 Then every expression, with the dashboard's variables substituted (``$model``, ``$feature`` as
 All, Grafana's ``$__rate_interval`` as 1m and ``$__range`` as 3h), goes through ``/api/v1/query``:
@@ -65,6 +71,28 @@ Scope = dict[str, Any]
 Row = dict[str, Any]
 
 MODEL = "credit"
+EXPERIMENT_USERS = 40  # per replica
+SPLIT = """\
+name: credit-v2
+variants:
+  control:   {weight: 0.5}
+  treatment: {weight: 0.5, upstream: "http://127.0.0.1:%d"}
+assignment: {key: "header:x-user-id"}
+metrics:
+  primary: [{name: conversion, source: outcome, kind: proportion}]
+  guardrails: [{name: error_rate, max_increase: 0.01}]
+mde: 0.05
+"""
+SHADOW = """\
+name: credit-shadow
+mode: shadow
+variants:
+  control:    {}
+  challenger: {upstream: "http://127.0.0.1:%d"}
+metrics:
+  primary: [{name: accuracy, source: label}]
+mde: 0.02
+"""
 FLAGS = tuple(f"f{index:02d}" for index in range(16))  # binary categorical features: 16 × 6 quality series
 COUNTRIES, COUNTRY_SHARES = ("DE", "FR", "US"), (0.5, 0.3, 0.2)
 ROWS_PER_REPLICA = 300
@@ -125,7 +153,10 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return output
 
 
-def sidecar_env(reference: Path, directory: Path, model_port: int, name: str) -> dict[str, str]:
+def sidecar_env(reference: Path, directory: Path, model_port: int, name: str, experiment: str) -> dict[str, str]:
+    """One sidecar's settings; ``experiment`` the definition it runs (SPLIT or SHADOW), the model server in it."""
+    definition = directory / f"experiment-{name}.yml"
+    definition.write_text(experiment % model_port)
     return {
         "SIDECAR_MODEL_NAME": MODEL,
         "SIDECAR_REFERENCE_PATH": str(reference),
@@ -135,12 +166,15 @@ def sidecar_env(reference: Path, directory: Path, model_port: int, name: str) ->
         "SIDECAR_DRIFT_MIN_SAMPLES": "100",
         "SIDECAR_PERF_MIN_LABELS": "20",
         "SIDECAR_ALERT_WEBHOOK_URL": f"http://127.0.0.1:{model_port}/alerts",
+        "SIDECAR_EXPERIMENT_PATH": str(definition),
+        "SIDECAR_EXPERIMENT_INTERVAL_SECONDS": "1",
     }
 
 
-async def predict(port: int, request_id: str, instances: list[Row]) -> int:
+async def predict(port: int, request_id: str, instances: list[Row], user: str | None = None) -> int:
     body = orjson.dumps({"instances": instances})
     headers = [("x-request-id", request_id), ("content-type", "application/json")]
+    headers += [] if user is None else [("x-user-id", user)]
     response = await raw_request(port, "POST", f"/v1/models/{MODEL}:predict", headers, body)
     return response.status
 
@@ -178,21 +212,41 @@ async def serve_traffic(proxy_port: int, admin_port: int, name: str, seed: int) 
         for request_id, instances in served.items()
         for index, row in enumerate(instances)
     ]
-    headers = [("authorization", "Bearer test-token"), ("content-type", "application/json")]
     # The prediction store writes in the background: wait until every row can be joined.
     joined = await eventually(
-        lambda: _post_labels(admin_port, headers, labels), timeout=DEADLINE, what=f"{name}: labels joined"
+        lambda: _post(admin_port, "/api/v1/labels", labels), timeout=DEADLINE, what=f"{name}: labels joined"
     )
     assert joined == len(labels)
 
 
-async def _post_labels(admin_port: int, headers: list[tuple[str, str]], labels: list[Row]) -> int:
-    response = await raw_request(admin_port, "POST", "/api/v1/labels", headers, orjson.dumps(labels))
+async def _post(admin_port: int, path: str, items: list[Row]) -> int:
+    """Post labels or outcomes; how many are stored once all are, else 0 (and the caller posts them again)."""
+    headers = [("authorization", "Bearer test-token"), ("content-type", "application/json")]
+    response = await raw_request(admin_port, "POST", path, headers, orjson.dumps(items))
     assert response.status == 200, response
     outcome = orjson.loads(response.body)
-    # Labels are idempotent: a second post reports the first one's rows as duplicates.
+    # Both are idempotent: a second post reports the first one's items as duplicates.
     done: int = outcome["joined"] + outcome["duplicate"]
-    return done if done == len(labels) else 0
+    return done if done == len(items) else 0
+
+
+async def serve_users(proxy_port: int, admin_port: int, name: str, seed: int) -> None:
+    """The experiment's users: one request each, routed by its x-user-id; every third one converts."""
+    users = [f"{name}-u{index}" for index in range(EXPERIMENT_USERS)]
+    for user, row in zip(users, rows(EXPERIMENT_USERS, seed, income_shift=2.0), strict=True):
+        assert await predict(proxy_port, f"{user}-0", [row], user=user) == 200
+    conversions = [{"unit": user, "metric": "conversion", "value": 1} for user in users[::3]]
+    # As with the labels: an outcome joins once its user's prediction is stored.
+    joined = await eventually(
+        lambda: _post(admin_port, "/api/v1/outcomes", conversions), timeout=DEADLINE, what=f"{name}: outcomes joined"
+    )
+    assert joined == len(conversions)
+
+
+async def mirror(proxy_port: int) -> None:
+    """A few requests to the shadowing sidecar: each answered by control, then copied to the challenger."""
+    for index in range(3):
+        assert await predict(proxy_port, f"c-{index}", rows(5, seed=6 + index, income_shift=2.0)) == 200
 
 
 def _finite(samples: list[dict[str, Any]]) -> bool:
@@ -211,15 +265,21 @@ async def test_every_panel_query_returns_data(tmp_path: Path, reference: Path) -
     ]
     async with run_server(model_server) as model_port:
         env = {"SIDECAR_ADMIN_TOKEN": "test-token"}
-        first = {**env, **sidecar_env(reference, tmp_path, model_port, "a")}
-        second = {**env, **sidecar_env(reference, tmp_path, model_port, "b"), "SIDECAR_METRICS_MAX_SERIES": "100"}
+        first = {**env, **sidecar_env(reference, tmp_path, model_port, "a", SPLIT)}
+        second = {
+            **env,
+            **sidecar_env(reference, tmp_path, model_port, "b", SPLIT),
+            "SIDECAR_METRICS_MAX_SERIES": "100",
+        }
+        shadowing = {**env, **sidecar_env(reference, tmp_path, model_port, "c", SHADOW)}
         upstream = f"http://127.0.0.1:{model_port}"
         async with (
             run_sidecar(upstream, first) as a,
             run_sidecar(upstream, second) as b,
+            run_sidecar(upstream, shadowing) as c,
             run_prometheus(
                 tmp_path / "prometheus",
-                targets=[f"127.0.0.1:{a.admin_port}", f"127.0.0.1:{b.admin_port}"],
+                targets=[f"127.0.0.1:{sidecar.admin_port}" for sidecar in (a, b, c)],
                 rule_files=rule_files,
             ) as prometheus,
         ):
@@ -235,6 +295,9 @@ async def test_every_panel_query_returns_data(tmp_path: Path, reference: Path) -
             await asyncio.gather(
                 serve_traffic(a.proxy_port, a.admin_port, "a", seed=2),
                 serve_traffic(b.proxy_port, b.admin_port, "b", seed=3),
+                serve_users(a.proxy_port, a.admin_port, "a", seed=4),
+                serve_users(b.proxy_port, b.admin_port, "b", seed=5),
+                mirror(c.proxy_port),
             )
             await eventually(
                 lambda: prometheus.query('ALERTS{alertname="feature_drift",alertstate="firing"}'),
