@@ -23,7 +23,7 @@ DEMO_SECONDS ?= 0
 .PHONY: help venv runtime demo test check lint types pytest pytest-lower bench apt-test apt-bench clean
 
 help:
-	@echo "make demo   - demo model server + ml-sidecar + traffic that drifts: drift, a quality violation and alerts within about a minute (Ctrl-C to stop, or DEMO_SECONDS=N)"
+	@echo "make demo   - two versions of a demo model + ml-sidecar + traffic that drifts: drift, a quality violation and alerts within about a minute, and an A/B experiment that rolls out v2 (Ctrl-C to stop, or DEMO_SECONDS=N)"
 	@echo "make test   - lint, type-check, run the suite (it also tests the built wheel), then the suite at the lowest versions"
 	@echo "make bench  - install wrk and nginx, then run benchmarks/"
 

@@ -1,9 +1,12 @@
-"""``python -m demo`` (``make demo``): a model server, ml-sidecar in front of it, and traffic that drifts.
+"""``python -m demo`` (``make demo``): two versions of a model, ml-sidecar in front of them, and traffic that drifts.
 
-All three run in one process and one event loop, on 127.0.0.1. The
+All of it runs in one process and one event loop, on 127.0.0.1. The
 story (:mod:`demo.scenario`): 30 s of calm traffic like the training data,
 then a shift that the sidecar reports as drift, a data-quality violation and
-firing alerts within about a minute. A summary line every 5 s says so; the
+firing alerts within about a minute. Meanwhile an A/B experiment
+(:mod:`demo.experiment`) splits the users between v1 of the model and v2,
+and the sidecar decides to roll v2 out, from the conversions the users post,
+well within the two minutes. A summary line every 5 s says so; the
 prediction log goes to a file in the demo's temporary directory, never to
 the terminal. Settings:
 
@@ -36,6 +39,7 @@ from typing import TypeVar
 import orjson
 
 from demo.environment import Timings, alert_rules, sidecar_environment
+from demo.experiment import USER_HEADER, USERS, Conversions, experiment_definition
 from demo.model_server import MODEL_NAME, READY_PATH, create_app, serve
 from demo.scenario import Scenario
 from demo.summary import StatusReader, summary_line
@@ -111,7 +115,12 @@ def _url(host: str, port: int) -> str:
 
 
 def _banner(
-    model_url: str, proxy_url: str, admin_url: str, settings: Settings, scenario: Scenario, notes: list[str]
+    model_urls: tuple[str, str],
+    proxy_url: str,
+    admin_url: str,
+    settings: Settings,
+    scenario: Scenario,
+    notes: list[str],
 ) -> str:
     example = orjson.dumps({"instances": [EXAMPLE]}).decode()
     log = " ".join(settings.log_sink)
@@ -123,22 +132,27 @@ def _banner(
     return f"""\
 {head}
 A {MODEL_NAME} model (logistic regression, KServe V1) behind ml-sidecar, with live traffic:
-  model server    {model_url}  (direct, not monitored)
+  model v1        {model_urls[0]}  (direct, not monitored)
+  model v2        {model_urls[1]}  (direct; the same model with squared terms)
   proxy           {proxy_url}  (send predictions here)
   drift           {admin_url}/api/v1/drift
   data quality    {admin_url}/api/v1/quality
   alerts          {admin_url}/api/v1/alerts  (rules: {settings.alert_rules or "built-in"})
   performance     {admin_url}/api/v1/performance  (labels arrive 5-20 s after each prediction)
+  experiment      {admin_url}/api/v1/experiments  (definition: {settings.experiment_path or "none"})
   metrics         {admin_url}/metrics
   prediction log  {log}
 
 Try:
-  curl -s {proxy_url}{PREDICT_PATH} -H 'content-type: application/json' \\
+  curl -s {proxy_url}{PREDICT_PATH} -H 'content-type: application/json' -H '{USER_HEADER}: u-17' \\
     -d '{example}'
   curl -s {admin_url}/metrics | grep '^mlsidecar_feature_drift_score'
 
-Traffic: {RATE:g} requests/s of 1-4 applicants. {scenario.describe()}
+Traffic: {RATE:g} requests/s of 1-4 applicants from {USERS} users ({USER_HEADER}). {scenario.describe()}
 Expect drift, a data-quality violation and firing alerts within about a minute ({window}).
+Half the users are served by v2; those who take their offer post a conversion 2-5 s later.
+Expect the experiment to roll out v2 within about half a minute (analysed every \
+{settings.experiment_interval_seconds:g} s).
 """
 
 
@@ -151,7 +165,7 @@ async def _report(traffic: TrafficGenerator, reader: StatusReader, every: float,
             print(summary_line(traffic.elapsed, traffic.phase, traffic.stats, status), flush=True)
 
 
-def _defaults(directory: Path, reference: Path, speed: float) -> dict[str, str]:
+def _defaults(directory: Path, reference: Path, experiment: Path, speed: float) -> dict[str, str]:
     """The demo's choice of every setting it needs other than the ports; the user's ``SIDECAR_*`` win over these."""
     return {
         "SIDECAR_LISTEN_HOST": HOST,
@@ -167,6 +181,7 @@ def _defaults(directory: Path, reference: Path, speed: float) -> dict[str, str]:
         "SIDECAR_STATE_DIR": str(directory),
         "SIDECAR_REFERENCE_PATH": str(reference),
         "SIDECAR_ALERT_RULES": str(alert_rules(speed, directory)),
+        "SIDECAR_EXPERIMENT_PATH": str(experiment),
         # One JSON line per row would bury the summary lines.
         "SIDECAR_LOG_SINK": f"file:{directory / PREDICTION_LOG}",
         # The banner and the summary lines say what the sidecar's info lines would.
@@ -187,12 +202,16 @@ async def run_demo(seconds: float, speed: float, proxy_port: int, admin_port: in
     with tempfile.TemporaryDirectory(prefix="ml-sidecar-demo-") as name:
         directory = Path(name)
         trained = train(directory)
-        defaults = _defaults(directory, trained.reference, speed)
-        # Probed only when they are the demo's to choose, so a port the user set is never second-guessed.
-        for variable, port in (("SIDECAR_LISTEN_PORT", proxy_port), ("SIDECAR_ADMIN_PORT", admin_port)):
-            if not user.get(variable, "").strip():
-                defaults[variable] = str(_free_or_any(port, notes))
-        async with serve(create_app(trained.model), HOST) as model_url:
+        async with (
+            serve(create_app(trained.model, version="1"), HOST) as model_url,
+            serve(create_app(trained.challenger, version="2"), HOST) as challenger_url,
+        ):
+            experiment = experiment_definition(directory, challenger_url)
+            defaults = _defaults(directory, trained.reference, experiment, speed)
+            # Probed only when they are the demo's to choose, so a port the user set is never second-guessed.
+            for variable, port in (("SIDECAR_LISTEN_PORT", proxy_port), ("SIDECAR_ADMIN_PORT", admin_port)):
+                if not user.get(variable, "").strip():
+                    defaults[variable] = str(_free_or_any(port, notes))
             environment, overrides = sidecar_environment(defaults, user, model_url)
             notes += overrides
             notes += [
@@ -201,29 +220,38 @@ async def run_demo(seconds: float, speed: float, proxy_port: int, admin_port: in
             ]
             settings = Settings.from_env(environment)
             logging.getLogger().setLevel(settings.log_level.upper())
-            await _run(settings, model_url, Scenario.at_speed(speed), Timings(speed), notes, stop)
+            model_urls = (model_url, challenger_url)
+            await _run(settings, model_urls, Scenario.at_speed(speed), Timings(speed), notes, stop)
 
 
 async def _run(
-    settings: Settings, model_url: str, scenario: Scenario, timings: Timings, notes: list[str], stop: asyncio.Event
+    settings: Settings,
+    model_urls: tuple[str, str],
+    scenario: Scenario,
+    timings: Timings,
+    notes: list[str],
+    stop: asyncio.Event,
 ) -> None:
     async with Sidecar(settings) as sidecar:
         proxy_url = _url(settings.listen_host, sidecar.proxy_port)
         admin_url = _url(settings.admin_host, sidecar.admin_port)
-        print(_banner(model_url, proxy_url, admin_url, settings, scenario, notes), flush=True)
+        print(_banner(model_urls, proxy_url, admin_url, settings, scenario, notes), flush=True)
         client = UpstreamClient(proxy_url, timeout=10.0, connect_timeout=2.0, max_connections=CONCURRENCY)
-        # One connection each for the label poster and the summary's reader.
-        admin = UpstreamClient(admin_url, timeout=10.0, connect_timeout=2.0, max_connections=2)
+        # One connection each for the label poster, the conversion poster and the summary's reader.
+        admin = UpstreamClient(admin_url, timeout=10.0, connect_timeout=2.0, max_connections=3)
         await client.open()
         await admin.open()
-        traffic = TrafficGenerator(client, scenario, rate=RATE, concurrency=CONCURRENCY)
-        feedback = LabelFeedback(admin, settings.admin_token or "", traffic.stats)
+        token = settings.admin_token or ""
+        conversions = Conversions(admin, token)
+        traffic = TrafficGenerator(client, scenario, rate=RATE, concurrency=CONCURRENCY, conversions=conversions)
+        feedback = LabelFeedback(admin, token, traffic.stats)
         traffic.feedback = feedback
         reader = StatusReader(admin)
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(traffic.run(stop))
                 tasks.create_task(feedback.run(stop))
+                tasks.create_task(conversions.run(stop))
                 tasks.create_task(_report(traffic, reader, timings.summary, stop))
             status = await reader.read()
         finally:
@@ -239,7 +267,7 @@ def main() -> int:
     admin_port = _env("DEMO_ADMIN_PORT", "9100", _port, "a port from 0 to 65535")
     # At the sidecar's SIDECAR_LOG_LEVEL once its settings are read (the demo's default: warning).
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    # Three uvicorn servers would each announce themselves; the banner says it once.
+    # Four uvicorn servers would each announce themselves; the banner says it once.
     logging.getLogger("uvicorn").setLevel(logging.WARNING)
     try:
         asyncio.run(run_demo(seconds, speed, proxy_port, admin_port, os.environ))

@@ -1,9 +1,10 @@
 """The sidecar's settings in the demo: the demo's own defaults, under whatever ``SIDECAR_*`` the user set.
 
 The defaults make the demo tell its story in about a minute: a 30-second drift
-window in 5-second slices, evaluated every 5 seconds (the sidecar's defaults,
-an hour, a minute and 15 s, suit production, not a demo), the reference
-profile of the training data, the demo's alert rules, and the prediction log
+window in 5-second slices, evaluated every 5 seconds, and the experiment
+analysed every 5 seconds (the sidecar's defaults, an hour, a minute, 15 s and
+a minute, suit production, not a demo), the reference profile of the
+training data, the demo's alert rules and experiment, and the prediction log
 in a file rather than on the terminal. A ``SIDECAR_*`` variable set (and not
 empty) in the user's environment wins over the default, except
 ``SIDECAR_UPSTREAM_URL``: the demo proxies its own model server.
@@ -52,6 +53,11 @@ class Timings:
         return max(5.0 / self.speed, 0.1)
 
     @property
+    def experiment(self) -> float:
+        # SIDECAR_EXPERIMENT_INTERVAL_SECONDS takes 1 s at least.
+        return max(5.0 / self.speed, 1.0)
+
+    @property
     def summary(self) -> float:
         """Seconds between two summary lines on the terminal."""
         return max(5.0 / self.speed, 1.0)
@@ -61,6 +67,7 @@ class Timings:
             "SIDECAR_DRIFT_WINDOW_SECONDS": f"{self.window:g}",
             "SIDECAR_DRIFT_SLICE_SECONDS": f"{self.slice:g}",
             "SIDECAR_EVAL_INTERVAL_SECONDS": f"{self.evaluation:g}",
+            "SIDECAR_EXPERIMENT_INTERVAL_SECONDS": f"{self.experiment:g}",
             # 100 rows come in under two seconds; the sidecar's 200 would only delay the first verdict.
             "SIDECAR_DRIFT_MIN_SAMPLES": "100",
         }

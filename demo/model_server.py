@@ -2,12 +2,16 @@
 
 The model is fitted at start-up, in plain numpy, on data drawn from a seeded
 generator, so the demo needs no download and gives the same model every run.
+Two versions of it are served, each by its own server: v1, linear in the
+features, and v2, which adds their squares (``quadratic``) and so follows the
+hidden truth's curve in age, which v1 cannot (:func:`default_probability`).
 
 Endpoints::
 
     GET  /v1/models/credit-risk          {"name": "credit-risk", "ready": true, "features": [...], "classes": [...]}
     POST /v1/models/credit-risk:predict  {"instances": [[48.5, 0.31, 40, 4, 0, "salaried"], {"income": 48.5, ...}]}
                                          -> {"predictions": [[0.61, 0.39], [0.61, 0.39]]}
+                                            with the header x-model-version: 1 (or 2)
     GET  /v2/health/ready                {"ready": true}
 
 An instance is a list of values in ``FEATURES`` order or an object keyed by
@@ -71,6 +75,11 @@ EMPLOYMENT = ("salaried", "self_employed", "retired", "unemployed")
 EMPLOYMENT_SHARES = (0.62, 0.18, 0.14, 0.06)  # in the training data
 # Added to the hidden truth's log-odds of defaulting, per employment status.
 _EMPLOYMENT_RISK = np.array([0.0, 0.4, -0.3, 1.2])
+# The hidden truth's curve in age: the youngest and the oldest applicants default more than
+# the middle-aged, by up to 1.5 in log-odds. A model linear in age cannot follow it: v1's
+# P(default) is 9 points off the truth on average, v2's (with squared terms) under one.
+_AGE_CURVE = 0.8
+_AGE_MIDDLE, _AGE_SPREAD = 48.0, 16.0
 _EMPLOYMENT = FEATURES.index("employment")
 # Bounds the work one request can ask for.
 MAX_INSTANCES = 1024
@@ -110,14 +119,17 @@ def default_probability(x: FloatArray) -> FloatArray:
     """The hidden truth: each applicant's real chance of defaulting. The model never sees these coefficients;
     the demo's traffic draws the delayed labels it posts from them."""
     income, debt_ratio, age, credit_lines, late_payments, employment = x.T
+    # About 0 on average over the applicants' ages (21 to 75), so that a third still default.
+    age_curve = ((age - _AGE_MIDDLE) / _AGE_SPREAD) ** 2 - 1.0
     logit = (
         -1.4
         - 0.06 * (income - INCOME_MEAN)
         + 6.0 * (debt_ratio - 0.29)
-        - 0.03 * (age - 48.0)
+        - 0.03 * (age - _AGE_MIDDLE)
         + 0.1 * (credit_lines - 4.0)
         + 1.0 * late_payments
         + _EMPLOYMENT_RISK[employment.astype(np.int64)]
+        + _AGE_CURVE * age_curve
     )
     return _sigmoid(logit)
 
@@ -129,17 +141,19 @@ def make_dataset(rng: np.random.Generator, n: int) -> tuple[FloatArray, NDArray[
     return x, y
 
 
-def _design(x: FloatArray) -> FloatArray:
-    """The model's inputs: the numeric columns, then employment one-hot without its first status (the baseline)."""
+def _design(x: FloatArray, centre: FloatArray | None = None) -> FloatArray:
+    """The model's inputs: the numeric columns, with ``centre`` their squares about it, then employment one-hot
+    without its first status (the baseline)."""
     numeric = np.delete(x, _EMPLOYMENT, axis=1)
     codes = x[:, _EMPLOYMENT].astype(np.int64)
     one_hot = (codes[:, None] == np.arange(1, len(EMPLOYMENT))).astype(np.float64)
-    return np.hstack([numeric, one_hot])
+    squares = [] if centre is None else [(numeric - centre) ** 2]
+    return np.hstack([numeric, *squares, one_hot])
 
 
 @dataclass(frozen=True)
 class LogisticRegression:
-    """A fitted binary logistic regression over standardised features.
+    """A fitted binary logistic regression over standardised features; ``centre`` set: with their squares too.
 
     Usage::
 
@@ -151,13 +165,23 @@ class LogisticRegression:
     scale: FloatArray
     weights: FloatArray
     bias: float
+    centre: FloatArray | None = None
 
     @classmethod
     def fit(
-        cls, x: FloatArray, y: NDArray[np.int64], *, steps: int = 300, learning_rate: float = 0.5
+        cls,
+        x: FloatArray,
+        y: NDArray[np.int64],
+        *,
+        quadratic: bool = False,
+        steps: int = 300,
+        learning_rate: float = 0.5,
     ) -> LogisticRegression:
-        """Full-batch gradient descent on the mean log-loss."""
-        design = _design(x)
+        """Full-batch gradient descent on the mean log-loss; ``quadratic``: the numeric features' squares too."""
+        # Squared about the training means, not about 0: a square of raw ages would all but repeat the
+        # ages themselves, and gradient descent would crawl along the two.
+        centre = np.delete(x, _EMPLOYMENT, axis=1).mean(axis=0) if quadratic else None
+        design = _design(x, centre)
         mean, scale = design.mean(axis=0), design.std(axis=0)
         # Standardised features let one learning rate suit income (tens) and debt ratio (tenths) alike.
         z = (design - mean) / scale
@@ -167,11 +191,11 @@ class LogisticRegression:
             error = _sigmoid(z @ weights + bias) - y
             weights -= learning_rate * (z.T @ error) / len(y)
             bias -= learning_rate * float(error.mean())
-        return cls(mean, scale, weights, bias)
+        return cls(mean, scale, weights, bias, centre)
 
     def predict_proba(self, x: FloatArray) -> FloatArray:
         """Probabilities of ``CLASSES`` per row: ``[P(repaid), P(default)]``."""
-        p_default = _sigmoid(((_design(x) - self.mean) / self.scale) @ self.weights + self.bias)
+        p_default = _sigmoid(((_design(x, self.centre) - self.mean) / self.scale) @ self.weights + self.bias)
         return np.column_stack([1.0 - p_default, p_default])
 
 
@@ -231,12 +255,14 @@ def _parse_instances(body: bytes) -> FloatArray:
     return np.array([_row(i, instance) for i, instance in enumerate(instances)], dtype=np.float64)
 
 
-def _json(content: Any, status_code: int = 200) -> Response:
-    return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
+def _json(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(content), status_code=status_code, headers=headers, media_type="application/json")
 
 
-def create_app(model: LogisticRegression) -> Starlette:
-    """The model server's ASGI app."""
+def create_app(model: LogisticRegression, version: str = "1") -> Starlette:
+    """The model server's ASGI app; its predictions carry ``version`` in ``x-model-version``, which the sidecar
+    records as each prediction's model version (``SIDECAR_MODEL_VERSION_HEADER``)."""
+    version_header = {"x-model-version": version}
 
     def _check_name(request: Request) -> None:
         name = request.path_params["name"]
@@ -253,7 +279,7 @@ def create_app(model: LogisticRegression) -> Starlette:
             x = _parse_instances(await request.body())
         except _BadRequest as exc:
             return _json({"error": str(exc)}, 400)
-        return _json({"predictions": model.predict_proba(x).tolist()})
+        return _json({"predictions": model.predict_proba(x).tolist()}, headers=version_header)
 
     async def ready(request: Request) -> Response:
         return _json({"ready": True})
@@ -277,7 +303,7 @@ def create_app(model: LogisticRegression) -> Starlette:
 class _Server(uvicorn.Server):
     """A uvicorn server that leaves SIGINT and SIGTERM to its owner.
 
-    The demo runs three servers in one loop and stops them in order; uvicorn's
+    The demo runs four servers in one loop and stops them in order; uvicorn's
     own handlers would each claim the signals and re-raise them at exit.
     """
 

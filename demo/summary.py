@@ -1,13 +1,14 @@
-"""The demo's summary line: traffic, drift, data quality and alerts in one short line every few seconds.
+"""The demo's summary line: traffic, drift, data quality, alerts and the experiment in one line every few seconds.
 
 Traffic figures (requests, rate, latency) are the traffic generator's own,
 measured as the client sees them; the rest is read from the sidecar's admin
 API, as a dashboard or a person with curl would read it::
 
-      5s calm    151 req 30.2/s 0 errors p50 1.1ms p99 2.4ms | drift: none (top debt_ratio PSI 0.03) | quality: 0
-         | alerts: none
-     55s shifted 1653 req 30.0/s 0 errors p50 1.2ms p99 5.8ms | drift: 2/6 features (top income PSI 0.73)
+     15s calm    458 req 30.0/s 0 errors p50 0.8ms p99 3.9ms | drift: none (top income PSI 0.01) | quality: 0
+         | alerts: none | experiment: keep_running (units v1 147, v2 135; conversion lift +87% [-102%, +276%] p 0.64)
+     56s shifted 1663 req 29.9/s 0 errors p50 1.0ms p99 4.9ms | drift: 3/6 features (top income PSI 0.73)
          | quality: 213 (top age out_of_range) | firing: data_quality_major; 2 pending
+         | experiment: roll_out v2 (units v1 532, v2 540; conversion lift +100% [+44%, +150%] p 1.2e-11)
 
 (each one line on the terminal). Reading the API never stops the demo: a failed
 read shows as ``sidecar unreachable`` in the line.
@@ -24,18 +25,27 @@ from demo.traffic import TrafficStats
 from sidecar.exceptions import UpstreamError
 from sidecar.upstream.client import UpstreamClient
 
-__all__ = ["Status", "StatusReader", "alerts_part", "drift_part", "quality_part", "summary_line"]
+__all__ = [
+    "Status",
+    "StatusReader",
+    "alerts_part",
+    "drift_part",
+    "experiment_part",
+    "quality_part",
+    "summary_line",
+]
 
-ENDPOINTS = ("/api/v1/drift", "/api/v1/quality", "/api/v1/alerts")
+ENDPOINTS = ("/api/v1/drift", "/api/v1/quality", "/api/v1/alerts", "/api/v1/experiments")
 
 
 @dataclass(frozen=True)
 class Status:
-    """The three admin answers a summary line reads, as parsed JSON."""
+    """The four admin answers a summary line reads, as parsed JSON."""
 
     drift: dict[str, Any]
     quality: dict[str, Any]
     alerts: dict[str, Any]
+    experiments: dict[str, Any]
 
 
 class StatusReader:
@@ -104,6 +114,34 @@ def alerts_part(alerts: dict[str, Any]) -> str:
     return "alerts: " + (waiting or "none")
 
 
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.0%}"
+
+
+def experiment_part(experiments: dict[str, Any]) -> str:
+    """``experiment: roll_out v2 (units v1 532, v2 540; conversion lift +100% [+44%, +150%] p 1.2e-11)``: the
+    decision (with the variant it names), the analysis units per arm, and the first primary metric's relative lift
+    in the first treatment with its interval and adjusted p-value, which the decision reads; else the experiment's
+    status (``pending`` before its first analysis), or ``none`` without one.
+    """
+    if not experiments["experiments"]:
+        return "experiment: none"
+    analysis = experiments["experiments"][0]["analysis"]
+    if analysis is None:
+        return f"experiment: {experiments['experiments'][0]['status']}"
+    decision = analysis["decision"]
+    verdict = " ".join([decision["decision"], *decision["variants"]])
+    units = ", ".join(f"{arm['name']} {arm['captured_units']}" for arm in analysis["arms"])
+    primary = next(m for m in analysis["metrics"] if m["role"] == "primary")
+    effect = primary["effects"][0]
+    lift = _percent(effect["lift"])
+    if effect["lift"] is not None:
+        pvalue = effect["pvalue_adjusted"]
+        lift += f" [{_percent(effect['lift_ci_low'])}, {_percent(effect['lift_ci_high'])}]"
+        lift += " p " + ("n/a" if pvalue is None else f"{pvalue:.2g}")
+    return f"experiment: {verdict} (units {units}; {primary['name']} lift {lift})"
+
+
 def summary_line(elapsed: float, phase: str, stats: TrafficStats, status: Status | None) -> str:
     """One line for the terminal; takes the latencies gathered since the last line."""
     line = f"{elapsed:4.0f}s {phase:<7} {stats.requests} req {stats.requests / max(elapsed, 1e-9):.1f}/s"
@@ -112,5 +150,10 @@ def summary_line(elapsed: float, phase: str, stats: TrafficStats, status: Status
         line += f" p50 {latency[0] * 1000:.1f}ms p99 {latency[1] * 1000:.1f}ms"
     if status is None:
         return line + " | sidecar unreachable"
-    parts = (drift_part(status.drift), quality_part(status.quality), alerts_part(status.alerts))
+    parts = (
+        drift_part(status.drift),
+        quality_part(status.quality),
+        alerts_part(status.alerts),
+        experiment_part(status.experiments),
+    )
     return " | ".join((line, *parts))

@@ -4,6 +4,10 @@ Rows follow the :class:`~demo.scenario.Scenario`: drawn from the training
 distribution while it is calm, from the shifted mix after. Requests go out
 at a steady, bounded rate with a bounded number in flight, through
 :class:`~sidecar.upstream.client.UpstreamClient`, the project's one HTTP client.
+Each comes from one of a fixed population of users, named in ``x-user-id``
+(the experiment's assignment key, :mod:`demo.experiment`), and its request id
+ends with the user's name (``demo-42-u-17``), so the prediction log tells
+whose it was.
 
 :class:`LabelFeedback` plays the business that learns, later, whether each
 applicant defaulted: for a share of the rows it draws the outcome from the
@@ -22,7 +26,16 @@ from time import perf_counter
 import numpy as np
 import orjson
 
-from demo.model_server import EMPLOYMENT, FEATURES, MODEL_NAME, FloatArray, default_probability, sample_features
+from demo.experiment import USER_HEADER, USERS, Conversions
+from demo.model_server import (
+    CLASSES,
+    EMPLOYMENT,
+    FEATURES,
+    MODEL_NAME,
+    FloatArray,
+    default_probability,
+    sample_features,
+)
 from demo.scenario import Scenario
 from sidecar.exceptions import UpstreamError
 from sidecar.upstream.client import UpstreamClient
@@ -32,6 +45,7 @@ __all__ = ["PREDICT_PATH", "LabelFeedback", "TrafficGenerator", "TrafficStats", 
 PREDICT_PATH = f"/v1/models/{MODEL_NAME}:predict"
 _HEADERS = [("content-type", "application/json")]
 _AGE = FEATURES.index("age")
+_DEFAULT = CLASSES.index("default")
 
 
 def instance(row: FloatArray) -> dict[str, float | str]:
@@ -121,7 +135,8 @@ class LabelFeedback:
 
 
 class TrafficGenerator:
-    """Send predict requests of 1-4 rows at ``rate`` per second, at most ``concurrency`` at once.
+    """Send predict requests of 1-4 rows at ``rate`` per second, at most ``concurrency`` at once, each from one of
+    ``users`` users picked at random.
 
     Usage::
 
@@ -139,16 +154,22 @@ class TrafficGenerator:
         *,
         rate: float = 30.0,
         concurrency: int = 8,
+        users: int = USERS,
         seed: int = 1,
         feedback: LabelFeedback | None = None,
+        conversions: Conversions | None = None,
     ) -> None:
         self._client = client
         self.scenario = scenario
         self.feedback = feedback  # settable after construction: it shares this generator's stats
+        self.conversions = conversions
         self._sent = 0
         self._interval = 1.0 / rate
         self._concurrency = concurrency
+        self._users = users
         self._rng = np.random.default_rng(seed)
+        # A stream of its own, so that the rows drawn are the same with any number of users.
+        self._user_rng = np.random.default_rng([seed, users])
         self._started = perf_counter()
         self.stats = TrafficStats()
 
@@ -189,12 +210,13 @@ class TrafficGenerator:
             rows, sent = self._rows()
             body = orjson.dumps({"instances": [instance(row) for row in sent]})
             self._sent += 1
-            request_id = f"demo-{self._sent}"
+            user = f"u-{int(self._user_rng.integers(self._users))}"
+            request_id = f"demo-{self._sent}-{user}"
             start = perf_counter()
             try:
-                headers = [*_HEADERS, ("x-request-id", request_id)]
+                headers = [*_HEADERS, ("x-request-id", request_id), (USER_HEADER, user)]
                 async with self._client.request("POST", PREDICT_PATH, headers, body) as response:
-                    await response.read()
+                    answer = await response.read()
                     ok = response.status == 200
             except UpstreamError:
                 # The sidecar is down or restarting; count it and keep the rhythm.
@@ -203,9 +225,12 @@ class TrafficGenerator:
             self.stats.rows += len(rows)
             if ok:
                 self.stats.latencies.append(perf_counter() - start)
+                # Outcomes depend on the applicants' real age, not on the 0 the form sent.
                 if self.feedback is not None:
-                    # The outcome depends on the applicant's real age, not on the 0 the form sent.
                     self.feedback.predicted(request_id, rows)
+                if self.conversions is not None:
+                    quoted = np.array(orjson.loads(answer)["predictions"], dtype=np.float64)[:, _DEFAULT]
+                    self.conversions.quoted(user, rows, quoted)
             else:
                 self.stats.errors += 1
         finally:

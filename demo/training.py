@@ -1,5 +1,9 @@
 """The demo's training run: fit the model, then profile its training data as the sidecar's reference.
 
+Two versions are fitted on the same data: v1, the deployed model, linear in
+the features, and v2, the challenger of the demo's experiment, which adds
+their squares (:meth:`~demo.model_server.LogisticRegression.fit`).
+
 This is what a real pipeline does before deploying a model: the profile
 (``ml-sidecar profile build``, here through its Python API) records the
 training distribution of every feature, of the model's outputs and of the
@@ -32,20 +36,23 @@ _COUNTS = frozenset({"credit_lines", "late_payments"})
 
 @dataclass(frozen=True)
 class Trained:
-    """The fitted model and the path of the reference profile of its training data.
+    """The fitted models, v1 and v2, and the path of the reference profile of their training data.
 
     Usage::
 
         trained = train(Path(state_dir))
         serve(create_app(trained.model))  # and SIDECAR_REFERENCE_PATH=trained.reference
+        serve(create_app(trained.challenger, version="2"))
     """
 
     model: LogisticRegression
     reference: Path
+    challenger: LogisticRegression
 
 
 def train(directory: Path, *, seed: int = 0, rows: int = TRAINING_ROWS) -> Trained:
-    """Fit the model on ``rows`` applicants drawn with ``seed``; write ``training.csv`` and ``reference.json``."""
+    """Fit both models on ``rows`` applicants drawn with ``seed``; write ``training.csv`` and ``reference.json``
+    (v1's, the deployed model's)."""
     x, y = make_dataset(np.random.default_rng(seed), rows)
     model = LogisticRegression.fit(x, y)
     data = directory / "training.csv"
@@ -55,7 +62,7 @@ def train(directory: Path, *, seed: int = 0, rows: int = TRAINING_ROWS) -> Train
     )
     reference = directory / "reference.json"
     write_profile(build_profile(data, options).profile, reference)
-    return Trained(model, reference)
+    return Trained(model, reference, LogisticRegression.fit(x, y, quadratic=True))
 
 
 def _write_csv(path: Path, x: FloatArray, y: NDArray[np.int64], probabilities: FloatArray) -> None:
