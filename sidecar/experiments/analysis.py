@@ -250,6 +250,7 @@ def _guardrails(
                 control=_GUARDRAIL_VALUES[g.name](data.serving[control]),
                 treatment=_GUARDRAIL_VALUES[g.name](data.serving[t]),
                 max_increase=g.max_increase,
+                requests=(data.serving[control].requests, data.serving[t].requests),
             ),
         )
         for t in treatments

@@ -94,9 +94,14 @@ def _effect(
         return Effect(control, treatment, test.difference, test.ci_low, test.ci_high, test.pvalue, lift, False)
     n = control.n + treatment.n
     r = seq.radius(n, alpha, tuning)
+    lift = relative_lift(control, treatment, critical=r)
+    if not test.standard_error > 0:
+        # Both arms constant so far (no conversion yet in either): a sequence of width 0 would claim the
+        # effect known exactly, and the running intersection (analysis._running) would keep that claim
+        # for good. No information yet is NaN, which the intersection skips and no decision reads.
+        return Effect(control, treatment, test.difference, math.nan, math.nan, math.nan, lift, True)
     half = r * test.standard_error
     pvalue = seq.pvalue(test.difference, test.standard_error, n, alpha, tuning)
-    lift = relative_lift(control, treatment, critical=r)
     return Effect(
         control, treatment, test.difference, test.difference - half, test.difference + half, pvalue, lift, True
     )

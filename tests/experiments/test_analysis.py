@@ -220,6 +220,20 @@ def test_sequential_keeps_the_running_minimum_and_the_intersection() -> None:
     assert not fixed.sequential and fixed.pvalue != second.pvalue
 
 
+def test_a_look_before_any_conversion_says_nothing_and_does_not_pin_the_later_intervals() -> None:
+    # Both arms constant (no conversion yet): a standard error of 0, and no information.
+    empty = analyse(sequential(), data(conversion((50, 0), (50, 0)), captured=(50, 50)), now=T0)
+    nothing = empty.metric("conversion").effects[0].effect
+    assert math.isnan(nothing.ci_low) and math.isnan(nothing.ci_high) and math.isnan(nothing.pvalue)
+    # Not "no difference": an interval of width 0 around 0 would have ruled out the mde.
+    assert decision(empty) == "keep_running"
+    later = data(conversion((300, 90), (300, 160)), captured=(300, 300))
+    alone = analyse(sequential(), later, now=T0 + 60).metric("conversion").effects[0].effect
+    running = analyse(sequential(), later, now=T0 + 60, previous=empty).metric("conversion").effects[0].effect
+    assert (running.ci_low, running.ci_high, running.pvalue) == (alone.ci_low, alone.ci_high, alone.pvalue)
+    assert running.ci_low <= running.difference <= running.ci_high
+
+
 def three_arms(**changes: Any) -> Experiment:
     variants = {
         "control": {"weight": 0.4},
