@@ -42,10 +42,13 @@ from sidecar.config import Settings
 from sidecar.experiments.api import experiment_routes
 from sidecar.experiments.data import Routing
 from sidecar.experiments.definition import Experiment, ExperimentError, load_experiment
-from sidecar.experiments.metrics import ExperimentMetrics
+from sidecar.experiments.metrics import ExperimentMetrics, ShadowMetrics
+from sidecar.experiments.pairing import ShadowPairing
 from sidecar.experiments.routing import Router
 from sidecar.experiments.runner import ExperimentRunner, serving_of
 from sidecar.experiments.shadow import Outcome, Shadow
+from sidecar.experiments.shadow_runner import ShadowRunner
+from sidecar.experiments.tap import ShadowTap
 from sidecar.experiments.traffic import TrafficMetrics
 from sidecar.experiments.units import FeatureUnit
 from sidecar.labels.evaluate import PerformanceEvaluator
@@ -152,6 +155,8 @@ class Assembly:
     history: History | None
     # Inline, with a split experiment: its evaluator, which the server runs beside the others.
     experiments: ExperimentRunner | None
+    # Inline, with a shadow experiment: its comparison's evaluator, which the server runs beside the others.
+    comparison: ShadowRunner | None
     # A shadow experiment's mirror to the challenger: the server starts it, and closes it after the drain.
     shadow: Shadow | None
     outgoing: tuple[UpstreamClient, ...]
@@ -191,6 +196,7 @@ def assemble(settings: Settings) -> Assembly:
         metrics,
         lambda: None if router is None else Routing(tuple(router.keyed), tuple(router.randomised)),
     )
+    comparison = build_shadow_runner(settings, parts, metrics)
     alerting = build_alerting(settings, parts, metrics, flags, primary, experiments)
     registry = create_registry(settings.model_name, max_series=settings.metrics_max_series)
     model = settings.model_name
@@ -200,7 +206,7 @@ def assemble(settings: Settings) -> Assembly:
     if trial.metrics is not None:
         registry.register(trial.metrics)
     # ...and the monitoring side's.
-    register_monitoring(registry, parts, alerting, model, experiments)
+    register_monitoring(registry, parts, alerting, model, experiments, comparison)
     proxy_app = _proxy_app(settings, client, metrics, parts.capture, fallback, flags, primary, trial)
     history = History(parts.monitors, parts.performance, metrics)
     admin_app = create_admin_app(
@@ -215,7 +221,7 @@ def assemble(settings: Settings) -> Assembly:
         labels_max_bytes=settings.labels_max_bytes,
         history=history,
         eval_interval_seconds=settings.eval_interval_seconds,
-        routes=experiment_routes_of(settings, parts, experiments),
+        routes=experiment_routes_of(settings, parts, experiments or comparison),
         experiment=parts.experiment,
         experiments=experiments,
         shadow_outcomes=None if trial.shadow is None else _outcomes(trial.shadow),
@@ -233,6 +239,7 @@ def assemble(settings: Settings) -> Assembly:
         None,
         history,
         experiments,
+        comparison,
         trial.shadow,
         outgoing,
         proxy_app,
@@ -284,6 +291,7 @@ def _assemble_serving(
         link,
         None,
         None,
+        None,
         trial.shadow,
         outgoing,
         proxy_app,
@@ -297,10 +305,13 @@ def register_monitoring(
     alerting: Alerting,
     model: str,
     experiments: ExperimentRunner | None = None,
+    comparison: ShadowRunner | None = None,
 ) -> None:
     """Register the monitoring side's collectors, in whichever process it runs."""
     if experiments is not None:
         registry.register(ExperimentMetrics(experiments, model=model))
+    if comparison is not None:
+        registry.register(ShadowMetrics(comparison, model=model))
     for collector in (
         # The snapshots' own collectors, rendered at scrape time...
         parts.capture.metrics,
@@ -574,7 +585,33 @@ def build_experiment_runner(
     )
 
 
-def experiment_routes_of(settings: Settings, parts: Components, runner: ExperimentRunner | None) -> list[Route]:
+def build_shadow_runner(settings: Settings, parts: Components, counts: ServingCounts) -> ShadowRunner | None:
+    """A shadow experiment's comparison, over the proxy's ``counts`` of control; else None.
+
+    Its pairing takes the challenger's answers from the capture worker (the tap puts them on the capture
+    hand-off, :mod:`sidecar.experiments.tap`) and stores them beside control's predictions.
+    """
+    experiment = parts.experiment
+    if experiment is None or experiment.mode != "shadow":
+        return None
+    pairing = ShadowPairing(experiment, parts.worker.options, parts.store.add_shadow, model_name=settings.model_name)
+    parts.worker.subscribe_shadow(pairing.observe)
+    control = [experiment.control.name]
+    return ShadowRunner(
+        parts.store,
+        experiment,
+        parts.performance.config,
+        pairing=pairing,
+        serving=lambda: serving_of(counts, control)[0],
+        model=settings.model_name,
+        min_samples=settings.drift_min_samples,
+        bins=settings.drift_bins,
+    )
+
+
+def experiment_routes_of(
+    settings: Settings, parts: Components, runner: ExperimentRunner | ShadowRunner | None
+) -> list[Route]:
     """``GET /api/v1/experiments`` and ``POST /api/v1/outcomes`` for the admin app, experiment or none."""
     return experiment_routes(
         runner,
@@ -701,12 +738,14 @@ def _serving_experiment(
     if experiment.mode == "shadow":
         challenger = experiment.treatments[0]
         assert challenger.upstream is not None  # a treatment has one: the definition requires it
+        # Each answer goes onto the capture hand-off's spare half, for the comparison in the monitoring process;
+        # a mirror whose request control's capture kept carries that request, to be read as control's was.
+        tap = ShadowTap(parts.capture.queue, variant=challenger.name)
         shadow = Shadow(
             challenger.upstream,
             experiment=experiment.name,
-            # The challenger's answers are counted (mlsidecar_shadow_requests_total) but not yet paired with
-            # control's: the paired comparison of issue 17 is not built.
-            on_response=lambda response: None,
+            on_response=tap,
+            captured=parts.capture.captured,
             concurrency=settings.shadow_concurrency,
             timeout=settings.shadow_timeout_seconds,
             queue_size=settings.shadow_queue_size,
@@ -714,7 +753,7 @@ def _serving_experiment(
         )
         return ServingExperiment(
             mirror=Mirror(shadow, max_body_bytes=settings.shadow_queue_max_bytes),
-            metrics=TrafficMetrics(model, experiment, shadow=shadow),
+            metrics=TrafficMetrics(model, experiment, shadow=shadow, tap=tap),
         )
     clients = tuple(
         client if v.upstream is None else _upstream_client(settings, v.upstream) for v in experiment.variants

@@ -46,6 +46,11 @@ class Exchange:
     # The experiment's unit the proxy routed the request by, as units.unit_text writes it; None in no experiment,
     # and for a request a coin routed (it had no unit), since each such request is a unit of its own.
     unit: str | None = None
+    # A shadow experiment's challenger answering a mirror of the request (sidecar.experiments.tap), not served
+    # traffic: the capture worker hands it to the shadow comparison only, never to the sinks or the monitors.
+    # Its request fields are control's when control's request was captured, else empty, and so is its response
+    # body (the comparison then counts only its status and latency).
+    shadow: bool = False
 
     def header(self, name: bytes, *, response: bool = False) -> bytes | None:
         """First value of a header by lower-case name, or None."""

@@ -132,6 +132,7 @@ class Sidecar:
         self._outgoing = built.outgoing
         self._history = built.history
         self._experiments = built.experiments
+        self._comparison = built.comparison
         self._shadow = built.shadow
         self._background: list[asyncio.Task[None]] = []
         proxy_guard = ConnectionGuard("proxy", _limits(settings, settings.max_connections))
@@ -265,6 +266,9 @@ class Sidecar:
             if self._experiments is not None:
                 interval = self.settings.experiment_interval_seconds
                 self._background.append(asyncio.create_task(self._experiments.run(interval), name="experiments"))
+            if self._comparison is not None:
+                interval = self.settings.experiment_interval_seconds
+                self._background.append(asyncio.create_task(self._comparison.run(interval), name="shadow-comparison"))
         # What was built at start-up lives as long as the process: the cyclic collector need not
         # walk it on every full collection (measured: a full collection of the monitoring heap
         # stalled the loop for 44 ms). Objects made later are collected as before.

@@ -155,6 +155,25 @@ class Handoff:
             waiter.set_result(None)
         return True
 
+    def put_spare(self, exchange: Exchange) -> bool:
+        """Append an exchange only while the queue is under half full in count and in bytes; False otherwise.
+
+        For what is not served traffic (a shadow challenger's answers, :mod:`sidecar.experiments.tap`): it
+        takes only the spare half of the queue, so that under a backlog the captures of served traffic still
+        have the other half to themselves.
+        """
+        if 2 * len(self._items) >= self.maxsize:
+            return False
+        size = exchange_bytes(exchange)
+        if 2 * (self.nbytes + size) > self.max_bytes:
+            return False
+        self._items.append((exchange, size))
+        self.nbytes += size
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return True
+
     async def get(self, limit: int, max_bytes: int | None = None) -> list[Exchange]:
         """Wait until something is queued, then take what :meth:`get_nowait` takes."""
         while not self._items:
@@ -231,6 +250,9 @@ class Capture:
         self.metrics = CaptureMetrics(model, sampler.strategy)
         # Importance and feature strata need the parsed payload: the worker decides.
         self.deferred = sampler.needs_features or sampler.needs_response
+        # The exchange submit() queued last: the proxy mirrors a request to a shadow challenger right after
+        # capturing it, with no await between, so this tells the mirror whether its request was captured.
+        self._last: Exchange | None = None
 
     def hold(self, size: int) -> bool:
         """Take ``size`` bytes of the in-flight budget for a body kept for capture; False when it is spent.
@@ -295,8 +317,20 @@ class Capture:
             request_id_generated,
             unit,
         )
-        if not self.queue.put_nowait(exchange):
+        if self.queue.put_nowait(exchange):
+            self._last = exchange
+        else:
             self.metrics.dropped["queue_full"] += 1
+
+    def captured(self, request_id: str) -> Exchange | None:
+        """The exchange :meth:`submit` queued last, if it is the request ``request_id``'s; else None. O(1).
+
+        The proxy calls :meth:`submit` and then mirrors the same request (shadow mode) in one synchronous
+        stretch of the loop, so the mirror asks here whether its request was captured: a challenger's
+        answer is worth reading only when control's answer to the same request is in the store to pair with.
+        """
+        last = self._last
+        return last if last is not None and last.request_id == request_id else None
 
     def admit(self, request_headers: Headers) -> tuple[bool, float | None]:
         """Whether to capture a request, decided as it arrives: ``(keep, probability)``.

@@ -21,6 +21,13 @@ is one comparison per exchange; ``mlsidecar_requests_total{code}`` counts
 those responses, and ``mlsidecar_captures_total`` still counts the exchanges,
 since each was kept and logged.
 
+A shadow experiment's challenger answers come through the same queue as
+exchanges flagged ``shadow`` (:mod:`sidecar.experiments.tap`). They are not
+served traffic: the worker hands them, a batch at a time, to the shadow
+subscribers (:meth:`CaptureWorker.subscribe_shadow`, the comparison) and to
+nothing else, neither the sinks nor the subscribers of served records, nor
+the capture counters.
+
 With an experiment, each record carries the request's ``unit`` (the one the
 proxy routed it by, from the exchange) and its ``segment``, the value of the
 experiment's ``segment_by``: a request header's, or the row's feature's
@@ -34,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Literal, TypeVar
 
 from sidecar.capture.handoff import Capture
 from sidecar.capture.privacy import Anonymizer
@@ -45,11 +52,13 @@ from sidecar.records import Exchange, PredictionRecord
 from sidecar.sinks import LogBatch, Sink
 from sidecar.syntax.sampling import SourceKind
 
-__all__ = ["CaptureWorker", "WorkerMetrics", "Subscriber"]
+__all__ = ["CaptureWorker", "ShadowSubscriber", "WorkerMetrics", "Subscriber"]
 
 logger = logging.getLogger("sidecar.capture.worker")
 
 Subscriber = Callable[[Sequence[PredictionRecord]], None]
+ShadowSubscriber = Callable[[Sequence[Exchange]], None]
+T = TypeVar("T")
 # Exchanges handled before the worker yields the loop: long enough to batch,
 # short enough that a burst never holds the proxy's event loop for long.
 _BATCH = 64
@@ -127,6 +136,7 @@ class CaptureWorker:
         self._segment_feature = name if kind == "feature" else ""
         self.metrics = WorkerMetrics(model_name)
         self._subscribers: list[Subscriber] = []
+        self._shadow_subscribers: list[ShadowSubscriber] = []
 
     def subscribe(self, subscriber: Subscriber) -> None:
         """Receive the records of every captured 2xx exchange, PII already removed.
@@ -139,6 +149,15 @@ class CaptureWorker:
         leave heavy work to its own background task.
         """
         self._subscribers.append(subscriber)
+
+    def subscribe_shadow(self, subscriber: ShadowSubscriber) -> None:
+        """Receive the shadow challenger's answers (exchanges flagged ``shadow``), unparsed, in capture order.
+
+        One call per batch taken from the queue that had any, on the event
+        loop, as for :meth:`subscribe`. Without a shadow subscriber they are
+        let go.
+        """
+        self._shadow_subscribers.append(subscriber)
 
     async def run(self) -> None:
         """Process exchanges until cancelled."""
@@ -160,8 +179,10 @@ class CaptureWorker:
         while not queue.empty() and loop.time() < deadline:
             self.process(queue.get_nowait(_BATCH, _BATCH_BYTES))
             await asyncio.sleep(0)
-        # What could not be processed in time is lost to monitoring: count it.
-        self.capture.metrics.dropped["queue_full"] += queue.qsize()
+        # What could not be processed in time is lost to monitoring: count it (the challenger's answers are
+        # not captures, and the comparison they would have gone to stops too).
+        left = queue.get_nowait(queue.qsize())
+        self.capture.metrics.dropped["queue_full"] += sum(not exchange.shadow for exchange in left)
         await asyncio.gather(*(sink.close(deadline) for sink in self.sinks))
 
     def process(self, exchanges: Sequence[Exchange]) -> None:
@@ -174,8 +195,12 @@ class CaptureWorker:
         whatever its status.
         """
         records: list[PredictionRecord] = []
+        answers: list[Exchange] = []
         sinks = self.sinks
         for exchange in exchanges:
+            if exchange.shadow:
+                answers.append(exchange)
+                continue
             # Fail open: one exchange that trips a bug must not stop the worker or lose the others.
             try:
                 rows = self._records(exchange)
@@ -190,11 +215,15 @@ class CaptureWorker:
                 continue
             if 200 <= exchange.status_code < 300:
                 records += rows
-        if not records:
-            return
-        for subscriber in self._subscribers:
+        if answers:
+            self._hand(self._shadow_subscribers, answers)
+        if records:
+            self._hand(self._subscribers, records)
+
+    def _hand(self, subscribers: Sequence[Callable[[Sequence[T]], None]], batch: Sequence[T]) -> None:
+        for subscriber in subscribers:
             try:
-                subscriber(records)
+                subscriber(batch)
             except Exception:
                 self.metrics.series["subscriber"].inc()
                 logger.exception("capture subscriber %r failed; continuing", subscriber)

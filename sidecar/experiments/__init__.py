@@ -20,6 +20,7 @@ numpy or scipy:
 - the request side: :mod:`.routing` (:class:`~.routing.Router`, an arm and
   upstream per request), :mod:`.units` (a unit's one text form; a feature
   key's unit from a body), :mod:`.shadow` (mirrors to the challenger),
+  :mod:`.tap` (the challenger's answers onto the capture hand-off),
   :mod:`.outcomes` (the ``POST /api/v1/outcomes`` body);
 - the analysis: :mod:`.data` (what it reads, per arm), :mod:`.gather` (reads
   it from the prediction store), :mod:`.labelled` (a label metric's value per
@@ -27,14 +28,24 @@ numpy or scipy:
   correction, power, novelty, Simpson, guardrails, decisions into one
   :class:`~.snapshot.ExperimentSnapshot`), :mod:`.view` (the body of
   ``GET /api/v1/experiments`` and the metrics' samples);
+- a shadow experiment's comparison of its two models on the same requests:
+  :mod:`.pairing` (the challenger's answers counted, read and stored beside
+  control's predictions), the paired statistics, one file each
+  (:mod:`.agreement` with Wilson's interval, :mod:`.differences`, :mod:`.shift`
+  for the PSI between the two, :mod:`.mcnemar`, :mod:`.paired` for the
+  paired t), :mod:`.shadow_analysis` into one
+  :class:`~.shadow_snapshot.ShadowSnapshot`, :mod:`.shadow_view` (the API's
+  ``shadow`` section and the metrics' samples), :mod:`.shadow_runner` (its
+  evaluator every interval);
 - the running experiment, in the monitoring process: :mod:`.runner`
   (:class:`~.runner.ExperimentRunner`, the evaluator that gathers, analyses
   off the loop and publishes a snapshot every interval, from a start the
   store keeps for every replica), :mod:`.metrics` (the analysis metrics over
-  its snapshot), :mod:`.api` (``GET /api/v1/experiments`` and
-  ``POST /api/v1/outcomes``, routes for the admin app);
-- in the serving process: :mod:`.traffic` (the assignments per arm and the
-  shadow mirrors' outcomes, as metrics).
+  its snapshot, and a shadow comparison's), :mod:`.api` (``GET /api/v1/experiments``
+  and ``POST /api/v1/outcomes``, routes for the admin app);
+- in the serving process: :mod:`.traffic` (the assignments per arm, the
+  shadow mirrors' outcomes and the answers the tap could not hand over, as
+  metrics).
 
 The runner, the API and the metrics import the statistics (scipy) only when
 they analyse or render an analysis, so the serving process, which builds

@@ -13,14 +13,17 @@ experiment (``SIDECAR_EXPERIMENT_PATH`` unset), else one entry::
                     "metrics": {"primary": [{"name", "source", "kind", "goal", "mde"}], "secondary": [...],
                                 "guardrails": [{"name", "max_increase"}]},
                     "alpha", "correction", "power", "mde", "sequential", "segment_by"},
-     "analysis": {...}}
+     "analysis": {...}, "shadow": null}
 
-``status`` is ``evaluated`` once analysed (``analysis`` is then
-:func:`~.view.snapshot_json`'s body), ``pending`` before (``analysis`` and
-``evaluated_at`` null, ``started_at`` null until the store has been read), or
-``not_analysed`` for a shadow experiment, whose paired arms this analysis
-does not compare. A variant's ``upstream`` is shown with its password masked;
-the control's is null (the primary upstream); the assignment's salt is not shown.
+``status`` is ``evaluated`` once analysed, ``pending`` before (``analysis``,
+``shadow`` and ``evaluated_at`` null, ``started_at`` null until the store has
+been read), or ``not_analysed`` for a shadow experiment given no comparison
+(no :class:`~.shadow_runner.ShadowRunner`). A split experiment's analysis is
+``analysis`` (:func:`~.view.snapshot_json`'s body; ``shadow`` is null); a
+shadow experiment's comparison of its two models on the same requests is
+``shadow`` (:func:`~.shadow_view.shadow_json`'s body; ``analysis`` is null).
+A variant's ``upstream`` is shown with its password masked; the control's is
+null (the primary upstream); the assignment's salt is not shown.
 
 **POST /api/v1/outcomes** (``Authorization: Bearer $SIDECAR_ADMIN_TOKEN``):
 business outcomes (:mod:`.outcomes` gives the body). The answers, in the
@@ -63,6 +66,7 @@ from sidecar.admin.requests import authorize, error, read_limited
 from sidecar.experiments.definition import Experiment, Metric
 from sidecar.experiments.outcomes import OutcomeItem, OutcomeRequestError, parse_outcomes
 from sidecar.experiments.runner import FAILURES, ExperimentRunner
+from sidecar.experiments.shadow_runner import ShadowRunner
 from sidecar.records import rfc3339
 from sidecar.store import OUTCOMES, Outcome, PredictionStore, StoreError
 from sidecar.syntax.store import mask_url
@@ -77,15 +81,16 @@ _STORE_RETRY_SECONDS: Final = 5
 
 
 def experiment_routes(
-    runner: ExperimentRunner | None,
+    runner: ExperimentRunner | ShadowRunner | None,
     store: PredictionStore,
     experiment: Experiment | None,
     *,
     admin_token: str | None,
     max_bytes: int,
 ) -> list[Route]:
-    """The two routes; ``runner`` None before one is built (a shadow experiment has none), ``experiment`` None
-    without an experiment. See the module docstring."""
+    """The two routes; ``runner`` the experiment's (an :class:`ExperimentRunner` for a split one, a
+    :class:`ShadowRunner` for a shadow one), None before one is built, ``experiment`` None without an
+    experiment. See the module docstring."""
 
     async def get_experiments(request: Request) -> Response:
         return Response(orjson.dumps(experiments_json(runner, experiment)), media_type="application/json")
@@ -126,31 +131,38 @@ def experiment_routes(
     ]
 
 
-def experiments_json(runner: ExperimentRunner | None, experiment: Experiment | None) -> dict[str, Any]:
+def experiments_json(runner: ExperimentRunner | ShadowRunner | None, experiment: Experiment | None) -> dict[str, Any]:
     """The body of ``GET /api/v1/experiments``; see the module docstring."""
     if experiment is None:
         return {"experiments": []}
-    snapshot = None if runner is None else runner.snapshot
     started_at = None if runner is None else runner.started_at
     analysis: dict[str, Any] | None = None
-    if snapshot is not None:
-        # Imported here, not at the top: the view loads the statistics (scipy), which the serving process,
-        # building these routes too, must not.
+    shadow: dict[str, Any] | None = None
+    computed_at: float | None = None
+    # The views are imported where used, not at the top: they load the statistics (scipy), which the serving
+    # process, building these routes too, must not.
+    if isinstance(runner, ShadowRunner):
+        if (compared := runner.snapshot) is not None:
+            from sidecar.experiments.shadow_view import shadow_json
+
+            shadow, computed_at = shadow_json(compared), compared.computed_at
+    elif runner is not None and (analysed := runner.snapshot) is not None:
         from sidecar.experiments.view import snapshot_json
 
-        analysis = snapshot_json(snapshot)
-    if experiment.mode != "split":
+        analysis, computed_at = snapshot_json(analysed), analysed.computed_at
+    if runner is None and experiment.mode == "shadow":
         status = "not_analysed"
     else:
-        status = "pending" if snapshot is None else "evaluated"
+        status = "pending" if computed_at is None else "evaluated"
     entry = {
         "name": experiment.name,
         "status": status,
         "started_at": None if started_at is None else rfc3339(started_at),
-        "evaluated_at": None if snapshot is None else rfc3339(snapshot.computed_at),
+        "evaluated_at": None if computed_at is None else rfc3339(computed_at),
         "failures": dict.fromkeys(FAILURES, 0) if runner is None else dict(runner.failures),
         "definition": _definition(experiment),
         "analysis": analysis,
+        "shadow": shadow,
     }
     return {"experiments": [entry]}
 

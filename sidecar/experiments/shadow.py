@@ -27,6 +27,11 @@ Each mirror ends in exactly one outcome, counted in :attr:`Shadow.outcomes`
 Every mirror that was sent (``sent``, ``error``, ``timeout``) reaches the
 ``on_response`` callback as a :class:`ShadowResponse`, with the request id
 the proxy gave control's request, so that the two answers can be paired.
+With ``captured`` (the capture hand-off's :meth:`~sidecar.capture.handoff.Capture.captured`),
+a mirror whose request control's capture kept, with a 2xx answer of
+control's, carries what reading its answer as control's was read takes
+(:class:`Captured`: the request, as captured); the others carry none, and
+their answers count only for status and latency.
 
 The request goes out as the proxy sent it to control: the same method,
 target, and header lines (:func:`sidecar.serving.headers.upstream_headers`
@@ -42,8 +47,8 @@ experiment) is not mirrored: there is no control answer to pair it with.
 
 Usage::
 
-    shadow = Shadow("http://challenger:8080", experiment="ranker-v2", on_response=pairing.add,
-                    concurrency=8, timeout=5.0, queue_size=1000, queue_max_bytes=16 << 20)
+    shadow = Shadow("http://challenger:8080", experiment="ranker-v2", on_response=tap,
+                    concurrency=8, timeout=5.0, queue_size=1000, queue_max_bytes=16 << 20, captured=capture.captured)
     await shadow.start()
     # in the proxy, once the client has control's answer:
     shadow.submit(scope["method"], target, lines, count, body, request_id)
@@ -61,15 +66,36 @@ from time import perf_counter
 from typing import Final, Literal, NamedTuple, get_args
 
 from sidecar.exceptions import UpstreamError, UpstreamTimeout
+from sidecar.records import Exchange, Headers
 from sidecar.upstream.client import UpstreamClient, UpstreamResponse
 
-__all__ = ["OUTCOMES", "Outcome", "Sent", "Shadow", "ShadowResponse"]
+__all__ = ["OUTCOMES", "Captured", "Outcome", "Sent", "Shadow", "ShadowResponse"]
 
 logger = logging.getLogger("sidecar.experiments.shadow")
 
 Outcome = Literal["sent", "error", "timeout", "dropped_queue_full", "dropped_too_large", "dropped_shutdown"]
 OUTCOMES: Final[tuple[Outcome, ...]] = get_args(Outcome)
 Sent = Literal["sent", "error", "timeout"]
+
+
+class Captured(NamedTuple):
+    """A mirrored request as control's capture kept it: what reading the challenger's answer the way control's
+    was read takes (the protocol adapters read a response against its request), and the keys of control's
+    record (its time, whether the proxy made its id up, the probability it was kept with).
+
+    Usage::
+
+        Captured("POST", "/v1/models/m:predict", [(b"content-type", b"application/json")], b'{"instances": [[1]]}',
+                 1764144638.0, False, 1.0)
+    """
+
+    method: str
+    path: str
+    headers: Headers
+    body: bytes
+    timestamp: float
+    request_id_generated: bool
+    probability: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +105,9 @@ class ShadowResponse:
     ``status`` is 0 and ``headers`` empty when no response came (``error`` or
     ``timeout`` before the headers); ``body`` is None when there was none, or
     it was longer than ``max_body_bytes``. ``latency_seconds`` runs from the
-    mirror's send to its body's end (or to the failure).
+    mirror's send to its body's end (or to the failure). ``captured`` is the
+    request as control's capture kept it, None when it was not captured (or
+    the Shadow was given no ``captured``).
 
     Usage::
 
@@ -92,6 +120,7 @@ class ShadowResponse:
     headers: list[tuple[bytes, bytes]]
     body: bytes | None
     latency_seconds: float
+    captured: Captured | None = None
 
 
 class _Mirror(NamedTuple):
@@ -101,6 +130,7 @@ class _Mirror(NamedTuple):
     line_count: int
     body: bytes
     request_id: str
+    captured: Captured | None
 
 
 class Shadow:
@@ -110,6 +140,9 @@ class Shadow:
     number of times from that loop, :meth:`close` once (also after a
     ``start()`` that raised). ``on_response`` is called on the loop, once per
     mirror sent; it must be quick, and what it raises is logged, never passed on.
+    ``captured`` answers, for a request id, control's captured exchange if its
+    capture kept it (:meth:`~sidecar.capture.handoff.Capture.captured`); asked
+    once per mirror queued, on the loop, so it must be O(1).
 
     Usage::
 
@@ -132,6 +165,7 @@ class Shadow:
         queue_size: int,
         queue_max_bytes: int,
         max_body_bytes: int = 1 << 20,
+        captured: Callable[[str], Exchange | None] | None = None,
     ) -> None:
         for name, value in (
             ("concurrency", concurrency),
@@ -150,6 +184,7 @@ class Shadow:
             url, timeout=timeout, connect_timeout=timeout, max_connections=concurrency, pool_timeout=timeout
         )
         self._on_response = on_response
+        self._captured = captured
         self._concurrency = concurrency
         self._timeout = timeout
         self._queue_size = queue_size
@@ -188,9 +223,23 @@ class Shadow:
         if self.queued >= self._queue_size or self.queued_bytes + len(body) > self._queue_max_bytes:
             self.outcomes["dropped_queue_full"] += 1
             return
+        kept = None
+        exchange = None if self._captured is None else self._captured(request_id)
+        if exchange is not None and 200 <= exchange.status_code < 300:
+            # Only then is control's prediction stored for the answer to pair with. Only the small parts are
+            # kept, never control's response: the body is this mirror's own.
+            kept = Captured(
+                exchange.method,
+                exchange.path,
+                exchange.request_headers,
+                body,
+                exchange.timestamp,
+                exchange.request_id_generated,
+                exchange.probability,
+            )
         self.queued += 1
         self.queued_bytes += len(body)
-        self._queue.put_nowait(_Mirror(method, target, lines, count, body, request_id))
+        self._queue.put_nowait(_Mirror(method, target, lines, count, body, request_id, kept))
 
     async def close(self, deadline: float) -> None:
         """Refuse new mirrors, send the queued ones until ``deadline`` (a ``loop.time()``), count the rest.
@@ -265,7 +314,8 @@ class Shadow:
             outcome = "error"
         if outcome == "sent" and status >= 500:
             outcome = "error"
-        return ShadowResponse(mirror.request_id, outcome, status, headers, body, perf_counter() - start)
+        latency = perf_counter() - start
+        return ShadowResponse(mirror.request_id, outcome, status, headers, body, latency, mirror.captured)
 
     async def _read(self, response: UpstreamResponse) -> bytes | None:
         """The whole body, or None when it is longer than ``max_body_bytes``.

@@ -12,6 +12,9 @@ monitoring process).
                                          router made, by unit and by coin together (split mode)
 ``mlsidecar_shadow_requests_total``      ``{model, experiment, outcome}``: mirrors to the
                                          challenger by outcome, every outcome from 0 (shadow mode)
+``mlsidecar_shadow_comparison_``         ``{model, experiment}``: the challenger's answers the
+``dropped_total``                        capture hand-off had no spare room for, so the comparison
+                                         never saw them (shadow mode, :mod:`.tap`)
 =======================================  ========================================================
 
 Label values come from the definition (the experiment, its variants) and
@@ -20,7 +23,7 @@ from the shadow's fixed list of outcomes.
 Usage::
 
     registry.register(TrafficMetrics("iris", experiment, router=router))         # split mode
-    registry.register(TrafficMetrics("iris", experiment, shadow=shadow))         # shadow mode
+    registry.register(TrafficMetrics("iris", experiment, shadow=shadow, tap=tap))  # shadow mode
 """
 
 from __future__ import annotations
@@ -37,13 +40,14 @@ from sidecar.prometheus import PREFIX
 if TYPE_CHECKING:
     from sidecar.experiments.routing import Router
     from sidecar.experiments.shadow import Shadow
+    from sidecar.experiments.tap import ShadowTap
 
 __all__ = ["TrafficMetrics"]
 
 
 class TrafficMetrics(Collector):
     """The experiment's serving-side families; a family whose counter is not given (``router`` in shadow mode,
-    ``shadow`` in split mode) is not exported.
+    ``shadow`` and ``tap`` in split mode) is not exported.
 
     Usage::
 
@@ -51,12 +55,19 @@ class TrafficMetrics(Collector):
     """
 
     def __init__(
-        self, model: str, experiment: Experiment, *, router: Router | None = None, shadow: Shadow | None = None
+        self,
+        model: str,
+        experiment: Experiment,
+        *,
+        router: Router | None = None,
+        shadow: Shadow | None = None,
+        tap: ShadowTap | None = None,
     ) -> None:
         self.model = model
         self.experiment = experiment
         self.router = router
         self.shadow = shadow
+        self.tap = tap
 
     def collect(self) -> Iterable[Metric]:
         model, name = self.model, self.experiment.name
@@ -82,3 +93,13 @@ class TrafficMetrics(Collector):
             for outcome, n in shadow.outcomes.items():
                 mirrors.add_metric((model, name, outcome), n)
             yield mirrors
+        tap = self.tap
+        if tap is not None:
+            dropped = CounterMetricFamily(
+                PREFIX + "shadow_comparison_dropped_total",
+                "The shadow challenger's answers not handed to the comparison: the capture hand-off had no spare "
+                "room (they take at most half of it, so that control's captures keep the rest).",
+                labels=("model", "experiment"),
+            )
+            dropped.add_metric((model, name), tap.dropped)
+            yield dropped

@@ -38,6 +38,7 @@ from sidecar.assembly import (
     build_alerting,
     build_components,
     build_experiment_runner,
+    build_shadow_runner,
     experiment_routes_of,
     primary_variant,
     register_monitoring,
@@ -142,10 +143,12 @@ class MonitoringProcess:
         experiments = build_experiment_runner(
             s, parts, mirror, lambda: None if mirror.routing is None else Routing(*mirror.routing)
         )
+        # A shadow experiment's comparison: control's serving signals come through the mirror, as a split's do.
+        comparison = build_shadow_runner(s, parts, mirror)
         alerting = build_alerting(s, parts, mirror, flags, primary_variant(parts.experiment), experiments)
         # The process_* and python_* families describe the serving process, whose registry has them.
         registry = create_registry(s.model_name, max_series=s.metrics_max_series, process=False)
-        register_monitoring(registry, parts, alerting, s.model_name, experiments)
+        register_monitoring(registry, parts, alerting, s.model_name, experiments, comparison)
         history = History(parts.monitors, parts.performance, mirror)
         app = create_admin_app(
             registry,
@@ -159,7 +162,7 @@ class MonitoringProcess:
             labels_max_bytes=s.labels_max_bytes,
             history=history,
             eval_interval_seconds=s.eval_interval_seconds,
-            routes=experiment_routes_of(s, parts, experiments),
+            routes=experiment_routes_of(s, parts, experiments or comparison),
             experiment=parts.experiment,
             experiments=experiments,
             shadow_outcomes=lambda: mirror.shadow,
@@ -207,6 +210,11 @@ class MonitoringProcess:
                 if experiments is None
                 else [loop.create_task(experiments.run(s.experiment_interval_seconds), name="experiments")]
             ),
+            *(
+                []
+                if comparison is None
+                else [loop.create_task(comparison.run(s.experiment_interval_seconds), name="shadow-comparison")]
+            ),
             loop.create_task(self._read_control(control_reader, on_control), name="control"),
             loop.create_task(self._report(parts), name="progress"),
         ]
@@ -223,7 +231,8 @@ class MonitoringProcess:
                 worker.process(batch)
             except Exception:  # process() already fails open per exchange; this is a bug
                 logger.exception("monitoring: a batch failed; continuing")
-            self.processed += len(batch)
+            # The challenger's answers are not captures: the serving side counts captures sent, and so does this.
+            self.processed += sum(not exchange.shadow for exchange in batch)
             # Let scrapes, admin calls and the evaluator in between batches.
             await asyncio.sleep(0)
         deadline = loop.time() + s.flush_timeout_seconds

@@ -297,11 +297,13 @@ class MonitorLink:
             await self._ready.wait()
             batch = await queue.get(_BATCH, _BATCH_BYTES)
             writer = self._data
+            # The challenger's answers (sidecar.experiments.tap) travel with the captures but are none.
+            captures = sum(not exchange.shadow for exchange in batch)
             if writer is None or writer.is_closing():
-                dropped["monitor_restart"] += len(batch)
+                dropped["monitor_restart"] += captures
                 continue
             writer.write(frames.encode((frames.EXCHANGES, batch)))
-            self._sent += len(batch)
+            self._sent += captures
             with contextlib.suppress(ConnectionError):
                 # Waits only while the socket is full; the hand-off then fills, and drops.
                 await writer.drain()
@@ -351,8 +353,10 @@ class MonitorLink:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        # What could not be handed over in time is lost to monitoring: count it.
-        self.capture.metrics.dropped["queue_full"] += queue.qsize()
+        # What could not be handed over in time is lost to monitoring: count it (the captures; the challenger's
+        # answers are none).
+        left = queue.get_nowait(queue.qsize())
+        self.capture.metrics.dropped["queue_full"] += sum(not exchange.shadow for exchange in left)
         writer = self._data
         if writer is not None and not writer.is_closing():
             writer.write(frames.encode((frames.END,)))

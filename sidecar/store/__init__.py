@@ -18,6 +18,8 @@ The pieces, by concept:
   :class:`StoreCounts`);
 - :mod:`.experiment`: an A/B experiment's business outcomes, and the sums of a
   metric per arm its analysis reads (:class:`~.experiment.UnitSums`);
+- :mod:`.shadow`: a shadow experiment's challenger predictions, and their
+  pairs with control's (:class:`~.shadow.ShadowPairs`);
 - :mod:`.backend`: what the store asks of a database, and the two ways a
   database says no (unreachable: retry; refused: count as failed);
 - :mod:`.sqlite` and :mod:`.postgres`: each database's schema and every
@@ -42,6 +44,8 @@ Usage::
     joined = await store.attach_outcomes("ranker-v2", [OutcomeItem("conversion", 1.0, None, None, "u-17")],
                                          arms=("control", "treatment"))
     start = await store.experiment_started("ranker-v2", time.time())   # the first call's time, ever after
+    store.add_shadow("ranker-v3-shadow", challenger_records)          # keyed and dated as control's
+    pairs = await store.shadow_pairs("ranker-v3-shadow", control="control", since=start)
     sums = await store.outcome_sums("ranker-v2", "conversion", ("control", "treatment"), since=start,
                                     period_seconds=86400.0, calendar=False)
     await store.close(deadline)
@@ -111,6 +115,14 @@ figures over a window of prediction time (:mod:`.experiment`), which starts
 when the experiment first ran: :meth:`~PredictionStore.experiment_started`
 records that time once, for every replica sharing the store and for every
 restart, and reads it back.
+
+**A shadow challenger's predictions.** :meth:`PredictionStore.add_shadow`
+buffers the challenger's rows of a shadow experiment (their own buffer, with
+the same bounds, written after the predictions), keyed by control's request
+id and row, the first of a key kept, and dated by control's prediction time:
+eviction takes them with the predictions of their time.
+:meth:`~PredictionStore.shadow_pairs` pairs them with control's predictions
+and labels when the analysis reads them (:mod:`.shadow`).
 
 **Windows are over prediction time.** :meth:`~PredictionStore.labelled`,
 :meth:`~PredictionStore.coverage`, :meth:`~PredictionStore.label_marker` and
@@ -192,6 +204,7 @@ from sidecar.store.front import (
     FILENAME,
     PredictionStore,
 )
+from sidecar.store.shadow import ShadowPairs
 from sidecar.store.values import (
     OUTCOMES,
     Coverage,
@@ -221,6 +234,7 @@ __all__ = [
     "Outcome",
     "OutcomeKind",
     "PredictionStore",
+    "ShadowPairs",
     "StoreCounts",
     "StoreError",
 ]

@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sidecar.store.experiment import LabelledExposures, UnitSums
+from sidecar.store.shadow import ShadowPairs
 from sidecar.store.values import Coverage, Estimate, Labelled, Outcome, StoreError
 
 __all__ = ["Backend", "Refused", "Unavailable", "Written"]
@@ -84,6 +85,11 @@ class Backend(Protocol):
         """Insert encoded rows; the first of a (request id, row) wins, a repeat is a conflict."""
         ...
 
+    def write_shadow(self, records: Sequence[tuple[Any, ...]]) -> int:
+        """Insert a shadow challenger's encoded rows; the first of an (experiment, request id, row) wins: the rows
+        inserted."""
+        ...
+
     def attach(self, items: Sequence[object], now: float) -> list[Outcome]:
         """Join labels to stored predictions: one :class:`Outcome` per item, in order; the first label wins."""
         ...
@@ -134,14 +140,19 @@ class Backend(Protocol):
         """The labelled predictions of the arms at or after ``since``, with their analysis unit, segment and period."""
         ...
 
+    def shadow_pairs(self, experiment: str, control: str, since: float, model: str | None) -> ShadowPairs:
+        """A shadow experiment's challenger rows paired with control's predictions made at or after ``since``
+        (:mod:`~sidecar.store.shadow`)."""
+        ...
+
     def experiment_started(self, name: str, now: float) -> float:
         """When the experiment ``name`` first ran (on any replica sharing the database): record ``now`` if it never
         had, then read the time recorded."""
         ...
 
     def evict(self, now: float) -> tuple[int, int]:
-        """Delete what is past the TTL, then the oldest past ``max_rows``, and the outcomes they took with them:
-        counts of predictions (ttl, max_rows)."""
+        """Delete what is past the TTL, then the oldest past ``max_rows``, and the outcomes and the challenger's
+        predictions they took with them: counts of predictions (ttl, max_rows)."""
         ...
 
     def close(self) -> None:

@@ -7,7 +7,9 @@ and never waits. A background task wakes the writer every ``flush_seconds``,
 or as soon as ``batch_rows`` are waiting or the buffer is half full in bytes,
 and the writer thread (:class:`~sidecar.store.writer.Writer`) writes them,
 ``batch_rows`` per transaction. Labels, queries and (with SQLite) eviction
-run in the same thread, on the same connection.
+run in the same thread, on the same connection. A shadow experiment's
+challenger rows (:meth:`PredictionStore.add_shadow`) wait in a second buffer
+with the same bounds, written after the predictions (:mod:`.shadow`).
 
 The backend is SQLite (``url`` None) or PostgreSQL (a ``postgresql://``
 URL); see the package's docstring for what differs. With PostgreSQL, a
@@ -41,7 +43,17 @@ from sidecar.store import sqlite
 from sidecar.store.buffer import Buffer
 from sidecar.store.experiment import LabelledExposures, UnitSums
 from sidecar.store.health import Health
-from sidecar.store.values import Coverage, Estimate, LabelItem, Labelled, Outcome, StoreCounts, StoreError
+from sidecar.store.shadow import ShadowPairs
+from sidecar.store.values import (
+    SHADOW_UNSTORED,
+    Coverage,
+    Estimate,
+    LabelItem,
+    Labelled,
+    Outcome,
+    StoreCounts,
+    StoreError,
+)
 from sidecar.store.writer import Writer
 from sidecar.syntax.store import mask_url
 from sidecar.threads import lower_priority
@@ -154,16 +166,20 @@ class PredictionStore:
             self.path = self._file
             self.location, setting = str(self._file), "SIDECAR_STATE_DIR"
             self._encode_row, size = sqlite.encode, sqlite.encoded_bytes
+            self._encode_shadow, shadow_size = sqlite.encode_shadow, sqlite.shadow_bytes
         else:
             from sidecar.store import postgres  # only now: choosing SQLite never imports the driver
 
             self.location, setting = mask_url(url), "SIDECAR_STATE_URL"
             self._encode_row, size = postgres.encode, postgres.encoded_bytes
+            self._encode_shadow, shadow_size = postgres.encode_shadow, postgres.shadow_bytes
         self._leader_interval = leader_interval
         self._batch_rows = batch_rows
         self._flush_seconds = flush_seconds
         self._clock = clock
         self._buffer = Buffer(buffer_rows, buffer_bytes, size)
+        # Fills only in shadow mode; as bounded as the predictions' own.
+        self._shadow = Buffer(buffer_rows, buffer_bytes, shadow_size)
         self._health = Health(self.location, setting, buffer_rows=buffer_rows)
         self._writer = Writer(
             self._buffer,
@@ -175,6 +191,7 @@ class PredictionStore:
             max_rows=max_rows,
             batch_rows=batch_rows,
             clock=clock,
+            shadow=self._shadow,
         )
         self._wake = asyncio.Event()
         # A thread of its own: the drivers block, and a slow disk or database must not starve
@@ -189,6 +206,8 @@ class PredictionStore:
         self._closed = False
         self._dropped = {"buffer_full": 0, "shutdown": 0}
         self._unencodable = 0  # the loop's share of failed: records encode() raised on
+        # The loop's share of shadow_unstored: the challenger's rows refused before the writer had them.
+        self._shadow_unstored = dict.fromkeys(SHADOW_UNSTORED, 0)
 
     @property
     def shared(self) -> bool:
@@ -236,6 +255,7 @@ class PredictionStore:
         except BaseException:
             self._closing = self._closed = True
             self._dropped["shutdown"] += len(self._buffer.drain())
+            self._shadow_unstored["shutdown"] += len(self._shadow.drain())
             self._executor.shutdown(wait=False)
             raise
         self._tasks.append(self._spawn(self._run(), "prediction-store"))
@@ -278,6 +298,36 @@ class PredictionStore:
             return
         buffer = self._buffer
         self._dropped["buffer_full"] += buffer.offer(rows, starts)
+        if buffer.waiting >= self._batch_rows or buffer.bytes * 2 >= buffer.max_bytes:
+            self._wake.set()
+
+    def add_shadow(self, experiment: str, records: Sequence[PredictionRecord]) -> None:
+        """Buffer a shadow ``experiment``'s challenger records for writing beside control's predictions.
+
+        Each record is keyed by control's request id and row and dated by
+        control's prediction time (:mod:`.shadow`). As :meth:`add`: O(rows),
+        never blocks, never raises; an answer's rows (consecutive, from row 0)
+        are taken or refused whole, and what is refused or cannot be encoded
+        is counted in ``counts().shadow_unstored``.
+        """
+        unstored = self._shadow_unstored
+        if self._closing:
+            unstored["shutdown"] += len(records)
+            return
+        rows: list[tuple[Any, ...]] = []
+        starts: list[int] = []
+        encode = self._encode_shadow
+        for record in records:
+            if record.row == 0 or not starts:
+                starts.append(len(rows))
+            try:
+                rows.append(encode(record, experiment))
+            except Exception:
+                unstored["failed"] += 1
+        if not rows:
+            return
+        buffer = self._shadow
+        unstored["buffer_full"] += buffer.offer(rows, starts)
         if buffer.waiting >= self._batch_rows or buffer.bytes * 2 >= buffer.max_bytes:
             self._wake.set()
 
@@ -404,6 +454,16 @@ class PredictionStore:
             self._writer.query, lambda db: db.labelled_exposures(arms, since, model, period_seconds, calendar)
         )
 
+    async def shadow_pairs(
+        self, experiment: str, *, control: str, since: float, model: str | None = None
+    ) -> ShadowPairs:
+        """A shadow ``experiment``'s challenger rows paired with ``control``'s predictions made at or after
+        ``since``, control's labels with them, and control's predictions in the window (:mod:`.shadow`).
+
+        Buffered rows are written first. Raises :class:`StoreError` if the database fails.
+        """
+        return await self._call(self._writer.query, lambda db: db.shadow_pairs(experiment, control, since, model))
+
     async def experiment_started(self, name: str, now: float) -> float:
         """When the experiment ``name`` first ran: ``now`` the first time it is asked, the same time ever after.
 
@@ -442,6 +502,7 @@ class PredictionStore:
             label_failures=writer.label_failures,
             outcomes=dict(writer.outcomes),
             outcome_failures=writer.outcome_failures,
+            shadow_unstored={reason: n + writer.shadow_unstored[reason] for reason, n in self._shadow_unstored.items()},
         )
 
     async def close(self, deadline: float) -> None:
@@ -468,6 +529,7 @@ class PredictionStore:
         await asyncio.wait(final, timeout=max(0.0, deadline - loop.time()))
         # Taking them also stops the writer, which writes only what is still waiting.
         self._dropped["shutdown"] += len(self._buffer.drain())
+        self._shadow_unstored["shutdown"] += len(self._shadow.drain())
         self._executor.shutdown(wait=False)
         if self._leader_executor is not None:
             self._leader_executor.shutdown(wait=False)
@@ -499,7 +561,7 @@ class PredictionStore:
                 async with asyncio.timeout(self._flush_seconds):
                     await self._wake.wait()
             self._wake.clear()
-            if self._buffer.waiting:
+            if self._buffer.waiting or self._shadow.waiting:
                 await self._call(self._writer.flush)
             elif self._url is not None and (not health.available or health.idle_for() >= _PROBE_SECONDS):
                 # No traffic: still notice an outage, or the end of one, for `available`.

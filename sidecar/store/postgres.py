@@ -28,9 +28,12 @@ What makes it safe for several writers:
   the same outcome posted to two replicas at once is stored once (``joined``
   on one, ``duplicate`` on the other) and two batches never deadlock on each
   other; dated by the database's clock.
+- **A shadow challenger's predictions** (:mod:`.shadow`): one
+  ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING`` per batch, in
+  key order, so the first of a key is kept across replicas.
 - **Eviction** deletes in batches of :data:`EVICT_BATCH_ROWS`, each its own
   transaction, so no lock is held for long: predictions, then the outcomes
-  they took with them.
+  and the challenger's predictions they took with them.
 
 Every connection sets ``statement_timeout`` (:data:`STATEMENT_TIMEOUT_SECONDS`;
 reads of the labelled window get :data:`READ_TIMEOUT_SECONDS`), so a slow
@@ -68,6 +71,7 @@ from sidecar.store.experiment import (
     match_unit,
 )
 from sidecar.store.schema import migrate
+from sidecar.store.shadow import ShadowPairs, collect_pairs
 from sidecar.store.values import Coverage, Estimate, Labelled, Outcome, StoreError, choose_row, encode_item
 from sidecar.syntax.store import mask_url
 
@@ -79,7 +83,9 @@ __all__ = [
     "STATEMENT_TIMEOUT_SECONDS",
     "Database",
     "encode",
+    "encode_shadow",
     "encoded_bytes",
+    "shadow_bytes",
 ]
 
 logger = logging.getLogger("sidecar.store")
@@ -314,6 +320,28 @@ FROM predictions WHERE ts >= %(since)s AND variant = ANY (%(arms)s){model}
 GROUP BY variant
 """
 _OF_MODEL = " AND model = %(model)s"
+# In key order, so that two replicas' batches wait on each other rather than deadlock.
+_SHADOW_INSERT = """
+INSERT INTO shadow_predictions (experiment, request_id, row_index, ts, model, variant, prediction, scores, confidence)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::integer[], %s::double precision[], %s::text[], %s::text[],
+                     %s::text[], %s::text[], %s::double precision[]) AS u
+ORDER BY 1, 2, 3
+ON CONFLICT DO NOTHING
+"""
+# The challenger's rows of predictions no longer stored: those before the oldest prediction left.
+_EVICT_SHADOW = (
+    "DELETE FROM shadow_predictions WHERE ctid = ANY (ARRAY("
+    "SELECT ctid FROM shadow_predictions WHERE ts < %s{model} LIMIT %s))"
+)
+# A shadow experiment's pairs: each challenger row with control's prediction of its request and row, in the
+# window, and control's label if it has one; and control's predictions in the window, paired or not.
+_SHADOW_PAIRS = """
+SELECT p.prediction, p.scores, p.confidence, s.prediction, s.scores, s.confidence, p.label
+FROM shadow_predictions AS s JOIN predictions AS p ON p.request_id = s.request_id AND p.row_index = s.row_index
+WHERE s.experiment = %(experiment)s AND p.ts >= %(since)s AND p.variant = %(control)s{model}
+"""
+_CONTROL_ROWS = "SELECT count(*) FROM predictions WHERE ts >= %(since)s AND variant = %(control)s{model}"
+_OF_PREDICTION_MODEL = " AND p.model = %(model)s"
 # Two statements, each its own transaction (the connection autocommits): the read's snapshot is taken after
 # the insert, or after the other replica's insert it waited for, so it sees whichever start won.
 _EXPERIMENT_START = "INSERT INTO experiments (name, started_at) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING"
@@ -424,6 +452,14 @@ class Database:
         inserted = self._retried(insert)
         self.rows += inserted
         return Written(inserted, len(records) - inserted, 0, 0)
+
+    def write_shadow(self, records: Sequence[tuple[Any, ...]]) -> int:
+        """Insert a challenger's encoded rows (:func:`encode_shadow`) in one transaction: the rows inserted.
+
+        The first row of an (experiment, request id, row) wins, across replicas; eviction is the leader's.
+        """
+        columns = [list(column) for column in zip(*records, strict=True)]
+        return self._retried(lambda: self._db.execute(_SHADOW_INSERT, columns).rowcount) if records else 0
 
     def attach(self, items: Sequence[object], now: float) -> list[Outcome]:
         """Join labels to stored predictions in one transaction: one :class:`Outcome` per item, in order.
@@ -634,6 +670,17 @@ class Database:
                 rows = self._db.execute(query, parameters).fetchall()
         return collect_exposures(arms, rows)
 
+    def shadow_pairs(self, experiment: str, control: str, since: float, model: str | None) -> ShadowPairs:
+        """The challenger's rows of ``experiment`` paired with control's predictions made at or after ``since``."""
+        parameters = {"experiment": experiment, "control": control, "since": since, "model": model}
+        of_model = "" if model is None else _OF_PREDICTION_MODEL
+        with self._errors():
+            # One snapshot for both, so the count and the pairs see the same rows.
+            with self._aggregating():
+                row = self._db.execute(_CONTROL_ROWS.format(model=self._of(model)), parameters).fetchone()
+                pairs = self._db.execute(_SHADOW_PAIRS.format(model=of_model), parameters).fetchall()
+        return collect_pairs(0 if row is None else int(row[0]), pairs)
+
     def experiment_started(self, name: str, now: float) -> float:
         """When the experiment ``name`` first ran on any replica: ``now`` if it never had, else the time recorded."""
         self._retried(lambda: self._db.execute(_EXPERIMENT_START, (name, now)))
@@ -715,7 +762,8 @@ class Database:
         return ttl, oldest
 
     def _evict_outcomes(self, scope: str, by_model: tuple[str, ...]) -> None:
-        """The outcomes of predictions no longer stored: in batches, as predictions are evicted."""
+        """The outcomes and the challenger's predictions of predictions no longer stored: in batches, as
+        predictions are evicted."""
         row = self._db.execute(_OLDEST.format(model=scope), by_model).fetchone()
         cutoff = math.inf if row is None or row[0] is None else float(row[0])
         same_model = "" if self.model is None else " AND p.model = o.model"
@@ -723,6 +771,7 @@ class Database:
         statements = (
             (_EVICT_OUTCOMES.format(outcome_model=outcome_model, same_model=same_model), (cutoff, *by_model)),
             (_KEEP_UNIT_OUTCOMES.format(model=scope, same_model=same_model), (cutoff, cutoff, *by_model)),
+            (_EVICT_SHADOW.format(model=scope), (cutoff, *by_model)),
         )
         for statement, parameters in statements:
             # Each batch moves its rows past the cutoff or deletes them, so the loop ends.
@@ -851,3 +900,33 @@ def encoded_bytes(row: tuple[Any, ...]) -> int:
         if text is not None:
             size += len(text)
     return size
+
+
+def encode_shadow(record: PredictionRecord, experiment: str) -> tuple[Any, ...]:
+    """A challenger's record of a shadow ``experiment`` as one row of :meth:`Database.write_shadow`.
+
+    ``record.timestamp`` is control's prediction time, by which the row is evicted. ``ValueError`` for what
+    PostgreSQL cannot hold, as :func:`encode` says.
+    """
+    request_id = record.request_id
+    if "\x00" in request_id or "\x00" in experiment:
+        raise ValueError("PostgreSQL text cannot hold a NUL character")
+    if not 0 <= record.row <= _MAX_ROW:
+        raise ValueError(f"row {record.row} is out of range")
+    return (
+        experiment,
+        request_id,
+        record.row,
+        float(record.timestamp),
+        record.model_name,
+        record.variant,
+        dumps(record.prediction),
+        None if record.scores is None else dumps(record.scores),
+        confidence(record),
+    )
+
+
+def shadow_bytes(row: tuple[Any, ...]) -> int:
+    """The memory an :func:`encode_shadow` row holds, estimated as :func:`encoded_bytes` does."""
+    _, request_id, _, _, _, _, prediction, scores, _ = row
+    return _ROW_OVERHEAD + len(request_id) + len(prediction) + (0 if scores is None else len(scores))

@@ -33,12 +33,19 @@ Version 3 adds the ``experiments`` table: when each experiment first ran on
 any replica, where its analysis window starts (the first replica to record
 it wins; the others read its time).
 
+Version 4 adds the ``shadow_predictions`` table: a shadow experiment's
+challenger predictions (:mod:`.shadow`), unique per (experiment, request id,
+row) so the first is kept across replicas, dated by control's prediction
+time (``ts``), by which the leader evicts them with the predictions of that time.
+
 The indexes are those the store's queries need: the key (request id, row)
 for conflicts and the label join; (model, ts) for windows, coverage, the
 estimate, the count and eviction; a partial (model, ts) INCLUDE
 (label_seq) over labelled rows only, for reading the labelled window and for
 the change marker from the index alone; a partial ``unit`` for outcomes
-posted by unit; and the outcomes' (model, exposed_at), for their eviction.
+posted by unit; the outcomes' (model, exposed_at), for their eviction; and the
+challenger predictions' key, for pairing them with control's, and their
+(model, ts), for their eviction.
 """
 
 from __future__ import annotations
@@ -52,7 +59,7 @@ from sidecar.store.values import StoreError
 
 __all__ = ["SCHEMA_LOCK", "SCHEMA_VERSION", "VERSION_TABLE", "lock_key", "migrate"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 VERSION_TABLE = "sidecar_schema_version"
 
 
@@ -124,6 +131,23 @@ _MIGRATIONS = {
             started_at  double precision NOT NULL  -- Unix seconds, by the clock of the replica that recorded it
         )
         """,
+    ],
+    4: [
+        """
+        CREATE TABLE shadow_predictions (
+            experiment  text             NOT NULL,
+            request_id  text             NOT NULL,
+            row_index   integer          NOT NULL,
+            ts          double precision NOT NULL,  -- control's prediction time, Unix seconds
+            model       text             NOT NULL,
+            variant     text             NOT NULL,  -- the challenger
+            prediction  text             NOT NULL,  -- JSON
+            scores      text,                       -- JSON array, or NULL
+            confidence  double precision,           -- the top probability if in [0, 1], else NULL
+            CONSTRAINT shadow_predictions_key UNIQUE (experiment, request_id, row_index)
+        )
+        """,
+        "CREATE INDEX shadow_predictions_model_ts ON shadow_predictions (model, ts)",
     ],
 }
 

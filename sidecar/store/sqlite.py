@@ -40,16 +40,17 @@ from sidecar.store.experiment import (
     match_request,
     match_unit,
 )
+from sidecar.store.shadow import ShadowPairs, collect_pairs
 from sidecar.store.values import Coverage, Estimate, Labelled, Outcome, StoreError, choose_row, encode_item
 
-__all__ = ["Database", "SCHEMA_VERSION", "encode", "encoded_bytes"]
+__all__ = ["Database", "SCHEMA_VERSION", "encode", "encode_shadow", "encoded_bytes", "shadow_bytes"]
 
 logger = logging.getLogger("sidecar.store")
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-SCHEMA_VERSION = 4  # PRAGMA user_version; bump with a migration (_MIGRATIONS) when the tables change
+SCHEMA_VERSION = 5  # PRAGMA user_version; bump with a migration (_MIGRATIONS) when the tables change
 # The writer is the file's only writer, so waiting on a lock means another
 # process shares the state directory; waiting long would only back the buffer up.
 _BUSY_TIMEOUT_MS = 100
@@ -112,6 +113,22 @@ CREATE TABLE experiments (
     started_at  REAL    NOT NULL   -- Unix seconds, by the clock of the store that first recorded it
 );
 """
+# A shadow experiment's challenger predictions (version 5), dated by control's prediction time and evicted by it.
+_SHADOW = """
+CREATE TABLE shadow_predictions (
+    experiment  TEXT    NOT NULL,
+    request_id  TEXT    NOT NULL,
+    row_index   INTEGER NOT NULL,
+    ts          REAL    NOT NULL,  -- control's prediction time, Unix seconds
+    model       TEXT    NOT NULL,
+    variant     TEXT    NOT NULL,  -- the challenger
+    prediction  TEXT    NOT NULL,  -- JSON
+    scores      TEXT,              -- JSON array, or NULL
+    confidence  REAL,              -- the top probability if in [0, 1], else NULL
+    UNIQUE (experiment, request_id, row_index)
+);
+CREATE INDEX shadow_predictions_ts ON shadow_predictions (ts);
+"""
 # Each migration takes the file from the version before it; the new columns come last, as ALTER TABLE
 # adds them, so a migrated file and a new one have the same columns in the same order.
 # The labelled rows of a window, and label_marker() from the index alone (version 2).
@@ -131,6 +148,7 @@ ALTER TABLE predictions ADD COLUMN segment TEXT;
 """
     + _OUTCOMES,
     4: _EXPERIMENTS,
+    5: _SHADOW,
 }
 _COLUMNS = (
     "request_id",
@@ -152,7 +170,7 @@ _COLUMNS = (
     "segment",
 )
 # The columns each older version had, to migrate from.
-_COLUMNS_AT = {1: _COLUMNS[:-4], 2: _COLUMNS[:-2], 3: _COLUMNS}
+_COLUMNS_AT = {1: _COLUMNS[:-4], 2: _COLUMNS[:-2], 3: _COLUMNS, 4: _COLUMNS}
 # Rows go in by multi-row INSERT ... VALUES statements, a batch in a few of them. One statement
 # is one sqlite3_step, so the GIL is released and retaken once per statement: executemany would
 # do it for every row, and under a busy event loop each retake waits its turn, so the store's
@@ -177,6 +195,13 @@ _ROW_OVERHEAD = 384
 # Statements of 64, 32, ..., 1 rows: a batch takes whole 64s and then its remainder's binary
 # digits, so only seven statement texts exist and sqlite3's statement cache keeps them prepared.
 _INSERTS = {size: _INSERT_HEAD + ",".join([_INSERT_ROW] * size) for size in (1, 2, 4, 8, 16, 32, _INSERT_ROWS)}
+# The challenger's rows go in the same way: 9 parameters a row, 576 a statement.
+_SHADOW_HEAD = (
+    "INSERT OR IGNORE INTO shadow_predictions (experiment, request_id, row_index, ts, model, variant, prediction,"
+    " scores, confidence) VALUES "
+)
+_SHADOW_ROW = "(?,?,?,?,?,?,?,NULLIF(?,0),NULLIF(?,-1.0))"
+_SHADOW_INSERTS = {size: _SHADOW_HEAD + ",".join([_SHADOW_ROW] * size) for size in _INSERTS}
 _EVICT_TTL = "DELETE FROM predictions WHERE ts < ?"
 _EVICT_OLDEST = "DELETE FROM predictions WHERE rowid IN (SELECT rowid FROM predictions ORDER BY ts LIMIT ?)"
 # The batch travels as one JSON parameter, [[item, request_id, row], ...]: no temporary table to fill.
@@ -233,6 +258,8 @@ _EVICT_OUTCOMES = """
 DELETE FROM outcomes WHERE exposed_at < :cutoff
   AND (kind = 'request' OR NOT EXISTS (SELECT 1 FROM predictions AS p WHERE p.unit = outcomes.key))
 """
+# The challenger's rows of predictions no longer stored: those before the oldest prediction left.
+_EVICT_SHADOW = "DELETE FROM shadow_predictions WHERE ts < :cutoff"
 _KEEP_UNIT_OUTCOMES = """
 UPDATE outcomes
 SET exposed_at = max(coalesce((SELECT max(p.ts) FROM predictions AS p WHERE p.unit = outcomes.key), :cutoff), :cutoff)
@@ -309,6 +336,15 @@ FROM predictions WHERE ts >= :since AND variant IN (SELECT value FROM json_each(
 GROUP BY variant
 """
 _OF_MODEL = " AND model = :model"
+# A shadow experiment's pairs: each challenger row with control's prediction of its request and row, in the
+# window, and control's label if it has one; and control's predictions in the window, paired or not.
+_SHADOW_PAIRS = """
+SELECT p.prediction, p.scores, p.confidence, s.prediction, s.scores, s.confidence, p.label
+FROM shadow_predictions AS s JOIN predictions AS p ON p.request_id = s.request_id AND p.row_index = s.row_index
+WHERE s.experiment = :experiment AND p.ts >= :since AND p.variant = :control{model}
+"""
+_CONTROL_ROWS = "SELECT count(*) FROM predictions WHERE ts >= :since AND variant = :control{model}"
+_OF_PREDICTION_MODEL = " AND p.model = :model"
 # The first start recorded wins; the file has one writer, so the read that follows sees it.
 _EXPERIMENT_START = "INSERT INTO experiments (name, started_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING"
 _EXPERIMENT_STARTED = "SELECT started_at FROM experiments WHERE name = ?"
@@ -389,14 +425,23 @@ class Database:
         self.rows += inserted - ttl - oldest
         return Written(inserted, len(records) - inserted, ttl, oldest)
 
-    def _insert(self, records: Sequence[tuple[Any, ...]]) -> int:
+    def _insert(self, records: Sequence[tuple[Any, ...]], statements: dict[int, str] = _INSERTS) -> int:
         inserted = start = 0
         while (left := len(records) - start) > 0:
             size = min(_INSERT_ROWS, 1 << (left.bit_length() - 1))
             parameters = list(chain.from_iterable(records[start : start + size]))
-            inserted += self._db.execute(_INSERTS[size], parameters).rowcount
+            inserted += self._db.execute(statements[size], parameters).rowcount
             start += size
         return inserted
+
+    @_refused
+    def write_shadow(self, records: Sequence[tuple[Any, ...]]) -> int:
+        """Insert a challenger's encoded rows (:func:`encode_shadow`), in one transaction: the rows inserted.
+
+        The first row of an (experiment, request id, row) wins. Eviction is the predictions' writes'.
+        """
+        with self._transaction():
+            return self._insert(records, _SHADOW_INSERTS)
 
     @_refused
     def evict(self, now: float) -> tuple[int, int]:
@@ -416,6 +461,7 @@ class Database:
             cutoff = {"cutoff": math.inf if left is None else left}
             self._db.execute(_EVICT_OUTCOMES, cutoff)
             self._db.execute(_KEEP_UNIT_OUTCOMES, cutoff)
+            self._db.execute(_EVICT_SHADOW, cutoff)
         return ttl, oldest
 
     @_refused
@@ -589,6 +635,15 @@ class Database:
         return collect_exposures(arms, self._db.execute(query, parameters))
 
     @_refused
+    def shadow_pairs(self, experiment: str, control: str, since: float, model: str | None) -> ShadowPairs:
+        """The challenger's rows of ``experiment`` paired with control's predictions made at or after ``since``."""
+        parameters = {"experiment": experiment, "control": control, "since": since, "model": model}
+        # This thread is the file's only writer, so both read the same rows.
+        control_rows: int = self._db.execute(_CONTROL_ROWS.format(model=self._of(model)), parameters).fetchone()[0]
+        of_model = "" if model is None else _OF_PREDICTION_MODEL
+        return collect_pairs(control_rows, self._db.execute(_SHADOW_PAIRS.format(model=of_model), parameters))
+
+    @_refused
     def experiment_started(self, name: str, now: float) -> float:
         """When the experiment ``name`` first ran: ``now`` if it never had, else the time recorded then."""
         with self._transaction():
@@ -643,7 +698,7 @@ def _prepare(db: sqlite3.Connection, path: Path) -> int:
     if version == 0 and not columns:
         # A new file gets what the migrations give an old one, indexes included (a test compares the two).
         db.executescript(
-            f"BEGIN IMMEDIATE; {_SCHEMA} {_LABELLED_INDEX} {_OUTCOMES} {_EXPERIMENTS}"
+            f"BEGIN IMMEDIATE; {_SCHEMA} {_LABELLED_INDEX} {_OUTCOMES} {_EXPERIMENTS} {_SHADOW}"
             f" PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
         )
     elif version in _COLUMNS_AT and columns == _COLUMNS_AT[version]:
@@ -703,3 +758,29 @@ def encoded_bytes(row: tuple[Any, ...]) -> int:
         if text is not _NULL:
             size += len(text)
     return size
+
+
+def encode_shadow(record: PredictionRecord, experiment: str) -> tuple[Any, ...]:
+    """A challenger's record of a shadow ``experiment`` as :meth:`Database.write_shadow`'s parameters.
+
+    ``record.timestamp`` is control's prediction time, by which the row is evicted.
+    """
+    certainty = confidence(record)
+    return (
+        experiment,
+        record.request_id,
+        record.row,
+        float(record.timestamp),
+        record.model_name,
+        record.variant,
+        dumps(record.prediction),
+        _NULL if record.scores is None else dumps(record.scores),
+        _NO_CONFIDENCE if certainty is None else certainty,
+    )
+
+
+def shadow_bytes(row: tuple[Any, ...]) -> int:
+    """The memory an :func:`encode_shadow` row holds, estimated as :func:`encoded_bytes` does."""
+    # The experiment, model and variant are the same few strings in every row, shared rather than held.
+    _, request_id, _, _, _, _, prediction, scores, _ = row
+    return _ROW_OVERHEAD + len(request_id) + len(prediction) + (0 if scores is _NULL else len(scores))

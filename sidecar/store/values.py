@@ -16,6 +16,7 @@ from sidecar.exceptions import SidecarError
 
 __all__ = [
     "OUTCOMES",
+    "SHADOW_UNSTORED",
     "Coverage",
     "Estimate",
     "LabelItem",
@@ -30,6 +31,8 @@ __all__ = [
 
 OutcomeKind = Literal["joined", "unmatched", "duplicate", "invalid"]
 OUTCOMES: tuple[OutcomeKind, ...] = get_args(OutcomeKind)
+# Why a shadow challenger's row was not written (StoreCounts.shadow_unstored).
+SHADOW_UNSTORED: tuple[str, ...] = ("buffer_full", "shutdown", "failed")
 
 
 class StoreError(SidecarError):
@@ -155,7 +158,10 @@ class StoreCounts:
     first is kept). ``labels`` is by :data:`OUTCOMES`; ``label_failures`` counts
     label items of batches the database refused (:meth:`attach_labels` raised).
     ``outcomes`` and ``outcome_failures`` count an experiment's business
-    outcomes the same way (:meth:`attach_outcomes`).
+    outcomes the same way (:meth:`attach_outcomes`). ``shadow_unstored``
+    counts a shadow challenger's rows (:meth:`add_shadow`) not written, by
+    reason: ``buffer_full``, ``shutdown`` (as for predictions) and ``failed``
+    (refused by the database, or not encodable).
 
     ``rows`` is exact with SQLite. With PostgreSQL it is the table's count of
     the store's model at the last eviction round (the leader's, once a minute)
@@ -174,6 +180,7 @@ class StoreCounts:
     label_failures: int
     outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
     outcome_failures: int = 0
+    shadow_unstored: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SHADOW_UNSTORED, 0))
 
 
 def encode_item(item: object) -> tuple[str, int | None, str, float | None]:

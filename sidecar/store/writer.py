@@ -2,8 +2,9 @@
 
 :class:`Writer` is blocking and used by one thread, the store's writer thread
 (:mod:`.front` hands it every call). It writes the buffer batch by batch,
-joins labels and answers queries on the same connection, after the buffered
-predictions are written: a label never races its prediction.
+then a shadow challenger's rows from their own buffer, joins labels and
+answers queries on the same connection, after the buffered predictions are
+written: a label never races its prediction.
 
 With SQLite the file is opened once and a failure is the statement's: the
 batch is counted as failed. With PostgreSQL the connection may be lost and
@@ -22,13 +23,13 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sidecar.store import sqlite
 from sidecar.store.backend import Backend, Unavailable
-from sidecar.store.buffer import Buffer
+from sidecar.store.buffer import Buffer, Row
 from sidecar.store.health import Health
-from sidecar.store.values import OUTCOMES, LabelItem, Outcome, StoreError
+from sidecar.store.values import OUTCOMES, SHADOW_UNSTORED, LabelItem, Outcome, StoreError
 
 __all__ = ["Writer"]
 
@@ -45,7 +46,8 @@ class Writer:
     Usage, in the writer thread::
 
         writer = Writer(buffer, health, url=None, file=Path("state/predictions.db"), model=None,
-                        ttl_seconds=86400.0, max_rows=1_000_000, batch_rows=1_000, clock=time.time)
+                        ttl_seconds=86400.0, max_rows=1_000_000, batch_rows=1_000, clock=time.time,
+                        shadow=Buffer(10_000, 8 << 20, sqlite.shadow_bytes))
         writer.open()                                  # StoreError if the store cannot be used
         writer.flush()                                 # the buffer, batch by batch
         outcomes = writer.attach([LabelItem("req-1", None, "setosa")])
@@ -64,6 +66,7 @@ class Writer:
         max_rows: int,
         batch_rows: int,
         clock: Callable[[], float],
+        shadow: Buffer | None = None,
     ) -> None:
         self._url = url
         self.location = health.location
@@ -78,7 +81,11 @@ class Writer:
         self.outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
         self.outcome_failures = 0
         self.unwritten_at_close = 0
+        # A shadow challenger's rows not written: failed here, or given up at close.
+        self.shadow_unstored: dict[str, int] = dict.fromkeys(SHADOW_UNSTORED, 0)
         self._buffer = buffer
+        # The challenger's rows (shadow mode), written after the predictions, as predictions are.
+        self._shadow = shadow
         self._health = health
         self._file = file
         self._model = model
@@ -103,44 +110,60 @@ class Writer:
             self._health.failed(exc)
 
     def flush(self, *, on_demand: bool = False) -> bool:
-        """Write the buffer, batch by batch; False if the database was unreachable, the rows kept.
+        """Write the buffer, batch by batch, then the challenger's rows; False if the database was unreachable,
+        the rows kept.
 
-        Failures are counted (``failed``), never raised.
+        Failures are counted (``failed``; a challenger's rows in ``shadow_unstored``), never raised.
         """
         if self._url is None and self._db is None:
             return True  # closed
-        buffer = self._buffer
+        # Predictions first: a challenger's row is of use only beside control's prediction.
+        if not self._drain(self._buffer, self._write, on_demand=on_demand):
+            return False
+        return self._shadow is None or self._drain(self._shadow, self._write_shadow, on_demand=on_demand)
+
+    def _drain(self, buffer: Buffer, write: Callable[[Backend, list[Row]], None], *, on_demand: bool) -> bool:
         while rows := buffer.take(self._batch_rows):
             try:
                 db = self._database(on_demand=on_demand)  # on failure, it told the health itself
             except StoreError:
                 db = None
             if db is None:
-                self._give_back(rows)
+                self._give_back(buffer, rows)
                 return False
             try:
-                written = db.write(rows, self._clock())
+                write(db, rows)
             except Unavailable as exc:
                 # The database is away, not refusing: the rows wait for it, and so does the rest.
-                self._give_back(rows)
+                self._give_back(buffer, rows)
                 self._health.failed(exc)
                 return False
             except Exception as exc:  # refused (disk full, corrupt file, locked) or a bug: the rows are lost
                 buffer.done(rows)
-                self.failed += len(rows)
+                if buffer is self._buffer:
+                    self.failed += len(rows)
+                else:
+                    self.shadow_unstored["failed"] += len(rows)
                 self._health.failed(exc)
                 continue
             buffer.done(rows)
             self._health.succeeded()
-            self.conflicts += written.conflicts
-            if self._url is None:
-                self.rows = db.rows
-                self.evicted["ttl"] += written.evicted_ttl
-                self.evicted["max_rows"] += written.evicted_max_rows
-            else:  # the leadership thread evicts, and recounts
-                with self._rows_lock:
-                    self.rows += written.inserted
         return True
+
+    def _write(self, db: Backend, rows: list[Row]) -> None:
+        written = db.write(rows, self._clock())
+        self.conflicts += written.conflicts
+        if self._url is None:
+            self.rows = db.rows
+            self.evicted["ttl"] += written.evicted_ttl
+            self.evicted["max_rows"] += written.evicted_max_rows
+        else:  # the leadership thread evicts, and recounts
+            with self._rows_lock:
+                self.rows += written.inserted
+
+    @staticmethod
+    def _write_shadow(db: Backend, rows: list[Row]) -> None:
+        db.write_shadow(rows)
 
     def probe(self) -> None:
         """One round trip, or a reconnection if due: keeps ``available`` true to the database while idle."""
@@ -280,10 +303,13 @@ class Writer:
         self._health.succeeded()
         return result
 
-    def _give_back(self, rows: list[tuple[Any, ...]]) -> None:
+    def _give_back(self, buffer: Buffer, rows: list[Row]) -> None:
         if self.closing:
             # Nobody will write them now: counted here, since close() counts only what is still waiting.
-            self._buffer.done(rows)
-            self.unwritten_at_close += len(rows)
+            buffer.done(rows)
+            if buffer is self._buffer:
+                self.unwritten_at_close += len(rows)
+            else:
+                self.shadow_unstored["shutdown"] += len(rows)
         else:
-            self._buffer.put_back(rows)
+            buffer.put_back(rows)

@@ -311,3 +311,34 @@ async def test_a_full_queue_drops_the_capture_and_counts_it() -> None:
         )
     assert [e.request_id for e in capture.queue.get_nowait(64)] == ["kept"]
     assert capture.metrics.dropped["queue_full"] == 1
+
+
+def test_captured_names_the_exchange_queued_last_for_the_mirror_that_follows_it() -> None:
+    capture = Capture(RandomSampler(1.0), model="m", max_bytes=100, queue_size=1)
+
+    def submit(request_id: str, body: bytes | None = b"{}") -> None:
+        capture.submit(
+            request_id=request_id,
+            request_id_generated=False,
+            timestamp=0.0,
+            method="POST",
+            path="/",
+            request_headers=[],
+            request_body=body,
+            status_code=200,
+            response_headers=[],
+            response_body=b"{}",
+            latency_seconds=0.001,
+            variant="primary",
+            probability=1.0,
+        )
+
+    assert capture.captured("a") is None  # nothing captured yet
+    submit("a")
+    kept = capture.captured("a")
+    assert kept is not None and kept.request_id == "a"
+    assert capture.captured("b") is None  # "b" was sampled out: the last capture is another request's
+    submit("b")  # the queue is full: dropped, so not captured
+    submit("c", body=None)  # too large: not captured either
+    assert capture.captured("b") is None and capture.captured("c") is None
+    assert (capture.metrics.dropped["queue_full"], capture.metrics.dropped["too_large"]) == (1, 1)

@@ -214,3 +214,33 @@ def test_an_exchanges_unit_crosses_the_monitor_link() -> None:
     message = pickle.loads(frame[4:])
     assert message == (EXCHANGES, [sent, exchange("b", [[2.0]])])
     assert [e.unit for e in message[1]] == ["émile", None]
+
+
+def shadow_answer(request_id: str) -> Exchange:
+    """A shadow challenger's answer as the tap hands it over (sidecar.experiments.tap): not served traffic."""
+    return dataclasses.replace(exchange(request_id, [[1.0]], ["b"]), variant="challenger", shadow=True)
+
+
+async def test_a_shadow_answer_reaches_only_the_shadow_subscribers() -> None:
+    sink = ListSink()
+    worker = make_worker(sink)
+    served: list[PredictionRecord] = []
+    answers: list[Exchange] = []
+    worker.subscribe(served.extend)
+    worker.process([exchange("r-1", [[1.0]]), shadow_answer("r-1")])
+    assert [r.request_id for r in served] == ["r-1"] and [b.request_id for b in sink.batches] == ["r-1"]
+    worker.subscribe_shadow(answers.extend)
+    worker.process([shadow_answer("r-2"), exchange("r-3", [[2.0]]), shadow_answer("r-3")])
+    # In capture order, one call per batch; never parsed, logged or counted as a capture.
+    assert [a.request_id for a in answers] == ["r-2", "r-3"]
+    assert [r.request_id for r in served] == ["r-1", "r-3"] and len(sink.batches) == 2
+    assert worker.capture.metrics.captured == 2
+
+
+async def test_at_shutdown_an_answer_left_in_the_queue_is_not_a_lost_capture() -> None:
+    capture = Capture(RandomSampler(1.0), model="iris", max_bytes=1 << 20, queue_size=100)
+    worker = kserve_worker(capture)
+    assert capture.queue.put_nowait(exchange("r-1", [[1.0]]))
+    assert capture.queue.put_spare(shadow_answer("r-1"))
+    await worker.drain(asyncio.get_running_loop().time() - 1)  # the deadline has passed: nothing is processed
+    assert capture.metrics.dropped["queue_full"] == 1

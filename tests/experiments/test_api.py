@@ -12,10 +12,14 @@ import pytest
 from starlette.applications import Starlette
 
 from sidecar.experiments.api import experiment_routes
+from sidecar.experiments.data import Serving
 from sidecar.experiments.definition import Experiment, experiment_from_mapping
+from sidecar.experiments.pairing import ShadowPairing
 from sidecar.experiments.runner import ExperimentRunner
+from sidecar.experiments.shadow_runner import ShadowRunner
 from sidecar.experiments.view import snapshot_json
 from sidecar.performance import PerformanceConfig
+from sidecar.protocols import AdapterOptions
 from sidecar.store import PredictionStore
 from tests.experiments.scenario import MODEL, definition, exposures, routing, served, serving
 from tests.http import RawResponse, raw_request
@@ -31,7 +35,7 @@ MAX_BYTES = 64 * 1024
 
 @asynccontextmanager
 async def admin(
-    runner: ExperimentRunner | None,
+    runner: ExperimentRunner | ShadowRunner | None,
     store: PredictionStore,
     experiment: Experiment | None,
     *,
@@ -112,6 +116,7 @@ async def test_the_experiment_is_listed_pending_then_with_its_analysis(tmp_path:
                     "segment_by": "header:x-country",
                 },
                 "analysis": None,
+                "shadow": None,
             }
             snapshot = await runner.evaluate()
             assert snapshot is not None
@@ -122,6 +127,7 @@ async def test_the_experiment_is_listed_pending_then_with_its_analysis(tmp_path:
     # The analysis is the view of the published snapshot, as JSON carries it.
     assert evaluated["analysis"] == orjson.loads(orjson.dumps(snapshot_json(snapshot)))
     assert evaluated["analysis"]["decision"]["decision"] == "roll_out"
+    assert evaluated["shadow"] is None  # a split experiment's analysis only
 
 
 async def test_without_an_experiment_the_list_is_empty_and_outcomes_have_nothing_to_join(tmp_path: Path) -> None:
@@ -151,12 +157,45 @@ async def test_a_shadow_experiment_is_listed_not_analysed_with_its_upstream_mask
         # Outcomes need an outcome metric, which a shadow experiment cannot have.
         refused = await post(port, {"unit": "u-1", "metric": "conversion", "value": 1})
     assert (entry["status"], entry["analysis"], entry["definition"]["assignment_key"]) == ("not_analysed", None, None)
+    assert entry["shadow"] is None  # no comparison was given
     assert entry["definition"]["variants"] == [
         {"name": "control", "weight": None, "control": True, "upstream": None},
         {"name": "challenger", "weight": None, "control": False, "upstream": "http://ml:***@challenger:8080"},
     ]
     assert "hunter2" not in str(entry)
     assert refused.status == 422 and "has no outcome metrics" in orjson.loads(refused.body)["error"]
+
+
+async def test_a_shadow_experiment_with_its_comparison_is_pending_then_evaluated(tmp_path: Path) -> None:
+    shadow = experiment_from_mapping(
+        {
+            "name": "shadow-v2",
+            "mode": "shadow",
+            "variants": {"control": {}, "challenger": {"upstream": "http://challenger:8080"}},
+            "metrics": {"primary": [{"name": "accuracy", "source": "label"}]},
+            "mde": 0.02,
+        }
+    )
+    async with opened(tmp_path) as store:
+        pairing = ShadowPairing(shadow, AdapterOptions(), store.add_shadow, model_name=MODEL)
+        runner = ShadowRunner(
+            store, shadow, PerformanceConfig(min_labels=1), pairing=pairing, serving=lambda: Serving(0, 0.0, 0.0),
+            clock=Clock(T0),
+        )  # fmt: skip
+        async with admin(runner, store, shadow) as port:
+            [pending] = (await get(port))["experiments"]
+            await runner.evaluate()
+            [evaluated] = (await get(port))["experiments"]
+    assert (pending["status"], pending["analysis"], pending["shadow"], pending["evaluated_at"]) == (
+        "pending",
+        None,
+        None,
+        None,
+    )
+    assert (evaluated["status"], evaluated["analysis"]) == ("evaluated", None)
+    assert evaluated["started_at"] == evaluated["evaluated_at"] == "2025-11-26T08:10:38.000Z"
+    assert evaluated["shadow"]["pairing"]["control_rows"] == 0 and evaluated["shadow"]["pairing"]["rate"] is None
+    assert evaluated["definition"] == pending["definition"] and evaluated["definition"]["mode"] == "shadow"
 
 
 async def test_posting_outcomes_answers_per_item_and_a_repeat_changes_nothing(tmp_path: Path) -> None:

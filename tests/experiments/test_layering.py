@@ -42,13 +42,15 @@ def test_the_wiring_modules_load_no_scipy() -> None:
     # The serving process builds the same components as the monitoring one and must not pay for scipy
     # (tests/test_layering.py): the runner, the API and the metrics load the statistics only when they analyse
     # or render an analysis, which only the monitoring process does.
-    modules = ("runner", "metrics", "api", "traffic")
+    modules = ("runner", "metrics", "api", "traffic", "tap", "pairing", "shadow_runner")
     loaded = _loaded(*(f"sidecar.experiments.{module}" for module in modules))
     assert {f"sidecar.experiments.{module}" for module in modules} <= loaded
     assert not {name for name in loaded if name.partition(".")[0] == "scipy"}
     assert "sidecar.experiments.analysis" not in loaded and "sidecar.experiments.view" not in loaded
+    assert not {f"sidecar.experiments.{module}" for module in ("shadow_analysis", "shadow_view")} & loaded
 
 
 def test_the_serving_sides_counters_load_no_numpy() -> None:
-    loaded = _loaded("sidecar.experiments.traffic")
+    # The tap runs on the serving loop, beside the traffic counters.
+    loaded = _loaded("sidecar.experiments.traffic", "sidecar.experiments.tap")
     assert not {name for name in loaded if name.partition(".")[0] in ("numpy", "scipy")}

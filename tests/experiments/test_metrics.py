@@ -10,12 +10,14 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
 
+from sidecar.capture.handoff import Handoff
 from sidecar.experiments.decision import DECISIONS
 from sidecar.experiments.definition import experiment_from_mapping
 from sidecar.experiments.metrics import ExperimentMetrics
 from sidecar.experiments.routing import Router
 from sidecar.experiments.runner import ExperimentRunner
-from sidecar.experiments.shadow import OUTCOMES, Shadow
+from sidecar.experiments.shadow import OUTCOMES, Shadow, ShadowResponse
+from sidecar.experiments.tap import ShadowTap
 from sidecar.experiments.traffic import TrafficMetrics
 from sidecar.experiments.view import EFFECT_STATS, effect_samples
 from sidecar.performance import PerformanceConfig
@@ -160,5 +162,35 @@ def test_the_serving_side_counts_every_shadow_outcome_from_zero() -> None:
     mirrors = {labels[-1][1]: v for (name, labels), v in samples.items() if name == "mlsidecar_shadow_requests_total"}
     assert mirrors == {outcome: 2.0 if outcome == "dropped_too_large" else 0.0 for outcome in OUTCOMES}
     assert not any(name.startswith("mlsidecar_experiment") for name, _ in samples)
+    model_first(samples)
+    assert_promtool_finds_nothing(text)
+
+
+def test_the_serving_side_counts_the_answers_the_comparison_never_got() -> None:
+    experiment = experiment_from_mapping(
+        {
+            "name": "shadow-v2",
+            "mode": "shadow",
+            "variants": {"control": {}, "challenger": {"upstream": "http://127.0.0.1:9"}},
+            "metrics": {"primary": [{"name": "accuracy", "source": "label"}]},
+            "mde": 0.02,
+        }
+    )
+    handoff = Handoff(maxsize=2, max_bytes=1 << 20)
+    tap = ShadowTap(handoff, variant="challenger")
+    for i in range(4):
+        tap(ShadowResponse(f"req-{i}", "sent", 200, [], b"{}", 0.01))  # one fits in the spare half; three do not
+    shadow = Shadow(
+        "http://127.0.0.1:9",
+        experiment=experiment.name,
+        on_response=tap,
+        concurrency=1,
+        timeout=1.0,
+        queue_size=1,
+        queue_max_bytes=1024,
+    )
+    text, samples = exposition(TrafficMetrics(MODEL, experiment, shadow=shadow, tap=tap))
+    key = ("mlsidecar_shadow_comparison_dropped_total", (("model", MODEL), ("experiment", "shadow-v2")))
+    assert samples[key] == 3
     model_first(samples)
     assert_promtool_finds_nothing(text)

@@ -236,7 +236,7 @@ async def test_a_version_1_database_is_migrated_and_takes_units_and_outcomes(dat
         assert [(o.kind, o.variant) for o in outcomes] == [("joined", "control"), ("joined", "treatment")]
         assert kinds(await store.attach_labels([LabelItem("old-1", 0, "a")])) == ["joined"]
         assert await store.experiment_started("exp", T0 + 2) == T0 + 2
-    assert database.rows("SELECT version FROM sidecar_schema_version ORDER BY version") == [(1,), (2,), (3,)]
+    assert database.rows("SELECT version FROM sidecar_schema_version ORDER BY version") == [(1,), (2,), (3,), (4,)]
     assert database.rows("SELECT request_id, unit, segment FROM predictions ORDER BY ts") == [
         ("old-1", None, None),
         ("new-1", "u-1", "de"),

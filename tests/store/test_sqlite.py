@@ -165,9 +165,9 @@ async def test_a_version_1_file_is_migrated_and_keeps_its_labels(tmp_path: Path)
         after = await store.label_marker(since=0, model="iris")
         assert after[0] == 2 and after[1] > before[1]  # numbered after the labels the file had
         assert await store.estimated(since=0) == {}  # version 1 kept no confidence
-    assert query(tmp_path / FILENAME, "PRAGMA user_version") == [(4,)]  # through versions 2 and 3, to 4
+    assert query(tmp_path / FILENAME, "PRAGMA user_version") == [(5,)]  # through versions 2, 3 and 4, to 5
     indexes = {row[0] for row in query(tmp_path / FILENAME, "SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert {"predictions_labelled", "predictions_unit", "outcomes_exposed"} <= indexes
+    assert {"predictions_labelled", "predictions_unit", "outcomes_exposed", "shadow_predictions_ts"} <= indexes
 
 
 async def test_a_new_file_and_a_migrated_one_have_the_same_schema(tmp_path: Path) -> None:
@@ -181,7 +181,7 @@ async def test_a_new_file_and_a_migrated_one_have_the_same_schema(tmp_path: Path
             pass
     schema = "SELECT type, name, tbl_name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
     assert query(tmp_path / "new" / FILENAME, schema) == query(tmp_path / "old" / FILENAME, schema)
-    for table in ("predictions", "outcomes", "experiments"):
+    for table in ("predictions", "outcomes", "experiments", "shadow_predictions"):
         columns = f"SELECT name, type, pk FROM pragma_table_info('{table}')"
         assert query(tmp_path / "new" / FILENAME, columns) == query(tmp_path / "old" / FILENAME, columns)
 
@@ -197,7 +197,7 @@ async def test_a_version_2_file_is_migrated_and_takes_units_and_outcomes(tmp_pat
         outcomes = await store.attach_outcomes("exp", items, arms=("control", "treatment"))
         assert [(o.kind, o.variant) for o in outcomes] == [("joined", "control"), ("joined", "treatment")]
         assert kinds(await store.attach_labels([LabelItem("old-1", 0, "again")])) == ["duplicate"]  # its label kept
-    assert query(tmp_path / FILENAME, "PRAGMA user_version") == [(4,)]
+    assert query(tmp_path / FILENAME, "PRAGMA user_version") == [(5,)]
     assert query(tmp_path / FILENAME, "SELECT request_id, unit, segment FROM predictions ORDER BY ts") == [
         ("old-1", None, None),
         ("new-1", "u-1", "de"),
@@ -210,12 +210,35 @@ async def test_a_version_3_file_is_migrated_and_keeps_its_outcomes(tmp_path: Pat
         outcome = OutcomeItem("conversion", 1.0, None, None, "u-1")
         assert kinds(await store.attach_outcomes("exp", [outcome], arms=("control",))) == ["joined"]
     # Back to version 3, as the sidecar wrote it before experiments had a start.
-    Place(tmp_path).execute("DROP TABLE experiments; PRAGMA user_version = 3;")
+    Place(tmp_path).execute("DROP TABLE shadow_predictions; DROP TABLE experiments; PRAGMA user_version = 3;")
     async with opened(tmp_path) as store:
         assert kinds(await store.attach_outcomes("exp", [outcome], arms=("control",))) == ["duplicate"]
         assert await store.experiment_started("exp", T0 + 60) == T0 + 60
-    assert query(tmp_path / FILENAME, "PRAGMA user_version") == [(4,)]
+    assert query(tmp_path / FILENAME, "PRAGMA user_version") == [(5,)]
     assert query(tmp_path / FILENAME, "SELECT name, started_at FROM experiments") == [("exp", T0 + 60)]
+
+
+async def test_a_version_4_file_is_migrated_and_takes_a_challengers_predictions(tmp_path: Path) -> None:
+    async with opened(tmp_path) as store:
+        store.add([make_record(timestamp=T0, request_id="req-1", variant="control", prediction="a")])
+    # Back to version 4, as the sidecar wrote it before shadow experiments kept the challenger's predictions.
+    Place(tmp_path).execute("DROP TABLE shadow_predictions; PRAGMA user_version = 4;")
+    async with opened(tmp_path) as store:
+        answer = make_record(timestamp=T0, request_id="req-1", variant="challenger", prediction="b")
+        store.add_shadow("shadow-v2", [answer])
+        pairs = await store.shadow_pairs("shadow-v2", control="control", since=T0)
+    assert (pairs.control, pairs.challenger) == (["a"], ["b"])
+    assert query(tmp_path / FILENAME, "PRAGMA user_version") == [(5,)]
+
+
+async def test_a_refused_shadow_batch_is_counted_failed(tmp_path: Path) -> None:
+    async with opened(tmp_path) as store:
+        store.add_shadow("shadow-v2", [make_record(timestamp=T0, request_id="req-1", variant="challenger")])
+        with write_lock(tmp_path / FILENAME):
+            await store.flush()
+        assert store.counts().shadow_unstored == {"buffer_full": 0, "shutdown": 0, "failed": 1}
+        assert store.counts().failed == 0  # the predictions' own count is not the challenger's
+    assert query(tmp_path / FILENAME, "SELECT count(*) FROM shadow_predictions") == [(0,)]
 
 
 async def test_a_refused_outcome_batch_stores_nothing_and_is_counted(tmp_path: Path) -> None:

@@ -53,6 +53,7 @@ def test_the_package_exports() -> None:
         "Outcome",
         "OutcomeKind",
         "PredictionStore",
+        "ShadowPairs",
         "StoreCounts",
         "StoreError",
     ]
