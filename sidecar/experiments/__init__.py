@@ -40,7 +40,8 @@ numpy or scipy:
 - the running experiment, in the monitoring process: :mod:`.runner`
   (:class:`~.runner.ExperimentRunner`, the evaluator that gathers, analyses
   off the loop and publishes a snapshot every interval, from a start the
-  store keeps for every replica), :mod:`.metrics` (the analysis metrics over
+  store keeps for every replica; :mod:`.periodic` has what it shares with the
+  shadow comparison's :mod:`.shadow_runner`), :mod:`.metrics` (the analysis metrics over
   its snapshot, and a shadow comparison's), :mod:`.api` (``GET /api/v1/experiments``
   and ``POST /api/v1/outcomes``, routes for the admin app);
 - in the serving process: :mod:`.traffic` (the assignments per arm, the

@@ -65,7 +65,8 @@ from starlette.routing import Route
 from sidecar.admin.requests import authorize, error, read_limited
 from sidecar.experiments.definition import Experiment, Metric
 from sidecar.experiments.outcomes import OutcomeItem, OutcomeRequestError, parse_outcomes
-from sidecar.experiments.runner import FAILURES, ExperimentRunner
+from sidecar.experiments.periodic import FAILURES
+from sidecar.experiments.runner import ExperimentRunner
 from sidecar.experiments.shadow_runner import ShadowRunner
 from sidecar.records import rfc3339
 from sidecar.store import OUTCOMES, Outcome, PredictionStore, StoreError

@@ -75,7 +75,8 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from sidecar.experiments.pairing import FATES
-from sidecar.experiments.runner import ExperimentRunner, Failure
+from sidecar.experiments.periodic import Failure
+from sidecar.experiments.runner import ExperimentRunner
 from sidecar.experiments.shadow_runner import ShadowRunner
 from sidecar.prometheus import PREFIX
 from sidecar.store.values import SHADOW_UNSTORED

@@ -53,12 +53,13 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Final, Literal, get_args
+from typing import TYPE_CHECKING
 
 from sidecar.alerting.source import histogram_quantile
 from sidecar.experiments.data import Routing, Serving
 from sidecar.experiments.definition import Experiment
 from sidecar.experiments.gather import DAY, gather
+from sidecar.experiments.periodic import Periodic
 from sidecar.performance import PerformanceConfig
 from sidecar.serving.metrics import ServingCounts
 from sidecar.store import PredictionStore, StoreError
@@ -66,16 +67,12 @@ from sidecar.store import PredictionStore, StoreError
 if TYPE_CHECKING:
     from sidecar.experiments.snapshot import ExperimentSnapshot
 
-__all__ = ["FAILURES", "ExperimentRunner", "Failure", "serving_of"]
+__all__ = ["ExperimentRunner", "serving_of"]
 
 logger = logging.getLogger("sidecar.experiments.runner")
 
-# Why an evaluation published nothing new: the store failed or could not be reached, or the analysis raised.
-Failure = Literal["store", "error"]
-FAILURES: Final[tuple[Failure, ...]] = get_args(Failure)
 
-
-class ExperimentRunner:
+class ExperimentRunner(Periodic["ExperimentSnapshot"]):
     """Evaluates a split experiment every interval and publishes :attr:`snapshot`; see the module docstring.
 
     ``routing`` gives the router's requests per arm (None while they are not
@@ -105,20 +102,12 @@ class ExperimentRunner:
     ) -> None:
         if experiment.mode != "split":
             raise ValueError(f"experiment {experiment.name!r} is a shadow experiment: its arms are paired, not split")
-        self.store = store
-        self.experiment = experiment
+        super().__init__(store, experiment, kind="experiment", result="analysis", logger=logger, clock=clock)
         self.config = config
         self.routing = routing
         self.serving = serving
         self.model = model
         self.period_seconds = period_seconds
-        self.clock = clock
-        self.snapshot: ExperimentSnapshot | None = None
-        # When the experiment started, as the store recorded it (the first replica's start): read once.
-        self.started_at: float | None = None
-        self.failures: dict[Failure, int] = dict.fromkeys(FAILURES, 0)
-        # This replica's start, offered to the store: the requests it routes from now on are the experiment's.
-        self._ran_at = clock()
 
     def decision(self) -> str | None:
         """The experiment's current decision (``invalid``, ``revert``, ...), None before the first evaluation."""
@@ -134,13 +123,12 @@ class ExperimentRunner:
         experiment = self.experiment
         arms = len(experiment.variants)
         try:
-            if self.started_at is None:
-                self.started_at = await self.store.experiment_started(experiment.name, self._ran_at)
+            since = await self.started()
             routing = self.routing() or Routing((0,) * arms, (0,) * arms)
             data = await gather(
                 self.store,
                 experiment,
-                since=self.started_at,
+                since=since,
                 routing=routing,
                 serving=self.serving(),
                 config=self.config,
@@ -148,24 +136,10 @@ class ExperimentRunner:
                 period_seconds=self.period_seconds,
             )
         except StoreError as exc:
-            self.failures["store"] += 1
-            logger.warning(
-                "experiment %s: the store could not be read; kept the last analysis: %s", experiment.name, exc
-            )
-            return self.snapshot
+            return self.store_failed(exc)
         # Summing and testing every metric and segment is numpy and scipy work: off the loop.
         self.snapshot = await asyncio.to_thread(analyse, experiment, data, now=self.clock(), previous=self.snapshot)
         return self.snapshot
-
-    async def run(self, interval: float) -> None:
-        """Evaluate now, then every ``interval`` seconds, until cancelled; never raises otherwise."""
-        while True:
-            try:
-                await self.evaluate()
-            except Exception:
-                self.failures["error"] += 1
-                logger.exception("experiment %s: the analysis failed; kept the last one", self.experiment.name)
-            await asyncio.sleep(interval)
 
 
 def serving_of(counts: ServingCounts, variants: Sequence[str]) -> tuple[Serving, ...]:

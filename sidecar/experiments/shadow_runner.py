@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 from sidecar.experiments.data import Serving
 from sidecar.experiments.definition import Experiment
 from sidecar.experiments.pairing import ShadowPairing
-from sidecar.experiments.runner import FAILURES, Failure
+from sidecar.experiments.periodic import Periodic
 from sidecar.performance import PerformanceConfig
 from sidecar.store import PredictionStore, StoreError
 
@@ -56,7 +56,7 @@ logger = logging.getLogger("sidecar.experiments.shadow_runner")
 _MIN_SAMPLES = 200
 
 
-class ShadowRunner:
+class ShadowRunner(Periodic["ShadowSnapshot"]):
     """Compares a shadow experiment's two models every interval and publishes :attr:`snapshot`; see the module
     docstring.
 
@@ -87,19 +87,13 @@ class ShadowRunner:
     ) -> None:
         if experiment.mode != "shadow":
             raise ValueError(f"experiment {experiment.name!r} splits its traffic: its arms are split, not paired")
-        self.store = store
-        self.experiment = experiment
+        super().__init__(store, experiment, kind="shadow", result="comparison", logger=logger, clock=clock)
         self.config = config
         self.pairing = pairing
         self.serving = serving
         self.model = model
         self.min_samples = min_samples
         self.bins = bins
-        self.clock = clock
-        self.snapshot: ShadowSnapshot | None = None
-        self.started_at: float | None = None
-        self.failures: dict[Failure, int] = dict.fromkeys(FAILURES, 0)
-        self._ran_at = clock()
 
     async def evaluate(self) -> ShadowSnapshot | None:
         """Read the pairs, compare them off the loop and publish; on a store fault, count it and keep the last."""
@@ -108,15 +102,12 @@ class ShadowRunner:
 
         experiment = self.experiment
         try:
-            if self.started_at is None:
-                self.started_at = await self.store.experiment_started(experiment.name, self._ran_at)
+            since = await self.started()
             pairs = await self.store.shadow_pairs(
-                experiment.name, control=experiment.control.name, since=self.started_at, model=self.model
+                experiment.name, control=experiment.control.name, since=since, model=self.model
             )
         except StoreError as exc:
-            self.failures["store"] += 1
-            logger.warning("shadow %s: the store could not be read; kept the last comparison: %s", experiment.name, exc)
-            return self.snapshot
+            return self.store_failed(exc)
         pairing = self.pairing
         self.snapshot = await asyncio.to_thread(
             analyse_shadow,
@@ -127,18 +118,8 @@ class ShadowRunner:
             answers=dict(pairing.fates),
             config=self.config,
             now=self.clock(),
-            since=self.started_at,
+            since=since,
             min_samples=self.min_samples,
             bins=self.bins,
         )
         return self.snapshot
-
-    async def run(self, interval: float) -> None:
-        """Evaluate now, then every ``interval`` seconds, until cancelled; never raises otherwise."""
-        while True:
-            try:
-                await self.evaluate()
-            except Exception:
-                self.failures["error"] += 1
-                logger.exception("shadow %s: the comparison failed; kept the last one", self.experiment.name)
-            await asyncio.sleep(interval)
