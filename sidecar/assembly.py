@@ -223,7 +223,7 @@ def assemble(settings: Settings) -> Assembly:
         eval_interval_seconds=settings.eval_interval_seconds,
         routes=experiment_routes_of(settings, parts, experiments or comparison),
         experiment=parts.experiment,
-        experiments=experiments,
+        experiments=experiments or comparison,
         shadow_outcomes=None if trial.shadow is None else _outcomes(trial.shadow),
     )
     outgoing = (*alerting.clients, *(c for c in (parts.webhook, fallback) if c is not None), *trial.clients)

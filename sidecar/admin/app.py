@@ -31,6 +31,7 @@ from sidecar.drift import DriftResult
 from sidecar.experiments.definition import Experiment
 from sidecar.experiments.runner import ExperimentRunner
 from sidecar.experiments.shadow import Outcome as MirrorOutcome
+from sidecar.experiments.shadow_runner import ShadowRunner
 from sidecar.labels.api import LabelRequestError, parse_labels
 from sidecar.labels.evaluate import PerformanceEvaluator
 from sidecar.labels.ingest import LabelIngest
@@ -63,7 +64,7 @@ def create_admin_app(
     eval_interval_seconds: float = 15.0,
     routes: Sequence[BaseRoute] = (),
     experiment: Experiment | None = None,
-    experiments: ExperimentRunner | None = None,
+    experiments: ExperimentRunner | ShadowRunner | None = None,
     shadow_outcomes: Callable[[], Mapping[MirrorOutcome, int] | None] | None = None,
 ) -> Starlette:
     """Build the admin ASGI app over an explicit registry, the readiness check and the monitors.
@@ -75,7 +76,8 @@ def create_admin_app(
 
     ``admin_token`` guards the endpoints that change state (``POST``); unset, they refuse every request.
     ``routes`` are served too: the experiment's (:func:`sidecar.experiments.api.experiment_routes`).
-    ``experiment``, its runner ``experiments`` and ``shadow_outcomes`` give the status page its experiment
+    ``experiment``, its runner ``experiments`` (a split experiment's :class:`ExperimentRunner`, a shadow one's
+    :class:`ShadowRunner`) and ``shadow_outcomes`` give the status page its experiment
     section (:func:`sidecar.admin.page.status_route`).
     """
 

@@ -1,4 +1,4 @@
-"""The experiment part of the status page: the decision, the arms, the effects, the checks, or the shadow's mirrors.
+"""The experiment part of the status page: the decision, the arms, the effects, the checks, or the shadow's comparison.
 
 It renders the entry of ``GET /api/v1/experiments`` (:func:`sidecar.experiments.api.experiments_json`),
 so the page and the API read the runner's published snapshot the same way and
@@ -6,7 +6,7 @@ always show the same numbers; nothing is tested or estimated here. The one
 comparison made is the one the API leaves to its reader: an adjusted p-value
 against the experiment's α, to mark a significant row.
 
-By ``status``:
+A split experiment's, by ``status``:
 
 - ``evaluated``: the decision with its reason (and the units still needed
   while it is ``keep_running``), the arms, the sample-ratio checks (flagged
@@ -14,10 +14,18 @@ By ``status``:
   treatment (both arms' values, the difference and the relative lift with
   their intervals, p and adjusted p, novelty and Simpson), the guardrails,
   and each treatment's decision when there are several;
-- ``pending``: the definition's arms, until the first analysis;
-- ``not_analysed`` (shadow mode): the challenger and the mirrors' outcomes,
-  when the page's process holds the counters (``shadow`` is None where it
-  does not: the monitoring process, which has no mirror).
+- ``pending``: the definition's arms, until the first analysis.
+
+A shadow experiment's entry has its comparison in ``shadow``, not
+``analysis``: once ``evaluated``, the pairing (its rate, the rows, the
+challenger's answers by fate), each model's requests, 5xx share and p95, the
+agreement with its interval (a classifier), the per-request score
+differences, the PSI between the two models' predictions with its verdict,
+each label metric of both models on the same requests with its paired test
+and verdict, and the guardrails; ``pending`` before the first comparison, and
+``not_analysed`` where no comparison runs. After that, in every state, the
+mirrors' outcomes, when the page's process holds the counters (``shadow`` is
+None where it does not: the monitoring process, which has no mirror).
 
 Usage::
 
@@ -42,10 +50,15 @@ SRM_ALPHA: Final = 0.001
 
 # What the decision's named treatments are to have done to them.
 _ACTIONS: Final = {"roll_out": "Roll out", "revert": "Revert"}
-_NOT_BUILT: Final = (
-    "Not analysed: pairing the challenger's answers with control's is not built yet, so the mirrors are counted, "
-    "not compared."
+_NOT_COMPARED: Final = (
+    "Not analysed: no comparison of the two models runs here, so the mirrors are counted, not compared."
 )
+_COMPARE_PENDING: Final = (
+    "No comparison yet: the first runs once the prediction store has been read, then every "
+    "SIDECAR_EXPERIMENT_INTERVAL_SECONDS."
+)
+# How each paired test reads on the page (sidecar.experiments.shadow_snapshot.PAIRED_METHODS; None: no paired test).
+_METHODS: Final = {"mcnemar": "McNemar", "paired_t": "paired t", None: "no paired test"}
 
 
 def decision_badge(decision: str) -> str:
@@ -59,7 +72,7 @@ def experiment_section(entry: Mapping[str, Any], *, shadow: Mapping[MirrorOutcom
     analysis: Mapping[str, Any] | None = entry["analysis"]
     parts = [_facts(entry)]
     if definition["mode"] == "shadow":
-        parts.append(_shadow(definition, shadow))
+        parts.append(_shadow(entry, shadow))
     elif analysis is None:
         parts.append(
             _banner(
@@ -98,6 +111,8 @@ def _facts(entry: Mapping[str, Any]) -> str:
         )
         if d["segment_by"]:
             facts.append(f"segments by <code>{esc(d['segment_by'])}</code>")
+    else:
+        facts.append(f"α {number(d['alpha'])}, {esc(d['correction'])} correction over the label metrics")
     times = [f"status {decision_badge(entry['status'])}"]
     if entry["started_at"]:
         times.append(f"started {_time(entry['started_at'])}")
@@ -233,14 +248,18 @@ def _moments(arm: Mapping[str, Any], kind: str) -> str:
 
 
 def _difference(effect: Mapping[str, Any], kind: str) -> str:
+    low, high = _change(effect["ci_low"], kind), _change(effect["ci_high"], kind)
+    return f'{_change(effect["difference"], kind)}<br><span class="sub">{low} to {high}</span>'
+
+
+def _change(value: float | None, kind: str) -> str:
+    """A difference between two values of a metric of ``kind``, signed."""
+    if value is None:
+        return NONE
     # A proportion's difference in percentage points, so that "+2 pp" is never read as a 2 % lift.
-    scale, unit = (100.0, " pp") if kind == "proportion" else (1.0, "")
-
-    def show(value: float | None) -> str:
-        return NONE if value is None else _signed(value, number(value * scale)) + unit
-
-    low, high = effect["ci_low"], effect["ci_high"]
-    return f'{show(effect["difference"])}<br><span class="sub">{show(low)} to {show(high)}</span>'
+    if kind == "proportion":
+        return _signed(value, number(value * 100)) + " pp"
+    return _signed(value, number(value))
 
 
 def _lift(effect: Mapping[str, Any]) -> str:
@@ -278,26 +297,26 @@ def _guardrails(analysis: Mapping[str, Any]) -> str:
     guardrails: Sequence[Mapping[str, Any]] = analysis["guardrails"]
     if not guardrails:
         return '<p class="empty">No guardrails defined.</p>'
-    rows = []
-    for g in guardrails:
-        show = percent if g["name"] == "error_rate" else _ms
-        increase = g["increase"]
-        rows.append(
-            (
-                esc(g["name"]),
-                esc(g["variant"]),
-                show(g["control"]),
-                show(g["treatment"]),
-                _signed(increase, show(increase)),
-                show(g["max_increase"]),
-                '<span class="bad">breached</span>' if g["breached"] else '<span class="ok">held</span>',
-            )
-        )
+    rows = [(esc(g["name"]), esc(g["variant"]), *_guardrail(g, g["treatment"])) for g in guardrails]
     return table(
         ("Guardrail", "Treatment", "Control", "Treatment value", "Increase", "Allowed increase", "State"),
         rows,
         caption="Guardrails",
         classes="guardrail-table",
+    )
+
+
+def _guardrail(g: Mapping[str, Any], treated: float | None) -> tuple[str, ...]:
+    """A guardrail's values: control's, ``treated`` (the treatment's or the challenger's), the increase, the
+    allowed increase and whether it held."""
+    show = percent if g["name"] == "error_rate" else _ms
+    increase = g["increase"]
+    return (
+        show(g["control"]),
+        show(treated),
+        _signed(increase, show(increase)),
+        show(g["max_increase"]),
+        '<span class="bad">breached</span>' if g["breached"] else '<span class="ok">held</span>',
     )
 
 
@@ -314,13 +333,27 @@ def _decisions(analysis: Mapping[str, Any]) -> str:
     return table(("Treatment", "Decision", "Reason", "Units still needed"), rows, caption="Each treatment's decision")
 
 
-def _shadow(definition: Mapping[str, Any], outcomes: Mapping[MirrorOutcome, int] | None) -> str:
+def _shadow(entry: Mapping[str, Any], outcomes: Mapping[MirrorOutcome, int] | None) -> str:
+    definition: Mapping[str, Any] = entry["definition"]
+    compared: Mapping[str, Any] | None = entry["shadow"]
     challenger = next(v for v in definition["variants"] if not v["control"])
-    parts = [
-        _banner("not_analysed", _NOT_BUILT),
+    parts = []
+    if compared is None:
+        pending = entry["status"] == "pending"
+        parts.append(_banner("pending", _COMPARE_PENDING) if pending else _banner("not_analysed", _NOT_COMPARED))
+    parts.append(
         f"<p>Every client gets control's answer; a copy of each request goes to {esc(challenger['name'])} at "
-        f"{_upstream(challenger['upstream'])}.</p>",
-    ]
+        f"{_upstream(challenger['upstream'])}.</p>"
+    )
+    if compared is not None:
+        parts += [
+            _pairing(compared["pairing"]),
+            _models(compared, definition),
+            _likeness(compared),
+            _score_differences(compared["differences"]),
+            _paired_metrics(compared),
+            _shadow_guardrails(compared["guardrails"]),
+        ]
     if outcomes is None:
         parts.append(
             '<p class="empty">The mirrors are counted by the serving process: '
@@ -330,6 +363,129 @@ def _shadow(definition: Mapping[str, Any], outcomes: Mapping[MirrorOutcome, int]
         rows = [(esc(outcome.replace("_", " ")), number(n)) for outcome, n in outcomes.items()]
         parts.append(table(("Outcome", "Mirrors"), rows, caption="Mirrors to the challenger", classes="shadow-table"))
     return "".join(parts)
+
+
+def _pairing(pairing: Mapping[str, Any]) -> str:
+    answers = ", ".join(f"{esc(fate.replace('_', ' '))} {number(n)}" for fate, n in pairing["answers"].items())
+    return (
+        f'<p class="lead">Paired: <strong>{percent(pairing["rate"])}</strong> of control\'s '
+        f"{number(pairing['control_rows'])} stored predictions have the challenger's beside them "
+        f"({number(pairing['paired'])} pairs, {number(pairing['labelled'])} with a label).</p>"
+        f'<p class="sub">The challenger\'s answers read here: {answers}.</p>'
+    )
+
+
+def _models(compared: Mapping[str, Any], definition: Mapping[str, Any]) -> str:
+    upstreams = {v["name"]: v["upstream"] for v in definition["variants"]}
+    rows = [
+        (
+            _arm_name(arm["name"], arm["control"]),
+            number(arm["requests"]),
+            percent(arm["error_rate"]),
+            _ms(arm["latency_p95_ms"]),
+            _upstream(upstreams.get(arm["name"])),
+        )
+        for arm in compared["arms"]
+    ]
+    return table(
+        ("Model", "Requests", "5xx", "p95 latency", "Upstream"),
+        rows,
+        caption="Models: control over every request, the challenger over its answers",
+        classes="arm-table",
+    )
+
+
+def _likeness(compared: Mapping[str, Any]) -> str:
+    """How alike the two models answer: the agreement (a classifier) and the PSI between their predictions."""
+    a, shift = compared["agreement"], compared["shift"]
+    if a is None:
+        agreement = ("Agreement", NONE, "the model does not predict classes")
+    else:
+        agreement = (
+            "Agreement",
+            f'{percent(a["rate"])}<br><span class="sub">{percent(a["ci_low"])} to {percent(a["ci_high"])}</span>',
+            f"{number(a['agreed'])} of {number(a['n'])} pairs predict the same class "
+            f"(Wilson's {number((1 - compared['alpha']) * 100)} % interval)",
+        )
+    psi = (
+        "PSI",
+        f"{number(shift['psi'])} {decision_badge(shift['verdict'])}",
+        f"the challenger's predictions against control's, over {number(shift['bins'])} bins; "
+        f"{number(shift['control'])} and {number(shift['challenger'])} predictions",
+    )
+    return table(("Measure", "Value", "Over"), [agreement, psi], caption="How alike", classes="likeness-table")
+
+
+def _score_differences(d: Mapping[str, Any]) -> str:
+    of = "confidences" if d["of"] == "confidence" else "predictions"
+    rows = [
+        (
+            f'{of}<br><span class="sub">challenger − control</span>',
+            number(d["n"]),
+            *(_signed(d[key], number(d[key])) for key in ("mean", "p05", "p50", "p95")),
+            number(d["mean_absolute"]),
+            number(d["standard_deviation"]),
+        )
+    ]
+    return table(
+        ("Of", "Pairs", "Mean", "5th percentile", "Median", "95th percentile", "Mean absolute", "Standard deviation"),
+        rows,
+        caption="Differences per request",
+        classes="difference-table",
+    )
+
+
+def _paired_metrics(compared: Mapping[str, Any]) -> str:
+    metrics: Sequence[Mapping[str, Any]] = compared["metrics"]
+    if not metrics:
+        return '<p class="empty">No label metric defined.</p>'
+    rows = []
+    for m in metrics:
+        kind = m["kind"]
+        show = percent if kind == "proportion" else number
+        # Only the paired t bounds the difference; McNemar's test has no interval.
+        bounded = m["ci_low"] is not None and m["ci_high"] is not None
+        rows.append(
+            (
+                f'{esc(m["name"])}<br><span class="sub">{esc(m["role"])}, {esc(kind)}, {_METHODS[m["method"]]}</span>',
+                number(m["n"]) + _discordant(m["discordant"]),
+                show(m["control"]),
+                show(m["challenger"]),
+                _difference(m, kind) if bounded else _change(m["difference"], kind),
+                number(m["pvalue"]),
+                number(m["pvalue_adjusted"]),
+                decision_badge(m["verdict"]),
+            )
+        )
+    return table(
+        ("Metric", "Labelled pairs", "Control", "Challenger", "Difference (interval)", "p", "Adjusted p", "Verdict"),
+        rows,
+        caption=(
+            f"Label metrics of both models on the same labelled requests ({esc(compared['correction'])} correction, "
+            f"{number((1 - compared['alpha']) * 100)} % intervals)"
+        ),
+        classes="shadow-effect-table",
+    )
+
+
+def _discordant(pairs: Mapping[str, Any] | None) -> str:
+    if pairs is None:
+        return ""
+    return (
+        f'<br><span class="sub">discordant: control only {number(pairs["control_only"])}, challenger only '
+        f"{number(pairs['challenger_only'])}</span>"
+    )
+
+
+def _shadow_guardrails(guardrails: Sequence[Mapping[str, Any]]) -> str:
+    if not guardrails:
+        return '<p class="empty">No guardrails defined.</p>'
+    return table(
+        ("Guardrail", "Control", "Challenger", "Increase", "Allowed increase", "State"),
+        [(esc(g["name"]), *_guardrail(g, g["challenger"])) for g in guardrails],
+        caption="Guardrails",
+        classes="guardrail-table",
+    )
 
 
 def _ms(value: float | None) -> str:

@@ -57,6 +57,7 @@ from sidecar.experiments.api import experiments_json
 from sidecar.experiments.definition import Experiment
 from sidecar.experiments.runner import ExperimentRunner
 from sidecar.experiments.shadow import Outcome as MirrorOutcome
+from sidecar.experiments.shadow_runner import ShadowRunner
 from sidecar.labels.evaluate import PerformanceEvaluator
 from sidecar.labels.views import performance_json
 from sidecar.monitoring.evaluator import DataMonitors
@@ -93,9 +94,11 @@ td{font-variant-numeric:tabular-nums}
 .v-insufficient_data{color:var(--muted)}
 .v-roll_out,.v-evaluated{color:var(--ok)}.v-revert,.v-invalid{color:var(--bad)}.v-keep_running{color:var(--warn)}
 .v-no_difference,.v-pending,.v-not_analysed{color:var(--muted)}
+.v-challenger_better{color:var(--ok)}.v-challenger_worse{color:var(--bad)}
+.v-not_significant,.v-insufficient_labels,.v-not_paired{color:var(--muted)}
 .decision{border-left:4px solid var(--line);padding:2px 12px;margin:8px 0;background:var(--soft)}
 .decision .verdict{font-size:1.1rem;padding:1px 10px}.decision p{margin:6px 0}
-.effect-table td:not(:last-child){white-space:nowrap}
+.effect-table td:not(:last-child),.shadow-effect-table td:not(:last-child){white-space:nowrap}
 .d-roll_out{border-color:var(--ok)}.d-revert,.d-invalid{border-color:var(--bad)}.d-keep_running{border-color:var(--warn)}
 .ok{color:var(--ok);font-weight:600}.bad{color:var(--bad);font-weight:600}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,280px),1fr));gap:12px}
@@ -274,14 +277,15 @@ def status_route(
     *,
     refresh_seconds: int,
     experiment: Experiment | None = None,
-    experiments: ExperimentRunner | None = None,
+    experiments: ExperimentRunner | ShadowRunner | None = None,
     shadow_outcomes: Callable[[], Mapping[MirrorOutcome, int] | None] | None = None,
 ) -> Route:
     """``GET /``: the page, from the latest snapshots, and from ``history`` its past and the request counters.
 
     Without a ``history`` the page shows no traffic and no history, and says so. With an ``experiment``
-    it shows its section, from the runner's (``experiments``) latest snapshot as ``GET /api/v1/experiments``
-    reads it (a shadow experiment has no runner), and for a shadow experiment the mirrors' outcomes, where
+    it shows its section, from the runner's (``experiments``: an :class:`ExperimentRunner` for a split
+    experiment, a :class:`ShadowRunner` for a shadow one's comparison, None where none runs) latest snapshot
+    as ``GET /api/v1/experiments`` reads it, and for a shadow experiment the mirrors' outcomes, where
     ``shadow_outcomes`` gives them (:attr:`sidecar.experiments.shadow.Shadow.outcomes`, or None while they
     are not known here).
     """

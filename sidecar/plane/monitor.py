@@ -164,7 +164,7 @@ class MonitoringProcess:
             eval_interval_seconds=s.eval_interval_seconds,
             routes=experiment_routes_of(s, parts, experiments or comparison),
             experiment=parts.experiment,
-            experiments=experiments,
+            experiments=experiments or comparison,
             shadow_outcomes=lambda: mirror.shadow,
         )
         outgoing = [*alerting.clients, *(c for c in (parts.webhook,) if c is not None)]

@@ -3,7 +3,9 @@
 Each experiment's data is built by ``tests/experiments/scenario.py`` (users per
 arm, their conversions, the proxy's counters), analysed by the real
 :class:`~sidecar.experiments.runner.ExperimentRunner` over a real SQLite store,
-and the page is read over HTTP. Its numbers are held to the body of
+and the page is read over HTTP. A shadow experiment's comparison is made by the
+real :class:`~sidecar.experiments.shadow_runner.ShadowRunner` over real mirrors
+to a real challenger (``tests/experiments/test_shadow_runner.py``'s wiring). Its numbers are held to the body of
 ``GET /api/v1/experiments`` for the same runner, as the page's own view of it.
 """
 
@@ -28,14 +30,18 @@ from sidecar.experiments.api import experiments_json
 from sidecar.experiments.definition import Experiment, experiment_from_mapping
 from sidecar.experiments.runner import ExperimentRunner
 from sidecar.experiments.shadow import OUTCOMES, Outcome
+from sidecar.experiments.shadow_runner import ShadowRunner
 from sidecar.performance import PerformanceConfig
 from sidecar.prometheus import create_registry
 from sidecar.serving.flags import Flags
 from sidecar.serving.metrics import ProxyMetrics
+from sidecar.store import LabelItem
 from tests.experiments.scenario import MODEL, definition, exposures, routing, served, serving
+from tests.experiments.test_shadow_runner import REQUESTS, experiment_of, serve, truth, wired, x_of
 from tests.http import raw_request
 from tests.servers import run_server
 from tests.store.support import T0, Clock, opened
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -53,7 +59,7 @@ SHADOW = experiment_from_mapping(
 async def render(
     tmp_path: Path,
     experiment: Experiment | None,
-    runner: ExperimentRunner | None = None,
+    runner: ExperimentRunner | ShadowRunner | None = None,
     shadow_outcomes: Callable[[], Mapping[Outcome, int]] | None = None,
 ) -> str:
     """``GET /`` of an admin app built as the assembly builds it, with the experiment's arguments."""
@@ -127,7 +133,7 @@ def signed(text: str) -> str:
     return text if text.startswith("-") else "+" + text
 
 
-def entry(runner: ExperimentRunner | None, experiment: Experiment) -> dict[str, Any]:
+def entry(runner: ExperimentRunner | ShadowRunner | None, experiment: Experiment) -> dict[str, Any]:
     body: dict[str, Any] = experiments_json(runner, experiment)["experiments"][0]
     return body
 
@@ -292,6 +298,114 @@ async def test_a_shadow_experiment_shows_its_mirrors_where_they_are_counted(tmp_
     assert "shadow-table" not in elsewhere
     assert "<code>mlsidecar_shadow_requests_total</code>" in elsewhere
     assert '<span class="verdict v-not_analysed">not analysed</span>' in elsewhere
+
+
+async def test_a_compared_shadow_experiment_shows_the_comparison_as_the_api_gives_it(tmp_path: Path) -> None:
+    experiment = experiment_of()
+    counts = dict.fromkeys(OUTCOMES, 0) | {"sent": REQUESTS}
+    async with wired(tmp_path / "shadow", experiment) as parts:
+        captured = [i for i in range(REQUESTS) if serve(parts, i)]
+        await wait_until(lambda: parts.pairing.answers == REQUESTS, timeout=20)
+        await parts.store.flush()
+        await parts.store.attach_labels([LabelItem(f"req-{i}", None, truth(x_of(i))) for i in captured])
+        assert await parts.runner.evaluate() is not None
+        html = await render(tmp_path, experiment, parts.runner, lambda: counts)
+        api = entry(parts.runner, experiment)
+    compared = api["shadow"]
+    assert (api["status"], api["analysis"]) == ("evaluated", None)
+    body = part(html, '<h2 id="experiment-h">Experiment</h2>')
+    assert "not analysed" not in body and "v-pending" not in body
+    assert '<a href="#experiment-h">iris-v2-shadow</a><br><span class="verdict v-evaluated">evaluated</span>' in html
+    assert "α 0.05, holm correction over the label metrics" in body
+
+    # The pairing: its rate, control's rows, the pairs and the labelled ones, and the answers' fates.
+    pairing = compared["pairing"]
+    assert pairing["rate"] == 1.0 and pairing["paired"] == len(captured)
+    words = unescape(re.sub(r"<[^>]+>", "", body))
+    assert (
+        f"Paired: {percent(pairing['rate'])} of control's {number(pairing['control_rows'])} stored predictions have "
+        f"the challenger's beside them ({number(pairing['paired'])} pairs, {number(pairing['labelled'])} with a label)."
+    ) in words
+    answers = ", ".join(f"{fate.replace('_', ' ')} {number(n)}" for fate, n in pairing["answers"].items())
+    assert f"The challenger's answers read here: {answers}." in words
+    assert pairing["answers"]["not_captured"] == REQUESTS - len(captured) > 0
+
+    # Each model's requests, 5xx share and p95, as the API gives them.
+    models = cells(body, "arm-table")
+    assert [row[0] for row in models] == [["control"], ["challenger"]]
+    for row, arm in zip(models, compared["arms"], strict=True):
+        assert row[1:4] == [[number(arm["requests"])], percent(arm["error_rate"]).split(), _ms(arm["latency_p95_ms"])]
+    assert models[1][4] == ["http://challenger"]
+
+    # The agreement with its interval, and the PSI with its verdict.
+    agreement, shift = compared["agreement"], compared["shift"]
+    likeness = cells(body, "likeness-table")
+    assert likeness[0][:2] == [
+        ["Agreement"],
+        [*percent(agreement["rate"]).split(), *percent(agreement["ci_low"]).split(), "to",
+         *percent(agreement["ci_high"]).split()],
+    ]  # fmt: skip
+    assert likeness[0][2][:4] == [number(agreement["agreed"]), "of", number(agreement["n"]), "pairs"]
+    assert agreement["ci_low"] < agreement["rate"] < agreement["ci_high"]
+    assert likeness[1][1] == [number(shift["psi"]), *shift["verdict"].split("_")]
+    assert shift["psi"] is not None
+    assert f'<span class="verdict v-{shift["verdict"]}">' in part(body, 'class="likeness-table"', "</table>")
+
+    # The score differences: this classifier gives no confidences, so none are computed, and none are shown.
+    differences = compared["differences"]
+    (row,) = cells(body, "difference-table")
+    assert row[0] == ["confidences", "challenger", "−", "control"]
+    assert differences["n"] == 0 and row[1:] == [["0"], *[["–"]] * 6]
+
+    # The label metric: both models' values, the difference, p and adjusted p, and its verdict coloured as a win.
+    (metric,) = compared["metrics"]
+    assert metric["verdict"] == "challenger_better"
+    (row,) = cells(body, "shadow-effect-table")
+    discordant = metric["discordant"]
+    assert row == [
+        ["accuracy", "primary,", "proportion,", "McNemar"],
+        [number(metric["n"]), "discordant:", "control", "only", number(discordant["control_only"]) + ",",
+         "challenger", "only", number(discordant["challenger_only"])],
+        percent(metric["control"]).split(),
+        percent(metric["challenger"]).split(),
+        [signed(number(metric["difference"] * 100)), "pp"],
+        [number(metric["pvalue"])],
+        [number(metric["pvalue_adjusted"])],
+        ["challenger", "better"],
+    ]  # fmt: skip
+    assert '<span class="verdict v-challenger_better">challenger better</span>' in body
+    assert ".v-challenger_better{color:var(--ok)}.v-challenger_worse{color:var(--bad)}" in html
+
+    # The guardrail on the p95 latency, held; then the mirrors, as before the comparison.
+    (guard,) = compared["guardrails"]
+    assert cells(body, "guardrail-table") == [
+        [["latency_p95_ms"], _ms(guard["control"]), _ms(guard["challenger"]),
+         [signed(number(guard["increase"])), "ms"], _ms(guard["max_increase"]), ["held"]],
+    ]  # fmt: skip
+    assert cells(body, "shadow-table") == [
+        [outcome.replace("_", " ").split(), [number(counts[outcome])]] for outcome in OUTCOMES
+    ]
+
+
+async def test_a_shadow_experiment_is_pending_until_its_first_comparison(tmp_path: Path) -> None:
+    experiment = experiment_of()
+    counts = dict.fromkeys(OUTCOMES, 0) | {"sent": 7}
+    async with wired(tmp_path / "shadow", experiment) as parts:
+        html = await render(tmp_path, experiment, parts.runner, lambda: counts)
+        api = entry(parts.runner, experiment)
+    assert (api["status"], api["shadow"]) == ("pending", None)
+    body = part(html, '<h2 id="experiment-h">Experiment</h2>')
+    assert '<div class="decision d-pending"><p><span class="verdict v-pending">pending</span></p>' in body
+    assert "No comparison yet" in body and "not analysed" not in body
+    assert "likeness-table" not in body and "shadow-effect-table" not in body
+    assert cells(body, "shadow-table") == [
+        [outcome.replace("_", " ").split(), [number(counts[outcome])]] for outcome in OUTCOMES
+    ]
+
+
+def _ms(value: float | None) -> list[str]:
+    """A latency's cell as the page writes it, in words."""
+    return ["–"] if value is None else [number(value), "ms"]
 
 
 async def test_without_an_experiment_there_is_no_section(tmp_path: Path) -> None:
