@@ -93,10 +93,12 @@ __all__ = [
     "UnitSums",
     "collect_exposures",
     "collect_sums",
+    "collect_units",
     "empty_sums",
     "encode_outcome",
     "match_request",
     "match_unit",
+    "period_parameters",
     "unit_sums",
 ]
 
@@ -200,6 +202,21 @@ class LabelledExposures:
 
     def __len__(self) -> int:
         return int(self.unit.size)
+
+
+def period_parameters(window: dict[str, Any], *, period_seconds: float, calendar: bool) -> dict[str, Any]:
+    """A backend's query parameters for sums by period: its ``window`` (arms, since, model) with the period's
+    length, whether periods are calendar ones, and the last period (:data:`MAX_PERIODS` − 1)."""
+    return {**window, "period": period_seconds, "calendar": calendar, "last": MAX_PERIODS - 1}
+
+
+def collect_units(arms: Sequence[str], rows: Iterable[Sequence[Any]]) -> npt.NDArray[np.int64]:
+    """A backend's rows (variant, units, requests routed without one) as one row per arm, in ``arms``' order."""
+    counts = np.zeros((len(arms), 2), dtype=np.int64)
+    index = {name: i for i, name in enumerate(arms)}
+    for variant, keyed, single in rows:
+        counts[index[variant]] = (keyed, single)
+    return counts
 
 
 def empty_sums(arms: int) -> UnitSums:

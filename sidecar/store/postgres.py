@@ -60,15 +60,16 @@ from sidecar.records import PredictionRecord
 from sidecar.store.backend import Refused, Unavailable, Written
 from sidecar.store.codec import confidence, dumps, labelled
 from sidecar.store.experiment import (
-    MAX_PERIODS,
     LabelledExposures,
     OutcomeRow,
     UnitSums,
     collect_exposures,
     collect_sums,
+    collect_units,
     encode_outcome,
     match_request,
     match_unit,
+    period_parameters,
 )
 from sidecar.store.schema import migrate
 from sidecar.store.shadow import ShadowPairs, collect_pairs
@@ -615,16 +616,12 @@ class Database:
 
     def experiment_units(self, arms: Sequence[str], since: float, model: str | None) -> npt.NDArray[np.int64]:
         """Per arm, the analysis units exposed at or after ``since``: (units, requests routed without one)."""
-        counts = np.zeros((len(arms), 2), dtype=np.int64)
-        index = {name: i for i, name in enumerate(arms)}
         with self._errors():
             with self._aggregating():
                 rows = self._db.execute(
                     _EXPERIMENT_UNITS.format(model=self._of(model)), self._window(arms, since, model)
                 ).fetchall()
-        for variant, keyed, single in rows:
-            counts[index[variant]] = (keyed, single)
-        return counts
+        return collect_units(arms, rows)
 
     def outcome_sums(
         self,
@@ -638,12 +635,9 @@ class Database:
     ) -> UnitSums:
         """One outcome metric's sums per arm, by segment and by period (:class:`~.experiment.UnitSums`)."""
         parameters = {
-            **self._window(arms, since, model),
+            **period_parameters(self._window(arms, since, model), period_seconds=period_seconds, calendar=calendar),
             "experiment": experiment,
             "metric": metric,
-            "period": period_seconds,
-            "calendar": calendar,
-            "last": MAX_PERIODS - 1,
         }
         of_model = self._of(model)
         with self._errors():
@@ -658,12 +652,9 @@ class Database:
         self, arms: Sequence[str], since: float, model: str | None, period_seconds: float, calendar: bool
     ) -> LabelledExposures:
         """The labelled predictions of the arms at or after ``since``, with their analysis unit, segment and period."""
-        parameters = {
-            **self._window(arms, since, model),
-            "period": period_seconds,
-            "calendar": calendar,
-            "last": MAX_PERIODS - 1,
-        }
+        parameters = period_parameters(
+            self._window(arms, since, model), period_seconds=period_seconds, calendar=calendar
+        )
         query = _LABELLED_EXPOSURES.format(model=self._of(model))
         with self._errors():
             with self._aggregating():

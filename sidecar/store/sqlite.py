@@ -30,15 +30,16 @@ from sidecar.records import PredictionRecord
 from sidecar.store.backend import Refused, Written
 from sidecar.store.codec import confidence, dumps, labelled
 from sidecar.store.experiment import (
-    MAX_PERIODS,
     LabelledExposures,
     OutcomeRow,
     UnitSums,
     collect_exposures,
     collect_sums,
+    collect_units,
     encode_outcome,
     match_request,
     match_unit,
+    period_parameters,
 )
 from sidecar.store.shadow import ShadowPairs, collect_pairs
 from sidecar.store.values import Coverage, Estimate, Labelled, Outcome, StoreError, choose_row, encode_item
@@ -585,12 +586,8 @@ class Database:
     @_refused
     def experiment_units(self, arms: Sequence[str], since: float, model: str | None) -> npt.NDArray[np.int64]:
         """Per arm, the analysis units exposed at or after ``since``: (units, requests routed without one)."""
-        counts = np.zeros((len(arms), 2), dtype=np.int64)
-        index = {name: i for i, name in enumerate(arms)}
         parameters = self._window(arms, since, model)
-        for variant, keyed, single in self._db.execute(_EXPERIMENT_UNITS.format(model=self._of(model)), parameters):
-            counts[index[variant]] = (keyed, single)
-        return counts
+        return collect_units(arms, self._db.execute(_EXPERIMENT_UNITS.format(model=self._of(model)), parameters))
 
     @_refused
     def outcome_sums(
@@ -605,12 +602,9 @@ class Database:
     ) -> UnitSums:
         """One outcome metric's sums per arm, by segment and by period (:class:`~.experiment.UnitSums`)."""
         parameters = {
-            **self._window(arms, since, model),
+            **period_parameters(self._window(arms, since, model), period_seconds=period_seconds, calendar=calendar),
             "experiment": experiment,
             "metric": metric,
-            "period": period_seconds,
-            "calendar": calendar,
-            "last": MAX_PERIODS - 1,
         }
         of_model = self._of(model)
         # This thread is the file's only writer, so both read the same rows.
@@ -625,12 +619,9 @@ class Database:
         self, arms: Sequence[str], since: float, model: str | None, period_seconds: float, calendar: bool
     ) -> LabelledExposures:
         """The labelled predictions of the arms at or after ``since``, with their analysis unit, segment and period."""
-        parameters = {
-            **self._window(arms, since, model),
-            "period": period_seconds,
-            "calendar": calendar,
-            "last": MAX_PERIODS - 1,
-        }
+        parameters = period_parameters(
+            self._window(arms, since, model), period_seconds=period_seconds, calendar=calendar
+        )
         query = _LABELLED_EXPOSURES.format(model=self._of(model))
         return collect_exposures(arms, self._db.execute(query, parameters))
 
