@@ -44,6 +44,7 @@ __all__ = [
     "leader_and_follower",
     "post_labels",
     "predict",
+    "predict_on_both",
     "probability",
     "regression_value",
     "run_replicas",
@@ -236,6 +237,20 @@ async def predict(
 
     await asyncio.gather(*(one(rid) for rid in request_ids))
     return {(rid, row): x for rid, xs in bodies.items() for row, x in enumerate(xs)}
+
+
+async def predict_on_both(
+    fleet: Sequence[Replica], state_url: str, requests: tuple[int, int], *, rows: int, seeds: tuple[int, int]
+) -> dict[tuple[str, int], float]:
+    """:func:`predict` on two replicas at once (ids ``a-0``... and ``b-0``...), then :func:`wait_for_rows` for all."""
+    a, b = fleet
+    sent_a, sent_b = await asyncio.gather(
+        predict(a, [f"a-{i}" for i in range(requests[0])], rows=rows, seed=seeds[0]),
+        predict(b, [f"b-{i}" for i in range(requests[1])], rows=rows, seed=seeds[1]),
+    )
+    sent = {**sent_a, **sent_b}
+    await wait_for_rows(state_url, len(sent))
+    return sent
 
 
 async def post_labels(replica: Replica, items: Sequence[Mapping[str, Any]]) -> tuple[int, Any, RawResponse]:

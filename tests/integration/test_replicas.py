@@ -32,12 +32,11 @@ from tests.integration.replicas import (
     fleet_families,
     leader_and_follower,
     post_labels,
-    predict,
+    predict_on_both,
     probability,
     regression_value,
     run_replicas,
     stored,
-    wait_for_rows,
 )
 from tests.postgres import Postgres
 from tests.servers import run_server
@@ -152,13 +151,8 @@ async def test_two_replicas_join_every_label_once_and_the_leader_alone_exports_t
         run_replicas(f"http://127.0.0.1:{port}", url, 2, CLASSIFICATION) as fleet,
     ):
         a, b = fleet
-        sent_a, sent_b = await asyncio.gather(
-            predict(a, [f"a-{i}" for i in range(120)], rows=ROWS, seed=1),
-            predict(b, [f"b-{i}" for i in range(80)], rows=ROWS, seed=2),
-        )
-        sent = {**sent_a, **sent_b}
+        sent = await predict_on_both(fleet, url, (120, 80), rows=ROWS, seeds=(1, 2))
         assert len(sent) == 1_000
-        await wait_for_rows(url, len(sent))
 
         # 80% of the fleet's rows get a label, whichever replica served them: half of those are posted
         # to A alone, a quarter to B alone, and a quarter to both at once, batch for batch, so the two
@@ -217,13 +211,8 @@ async def test_regression_figures_of_the_fleet_equal_scikit_learn(postgres: Post
         run_replicas(f"http://127.0.0.1:{port}", url, 2, REGRESSION) as fleet,
     ):
         a, b = fleet
-        sent_a, sent_b = await asyncio.gather(
-            predict(a, [f"a-{i}" for i in range(40)], rows=ROWS, seed=5),
-            predict(b, [f"b-{i}" for i in range(40)], rows=ROWS, seed=6),
-        )
-        sent = {**sent_a, **sent_b}
+        sent = await predict_on_both(fleet, url, (40, 40), rows=ROWS, seeds=(5, 6))
         assert all(not 0 <= regression_value(x) <= 1 for x in sent.values())  # else read as a probability
-        await wait_for_rows(url, len(sent))
         rng = random.Random(7)
         chosen = rng.sample(sorted(sent), 300)
         # The truth around the prediction, with noise, so the errors are neither zero nor constant.
@@ -262,12 +251,7 @@ async def test_the_other_replica_takes_over_within_two_intervals_when_the_leader
         run_replicas(f"http://127.0.0.1:{port}", url, 2, CLASSIFICATION) as fleet,
     ):
         a, b = fleet
-        sent_a, sent_b = await asyncio.gather(
-            predict(a, [f"a-{i}" for i in range(60)], rows=ROWS, seed=8),
-            predict(b, [f"b-{i}" for i in range(60)], rows=ROWS, seed=9),
-        )
-        sent = {**sent_a, **sent_b}
-        await wait_for_rows(url, len(sent))
+        sent = await predict_on_both(fleet, url, (60, 60), rows=ROWS, seeds=(8, 9))
         rng = random.Random(10)
         keys = sorted(sent)
         rng.shuffle(keys)
