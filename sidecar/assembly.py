@@ -46,7 +46,7 @@ from sidecar.experiments.metrics import ExperimentMetrics, ShadowMetrics
 from sidecar.experiments.pairing import ShadowPairing
 from sidecar.experiments.routing import Router
 from sidecar.experiments.runner import ExperimentRunner, serving_of
-from sidecar.experiments.shadow import Outcome, Shadow
+from sidecar.experiments.shadow import MirrorQueue, Outcome, Shadow
 from sidecar.experiments.shadow_runner import ShadowRunner
 from sidecar.experiments.tap import ShadowTap
 from sidecar.experiments.traffic import TrafficMetrics
@@ -61,10 +61,12 @@ from sidecar.monitoring.learning import ReferenceLearner
 from sidecar.monitoring.metrics import DataMetrics
 from sidecar.performance import METRICS, PerformanceConfig
 from sidecar.plane.front import create_front_app
+from sidecar.plane.shadow import RemoteShadow
 from sidecar.plane.supervisor import MonitorLink
 from sidecar.prometheus import create_registry
 from sidecar.protocols import AdapterOptions
 from sidecar.quality import QualityMonitor, QualityRulesError, load_rules
+from sidecar.records import Exchange
 from sidecar.reference import ProfileError, ReferenceProfile, load_profile
 from sidecar.sampling import build_sampler
 from sidecar.serving.arms import Mirror, Split
@@ -157,7 +159,8 @@ class Assembly:
     experiments: ExperimentRunner | None
     # Inline, with a shadow experiment: its comparison's evaluator, which the server runs beside the others.
     comparison: ShadowRunner | None
-    # A shadow experiment's mirror to the challenger: the server starts it, and closes it after the drain.
+    # Inline, a shadow experiment's mirror to the challenger: the server starts it, and closes it after the
+    # drain. In process mode the monitoring process sends the mirrors, which the link hands over.
     shadow: Shadow | None
     outgoing: tuple[UpstreamClient, ...]
     proxy_app: ProxyApp
@@ -224,7 +227,7 @@ def assemble(settings: Settings) -> Assembly:
         routes=experiment_routes_of(settings, parts, experiments or comparison),
         experiment=parts.experiment,
         experiments=experiments or comparison,
-        shadow_outcomes=None if trial.shadow is None else _outcomes(trial.shadow),
+        shadow_outcomes=None if trial.mirror is None else _outcomes(trial.mirror.shadow),
     )
     outgoing = (*alerting.clients, *(c for c in (parts.webhook, fallback) if c is not None), *trial.clients)
     return Assembly(
@@ -240,7 +243,7 @@ def assemble(settings: Settings) -> Assembly:
         history,
         experiments,
         comparison,
-        trial.shadow,
+        None if trial.mirror is None else _local(trial.mirror.shadow),
         outgoing,
         proxy_app,
         admin_app,
@@ -260,7 +263,9 @@ def _assemble_serving(
 ) -> Assembly:
     """The serving process of process mode: the proxy, the link to the monitoring process, the front admin app."""
     capture = parts.capture
-    link = MonitorLink(settings, capture, metrics, flags, variants, router=trial.router, shadow=trial.shadow)
+    remote = trial.shadow
+    assert remote is None or isinstance(remote, RemoteShadow)  # _serving_experiment's, in process mode
+    link = MonitorLink(settings, capture, metrics, flags, variants, router=trial.router, shadow=remote)
     # The serving process's families are bounded by HTTP itself (status codes, variants): none is ever
     # cut, so mlsidecar_metrics_series_dropped comes from the monitoring process's registry alone.
     registry = create_registry(settings.model_name, max_series=settings.metrics_max_series, report_cuts=False)
@@ -292,7 +297,7 @@ def _assemble_serving(
         None,
         None,
         None,
-        trial.shadow,
+        None,
         outgoing,
         proxy_app,
         admin_app,
@@ -718,13 +723,47 @@ class ServingExperiment:
         return None if self.split is None else self.split.router
 
     @property
-    def shadow(self) -> Shadow | None:
+    def shadow(self) -> MirrorQueue | None:
         return None if self.mirror is None else self.mirror.shadow
 
 
-def _outcomes(shadow: Shadow) -> Callable[[], Mapping[Outcome, int]]:
+def _local(shadow: MirrorQueue) -> Shadow:
+    assert isinstance(shadow, Shadow)  # inline mode's: _serving_experiment builds it so
+    return shadow
+
+
+def _outcomes(shadow: MirrorQueue) -> Callable[[], Mapping[Outcome, int]]:
     """The shadow's mirrors by outcome, read by the status page."""
-    return lambda: shadow.outcomes
+    return shadow.totals
+
+
+def build_shadow(
+    settings: Settings, parts: Components, put: Callable[[Exchange], bool]
+) -> tuple[Shadow, ShadowTap] | None:
+    """A shadow experiment's sender of mirrors to the challenger, and its tap, which turns each answer into an
+    exchange for the comparison and gives it to ``put`` (:mod:`sidecar.experiments.tap`); else None.
+
+    The
+    requests it is given carry what control's capture kept of them (:meth:`MirrorQueue.put`), or it finds
+    that itself when the proxy submits to it (inline, :func:`_serving_experiment`).
+    """
+    experiment = parts.experiment
+    if experiment is None or experiment.mode != "shadow":
+        return None
+    challenger = experiment.treatments[0]
+    assert challenger.upstream is not None  # a treatment has one: the definition requires it
+    tap = ShadowTap(put, variant=challenger.name)
+    shadow = Shadow(
+        challenger.upstream,
+        experiment=experiment.name,
+        on_response=tap,
+        captured=parts.capture.captured,
+        concurrency=settings.shadow_concurrency,
+        timeout=settings.shadow_timeout_seconds,
+        queue_size=settings.shadow_queue_size,
+        queue_max_bytes=settings.shadow_queue_max_bytes,
+    )
+    return shadow, tap
 
 
 def _serving_experiment(
@@ -736,25 +775,23 @@ def _serving_experiment(
         return ServingExperiment()
     model = settings.model_name
     if experiment.mode == "shadow":
-        challenger = experiment.treatments[0]
-        assert challenger.upstream is not None  # a treatment has one: the definition requires it
-        # Each answer goes onto the capture hand-off's spare half, for the comparison in the monitoring process;
-        # a mirror whose request control's capture kept carries that request, to be read as control's was.
-        tap = ShadowTap(parts.capture.queue, variant=challenger.name)
-        shadow = Shadow(
-            challenger.upstream,
-            experiment=experiment.name,
-            on_response=tap,
-            captured=parts.capture.captured,
-            concurrency=settings.shadow_concurrency,
-            timeout=settings.shadow_timeout_seconds,
-            queue_size=settings.shadow_queue_size,
-            queue_max_bytes=settings.shadow_queue_max_bytes,
-        )
-        return ServingExperiment(
-            mirror=Mirror(shadow, max_body_bytes=settings.shadow_queue_max_bytes),
-            metrics=TrafficMetrics(model, experiment, shadow=shadow, tap=tap),
-        )
+        mirror: MirrorQueue
+        if settings.monitoring_plane == "process":
+            # The proxy only queues the mirrors; the monitoring process sends them (sidecar.plane.shadow).
+            mirror = RemoteShadow(
+                experiment=experiment.name,
+                queue_size=settings.shadow_queue_size,
+                queue_max_bytes=settings.shadow_queue_max_bytes,
+                captured=parts.capture.captured,
+            )
+            traffic = TrafficMetrics(model, experiment, shadow=mirror)
+        else:
+            # Each answer goes onto the capture hand-off's spare half, for the comparison on the worker.
+            built = build_shadow(settings, parts, parts.capture.queue.put_spare)
+            assert built is not None  # shadow mode
+            mirror, tap = built
+            traffic = TrafficMetrics(model, experiment, shadow=mirror, tap=tap)
+        return ServingExperiment(mirror=Mirror(mirror, max_body_bytes=settings.shadow_queue_max_bytes), metrics=traffic)
     clients = tuple(
         client if v.upstream is None else _upstream_client(settings, v.upstream) for v in experiment.variants
     )

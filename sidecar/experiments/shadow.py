@@ -22,6 +22,8 @@ Each mirror ends in exactly one outcome, counted in :attr:`Shadow.outcomes`
                          whole byte bound
 ``dropped_shutdown``     submitted after :meth:`Shadow.close`, or still queued or in flight when
                          its deadline passed
+``dropped_restart``      process mode: handed to a monitoring process that ended before it
+                         reported the mirror's outcome (:mod:`sidecar.plane.shadow`)
 =======================  ======================================================================
 
 Every mirror that was sent (``sent``, ``error``, ``timeout``) reaches the
@@ -40,8 +42,11 @@ and ``X-Forwarded-*``), through the project's one HTTP client, an
 :class:`~sidecar.upstream.client.UpstreamClient` of its own with
 ``concurrency`` connections.
 
-The workers run on the proxy's event loop: a mirror costs the loop about what
-forwarding a request does, which is the price of shadow mode. A request the
+Inline (``SIDECAR_MONITORING_PLANE=inline``), the workers run on the proxy's
+event loop: a mirror costs the loop about what forwarding a request does. In
+process mode the proxy's queue is a :class:`~sidecar.plane.shadow.RemoteShadow`,
+which only hands the mirrors to the monitoring process; its own Shadow sends
+them there, at that process's idle priority (:meth:`MirrorQueue.put`). A request the
 fallback model served (the ``use_fallback_model`` flag wins over the
 experiment) is not mirrored: there is no control answer to pair it with.
 
@@ -69,11 +74,13 @@ from sidecar.exceptions import UpstreamError, UpstreamTimeout
 from sidecar.records import Exchange, Headers
 from sidecar.upstream.client import UpstreamClient, UpstreamResponse
 
-__all__ = ["OUTCOMES", "Captured", "Outcome", "Sent", "Shadow", "ShadowResponse"]
+__all__ = ["OUTCOMES", "Captured", "MirrorQueue", "MirrorRequest", "Outcome", "Sent", "Shadow", "ShadowResponse"]
 
 logger = logging.getLogger("sidecar.experiments.shadow")
 
-Outcome = Literal["sent", "error", "timeout", "dropped_queue_full", "dropped_too_large", "dropped_shutdown"]
+Outcome = Literal[
+    "sent", "error", "timeout", "dropped_queue_full", "dropped_too_large", "dropped_shutdown", "dropped_restart"
+]
 OUTCOMES: Final[tuple[Outcome, ...]] = get_args(Outcome)
 Sent = Literal["sent", "error", "timeout"]
 
@@ -123,7 +130,14 @@ class ShadowResponse:
     captured: Captured | None = None
 
 
-class _Mirror(NamedTuple):
+class MirrorRequest(NamedTuple):
+    """One queued mirror: what :meth:`UpstreamClient.forward` takes to send control's request again, the
+    request id to pair the answer by, and the request as control's capture kept it (None when it did not).
+
+    Picklable: in process mode the serving process sends these to the monitoring process, which sends them
+    on (:mod:`sidecar.plane.shadow`).
+    """
+
     method: str
     target: bytes
     lines: bytes
@@ -133,16 +147,109 @@ class _Mirror(NamedTuple):
     captured: Captured | None
 
 
-class Shadow:
+class MirrorQueue:
+    """The bounded admission of mirrors: what :meth:`submit` queues, what it drops and counts.
+
+    Both ends of shadow mode start here: :class:`Shadow` sends what it
+    queues itself; :class:`~sidecar.plane.shadow.RemoteShadow` hands it to
+    the monitoring process, whose own Shadow sends it. Subclasses implement
+    :meth:`_enqueue`, and take a mirror back off the count (``queued``,
+    ``queued_bytes``) when it leaves their queue.
+
+    ``outcomes`` counts the mirrors that ended here, by outcome, every outcome from 0.
+    """
+
+    def __init__(
+        self,
+        *,
+        experiment: str,
+        queue_size: int,
+        queue_max_bytes: int,
+        captured: Callable[[str], Exchange | None] | None = None,
+    ) -> None:
+        for name, value in (("queue_size", queue_size), ("queue_max_bytes", queue_max_bytes)):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, not {value}")
+        self.experiment = experiment
+        self.outcomes: dict[Outcome, int] = dict.fromkeys(OUTCOMES, 0)
+        self._captured = captured
+        self._queue_size = queue_size
+        self._queue_max_bytes = queue_max_bytes
+        # Mirrors queued here and not yet taken off, and their bodies' bytes.
+        self.queued = 0
+        self.queued_bytes = 0
+        self._closing = False
+
+    def submit(self, method: str, target: bytes, lines: bytes, count: int, body: bytes | None, request_id: str) -> None:
+        """Queue a copy of a request for the challenger, or count why not; O(1), never blocks, never raises.
+
+        ``target``, ``lines`` and ``count`` are what the proxy passed to
+        :meth:`UpstreamClient.forward` for control (raw path and query; ``count`` header lines without
+        ``Host`` or framing); ``body`` is the whole request body, None when the proxy did not keep it.
+        """
+        if self._closing:
+            self.outcomes["dropped_shutdown"] += 1
+            return
+        if body is None or len(body) > self._queue_max_bytes:
+            self.outcomes["dropped_too_large"] += 1
+            return
+        if not self._room(len(body)):
+            self.outcomes["dropped_queue_full"] += 1
+            return
+        kept = None
+        exchange = None if self._captured is None else self._captured(request_id)
+        if exchange is not None and 200 <= exchange.status_code < 300:
+            # Only then is control's prediction stored for the answer to pair with. Only the small parts are
+            # kept, never control's response: the body is this mirror's own.
+            kept = Captured(
+                exchange.method,
+                exchange.path,
+                exchange.request_headers,
+                body,
+                exchange.timestamp,
+                exchange.request_id_generated,
+                exchange.probability,
+            )
+        self._admit(MirrorRequest(method, target, lines, count, body, request_id, kept))
+
+    def put(self, request: MirrorRequest) -> None:
+        """Queue a mirror another queue admitted (the serving process's, in process mode), or count why not."""
+        if self._closing:
+            self.outcomes["dropped_shutdown"] += 1
+        elif len(request.body) > self._queue_max_bytes:
+            self.outcomes["dropped_too_large"] += 1
+        elif not self._room(len(request.body)):
+            self.outcomes["dropped_queue_full"] += 1
+        else:
+            self._admit(request)
+
+    def _room(self, size: int) -> bool:
+        return self.queued < self._queue_size and self.queued_bytes + size <= self._queue_max_bytes
+
+    def _admit(self, request: MirrorRequest) -> None:
+        self.queued += 1
+        self.queued_bytes += len(request.body)
+        self._enqueue(request)
+
+    def _enqueue(self, request: MirrorRequest) -> None:
+        raise NotImplementedError
+
+    def totals(self) -> dict[Outcome, int]:
+        """Every mirror's outcome so far (``mlsidecar_shadow_requests_total``)."""
+        return dict(self.outcomes)
+
+
+class Shadow(MirrorQueue):
     """Mirrors requests to the challenger at ``url``; see the module docstring.
 
-    Lifecycle: :meth:`start` once on the running loop, :meth:`submit` any
-    number of times from that loop, :meth:`close` once (also after a
-    ``start()`` that raised). ``on_response`` is called on the loop, once per
-    mirror sent; it must be quick, and what it raises is logged, never passed on.
-    ``captured`` answers, for a request id, control's captured exchange if its
-    capture kept it (:meth:`~sidecar.capture.handoff.Capture.captured`); asked
-    once per mirror queued, on the loop, so it must be O(1).
+    Lifecycle: :meth:`start` once on the running loop, :meth:`submit` (or
+    :meth:`put`) any number of times from that loop, :meth:`close` once (also
+    after a ``start()`` that raised). ``on_response`` is called on the loop,
+    once per mirror sent; it must be quick, and what it raises is logged,
+    never passed on. ``captured`` answers, for a request id, control's
+    captured exchange if its capture kept it
+    (:meth:`~sidecar.capture.handoff.Capture.captured`); asked once per
+    mirror submitted, on the loop, so it must be O(1).
 
     Usage::
 
@@ -167,36 +274,25 @@ class Shadow:
         max_body_bytes: int = 1 << 20,
         captured: Callable[[str], Exchange | None] | None = None,
     ) -> None:
-        for name, value in (
-            ("concurrency", concurrency),
-            ("queue_size", queue_size),
-            ("queue_max_bytes", queue_max_bytes),
-            ("max_body_bytes", max_body_bytes),
-        ):
+        super().__init__(
+            experiment=experiment, queue_size=queue_size, queue_max_bytes=queue_max_bytes, captured=captured
+        )
+        for name, value in (("concurrency", concurrency), ("max_body_bytes", max_body_bytes)):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, not {value}")
         if not timeout > 0:
             raise ValueError(f"timeout must be positive, not {timeout!r}")
-        self.experiment = experiment
-        self.outcomes: dict[Outcome, int] = dict.fromkeys(OUTCOMES, 0)
         # One connection per worker, so a worker never waits for the pool: the pool timeout never fires.
         self._client = UpstreamClient(
             url, timeout=timeout, connect_timeout=timeout, max_connections=concurrency, pool_timeout=timeout
         )
         self._on_response = on_response
-        self._captured = captured
         self._concurrency = concurrency
         self._timeout = timeout
-        self._queue_size = queue_size
-        self._queue_max_bytes = queue_max_bytes
         self._max_body_bytes = max_body_bytes
-        # Unbounded as an asyncio.Queue: submit() holds the bounds, in mirrors and in bytes, itself.
-        self._queue: asyncio.Queue[_Mirror | None] = asyncio.Queue()
-        # Mirrors waiting for a worker, and their bodies' bytes.
-        self.queued = 0
-        self.queued_bytes = 0
+        # Unbounded as an asyncio.Queue: submit() and put() hold the bounds, in mirrors and in bytes, themselves.
+        self._queue: asyncio.Queue[MirrorRequest | None] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
-        self._closing = False
         self._callback_failed = False
 
     async def start(self) -> None:
@@ -207,39 +303,8 @@ class Shadow:
             loop.create_task(self._work(), name=f"shadow-{self.experiment}-{i}") for i in range(self._concurrency)
         ]
 
-    def submit(self, method: str, target: bytes, lines: bytes, count: int, body: bytes | None, request_id: str) -> None:
-        """Queue a copy of a request for the challenger, or count why not; O(1), never blocks, never raises.
-
-        ``target``, ``lines`` and ``count`` are what the proxy passed to
-        :meth:`UpstreamClient.forward` for control (raw path and query; ``count`` header lines without
-        ``Host`` or framing); ``body`` is the whole request body, None when the proxy did not keep it.
-        """
-        if self._closing:
-            self.outcomes["dropped_shutdown"] += 1
-            return
-        if body is None or len(body) > self._queue_max_bytes:
-            self.outcomes["dropped_too_large"] += 1
-            return
-        if self.queued >= self._queue_size or self.queued_bytes + len(body) > self._queue_max_bytes:
-            self.outcomes["dropped_queue_full"] += 1
-            return
-        kept = None
-        exchange = None if self._captured is None else self._captured(request_id)
-        if exchange is not None and 200 <= exchange.status_code < 300:
-            # Only then is control's prediction stored for the answer to pair with. Only the small parts are
-            # kept, never control's response: the body is this mirror's own.
-            kept = Captured(
-                exchange.method,
-                exchange.path,
-                exchange.request_headers,
-                body,
-                exchange.timestamp,
-                exchange.request_id_generated,
-                exchange.probability,
-            )
-        self.queued += 1
-        self.queued_bytes += len(body)
-        self._queue.put_nowait(_Mirror(method, target, lines, count, body, request_id, kept))
+    def _enqueue(self, request: MirrorRequest) -> None:
+        self._queue.put_nowait(request)
 
     async def close(self, deadline: float) -> None:
         """Refuse new mirrors, send the queued ones until ``deadline`` (a ``loop.time()``), count the rest.
@@ -287,7 +352,7 @@ class Shadow:
                     self._callback_failed = True
                     logger.exception("shadow %s: the response callback failed; logged once", self.experiment)
 
-    async def _send(self, mirror: _Mirror) -> ShadowResponse:
+    async def _send(self, mirror: MirrorRequest) -> ShadowResponse:
         """Send one mirror and read its answer; every failure becomes an outcome, none is raised."""
         status = 0
         headers: list[tuple[bytes, bytes]] = []

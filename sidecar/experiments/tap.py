@@ -1,12 +1,14 @@
-"""The challenger's answers onto the capture hand-off, for the shadow comparison in the monitoring process.
+"""The challenger's answers to the capture worker, for the shadow comparison.
 
 A :class:`ShadowTap` is the :class:`~sidecar.experiments.shadow.Shadow`'s
-``on_response``: on the serving process's loop, once per mirror sent, it
-turns the answer into an :class:`~sidecar.records.Exchange` flagged
-``shadow`` and appends it to the capture hand-off with one
-:meth:`~sidecar.capture.handoff.Handoff.put_spare`. From there it travels as
-control's captures do (the monitor link in process mode, the capture worker
-inline), and the worker gives it to the comparison
+``on_response``: once per mirror sent, it turns the answer into an
+:class:`~sidecar.records.Exchange` flagged ``shadow`` and hands it to
+``put``. Inline, that is the capture hand-off's
+:meth:`~sidecar.capture.handoff.Handoff.put_spare`, on the proxy's loop,
+and the answer travels as control's captures do. In process mode the Shadow
+runs in the monitoring process (:mod:`sidecar.plane.shadow`) and ``put``
+gives the answer to the capture worker there at once. Either way the worker
+gives it to the comparison
 (:class:`~sidecar.experiments.pairing.ShadowPairing`) and to nothing else: a
 challenger's answer is not served traffic, so it never reaches the model's
 own drift, quality, performance, prediction log or predictions table.
@@ -24,24 +26,24 @@ answered a client with: 504 for a ``timeout``, 502 for an ``error`` with no
 5xx of the challenger's own. So the challenger's error rate is the share of
 5xx, as control's is from the proxy's counters.
 
-Bounded and O(1): the answer takes only the hand-off's spare half (the
-queue under half full in count and in bytes), so that under a backlog
-control's captures keep the other half; what does not fit is dropped and
-counted in :attr:`ShadowTap.dropped`
+Bounded and O(1) inline: the answer takes only the hand-off's spare half
+(the queue under half full in count and in bytes), so that under a backlog
+control's captures keep the other half; what ``put`` refuses (returns False)
+is dropped and counted in :attr:`ShadowTap.dropped`
 (``mlsidecar_shadow_comparison_dropped_total``).
 
 Usage::
 
-    tap = ShadowTap(capture.queue, variant="challenger")
+    tap = ShadowTap(capture.queue.put_spare, variant="challenger")
     shadow = Shadow(url, experiment="ranker-v2", on_response=tap, captured=capture.captured, ...)
     tap.dropped        # answers the hand-off had no spare room for
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from time import time
 
-from sidecar.capture.handoff import Handoff
 from sidecar.experiments.shadow import ShadowResponse
 from sidecar.records import Exchange
 
@@ -60,20 +62,21 @@ def answer_status(response: ShadowResponse) -> int:
 
 
 class ShadowTap:
-    """The Shadow's ``on_response``: each answer onto ``handoff``'s spare half; see the module docstring.
+    """The Shadow's ``on_response``: each answer to ``put``; see the module docstring.
 
+    ``put`` takes the answer, or returns False to have it dropped and counted;
     ``variant`` is the challenger's name in the definition.
 
     Usage::
 
-        tap = ShadowTap(capture.queue, variant="challenger")
-        tap(response)      # on the serving loop, from the Shadow; never blocks, never raises
+        tap = ShadowTap(capture.queue.put_spare, variant="challenger")
+        tap(response)      # on the loop, from the Shadow; never blocks, never raises
     """
 
-    __slots__ = ("handoff", "variant", "dropped")
+    __slots__ = ("put", "variant", "dropped")
 
-    def __init__(self, handoff: Handoff, *, variant: str) -> None:
-        self.handoff = handoff
+    def __init__(self, put: Callable[[Exchange], bool], *, variant: str) -> None:
+        self.put = put
         self.variant = variant
         self.dropped = 0
 
@@ -121,5 +124,5 @@ class ShadowTap:
                 None,
                 True,
             )
-        if not self.handoff.put_spare(exchange):
+        if not self.put(exchange):
             self.dropped += 1

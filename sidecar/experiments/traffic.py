@@ -1,7 +1,7 @@
 """The serving process's experiment counters: assignments per arm, and what became of each shadow mirror.
 
 A collector over the plain counters the request path keeps (the
-:class:`~.routing.Router`'s, the :class:`~.shadow.Shadow`'s), rendered at
+:class:`~.routing.Router`'s, the shadow queue's), rendered at
 scrape time as the proxy's own metrics are: the request path pays no
 prometheus-client lock. It lives in the serving process, beside the proxy,
 and loads no statistics (the analysis metrics are :mod:`.metrics`'s, in the
@@ -11,10 +11,14 @@ monitoring process).
 ``mlsidecar_experiment_units_total``     ``{model, experiment, variant}``: the assignments the
                                          router made, by unit and by coin together (split mode)
 ``mlsidecar_shadow_requests_total``      ``{model, experiment, outcome}``: mirrors to the
-                                         challenger by outcome, every outcome from 0 (shadow mode)
+                                         challenger by outcome, every outcome from 0 (shadow mode;
+                                         in process mode with the monitoring process's reports,
+                                         :mod:`sidecar.plane.shadow`)
 ``mlsidecar_shadow_comparison_``         ``{model, experiment}``: the challenger's answers the
 ``dropped_total``                        capture hand-off had no spare room for, so the comparison
-                                         never saw them (shadow mode, :mod:`.tap`)
+                                         never saw them (shadow mode, inline only: in process mode
+                                         the answers reach the comparison without the hand-off;
+                                         :mod:`.tap`)
 =======================================  ========================================================
 
 Label values come from the definition (the experiment, its variants) and
@@ -23,7 +27,8 @@ from the shadow's fixed list of outcomes.
 Usage::
 
     registry.register(TrafficMetrics("iris", experiment, router=router))         # split mode
-    registry.register(TrafficMetrics("iris", experiment, shadow=shadow, tap=tap))  # shadow mode
+    registry.register(TrafficMetrics("iris", experiment, shadow=shadow, tap=tap))  # shadow mode, inline
+    registry.register(TrafficMetrics("iris", experiment, shadow=remote))            # shadow mode, process mode
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from sidecar.prometheus import PREFIX
 
 if TYPE_CHECKING:
     from sidecar.experiments.routing import Router
-    from sidecar.experiments.shadow import Shadow
+    from sidecar.experiments.shadow import MirrorQueue
     from sidecar.experiments.tap import ShadowTap
 
 __all__ = ["TrafficMetrics"]
@@ -60,7 +65,7 @@ class TrafficMetrics(Collector):
         experiment: Experiment,
         *,
         router: Router | None = None,
-        shadow: Shadow | None = None,
+        shadow: MirrorQueue | None = None,
         tap: ShadowTap | None = None,
     ) -> None:
         self.model = model
@@ -87,10 +92,10 @@ class TrafficMetrics(Collector):
             mirrors = CounterMetricFamily(
                 PREFIX + "shadow_requests_total",
                 "Requests mirrored to the shadow experiment's challenger, by outcome: sent, error (5xx or a failed "
-                "exchange), timeout, dropped_queue_full, dropped_too_large, dropped_shutdown.",
+                "exchange), timeout, dropped_queue_full, dropped_too_large, dropped_shutdown, dropped_restart.",
                 labels=("model", "experiment", "outcome"),
             )
-            for outcome, n in shadow.outcomes.items():
+            for outcome, n in shadow.totals().items():
                 mirrors.add_metric((model, name, outcome), n)
             yield mirrors
         tap = self.tap

@@ -8,8 +8,8 @@ starts: no other peer can write to it. Payload bytes from clients travel as
 
 The messages are tuples whose first item names them (the constants below).
 Two channels carry them, so that a backlog of exchanges never delays a
-scrape or a label post: ``data`` carries only :data:`EXCHANGES` and
-:data:`END`; ``control`` carries everything else, both ways.
+scrape or a label post: ``data`` carries only :data:`EXCHANGES`,
+:data:`MIRRORS` and :data:`END`; ``control`` carries everything else, both ways.
 """
 
 from __future__ import annotations
@@ -26,10 +26,12 @@ __all__ = [
     "FAILED",
     "FLAG",
     "MAX_FRAME_BYTES",
+    "MIRRORS",
     "PROGRESS",
     "READY",
     "REPLY",
     "SERVING",
+    "SHADOW",
     "TRIGGER",
     "encode",
     "read_frame",
@@ -37,6 +39,7 @@ __all__ = [
 
 # serving -> monitoring, data channel
 EXCHANGES = "exchanges"  # (EXCHANGES, list[Exchange])
+MIRRORS = "mirrors"  # (MIRRORS, list[MirrorRequest]): shadow mode's mirrors, for the monitoring process to send
 END = "end"  # (END,): nothing more will come; drain and exit
 # serving -> monitoring, control channel
 SERVING = "serving"  # (SERVING, ServingState): the Layer-1 counters, flags and capture drops, every second
@@ -48,6 +51,7 @@ REPLY = "reply"  # (REPLY, id, payload)
 FLAG = "flag"  # (FLAG, name, value, source, reason): an alert hook sets a runtime flag
 TRIGGER = "trigger"  # (TRIGGER, reason, hold_seconds): an alert arms trigger-based capture
 PROGRESS = "progress"  # (PROGRESS, processed, status): exchanges processed so far, and the monitoring status
+SHADOW = "shadow"  # (SHADOW, outcomes): the mirrors it was handed, by outcome so far, every second (shadow mode)
 
 _HEADER = struct.Struct("!I")
 # A batch is at most 1 MiB of payload (the sender's bound) plus its framing; anything

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar.experiments.routing import Router
-from sidecar.experiments.shadow import Outcome, Shadow
+from sidecar.experiments.shadow import MirrorQueue, Outcome
 from sidecar.sampling import Sampler
 from sidecar.sampling.base import Decision, Headers
 from sidecar.serving.flags import FlagChange, Flags
@@ -37,7 +37,8 @@ class ServingState:
     # A split experiment's router: the requests it sent to each arm, by unit and by coin (its
     # ``keyed`` and ``randomised``), for the sample-ratio check on assignment; None without one.
     routing: tuple[tuple[int, ...], tuple[int, ...]] | None = None
-    # A shadow experiment's mirrors by outcome (its Shadow runs in the serving process); None without one.
+    # A shadow experiment's mirrors by outcome, those the serving process counted (its drops, and what ended
+    # monitoring processes reported): the monitoring process adds its own Shadow's. None without one.
     shadow: dict[Outcome, int] | None = None
 
 
@@ -47,7 +48,7 @@ def serving_state(
     dropped: Mapping[str, int],
     at: float,
     router: Router | None = None,
-    shadow: Shadow | None = None,
+    shadow: MirrorQueue | None = None,
 ) -> ServingState:
     """Copy what the monitoring side mirrors; O(variants × buckets)."""
     routes = {variant: (dict(route.codes), list(route.duration.counts)) for variant, route in counts.routes.items()}

@@ -38,6 +38,7 @@ from sidecar.assembly import (
     build_alerting,
     build_components,
     build_experiment_runner,
+    build_shadow,
     build_shadow_runner,
     experiment_routes_of,
     primary_variant,
@@ -45,11 +46,13 @@ from sidecar.assembly import (
 )
 from sidecar.config import Settings
 from sidecar.experiments.data import Routing
+from sidecar.experiments.shadow import Outcome, Shadow
 from sidecar.monitoring.evaluator import status_json
 from sidecar.plane import frames
 from sidecar.plane.asgi import call_app
 from sidecar.plane.mirror import MirrorFlags, RemoteSampler, ServingMirror
 from sidecar.prometheus import create_registry
+from sidecar.records import Exchange
 from sidecar.upstream.client import UpstreamClient
 
 __all__ = ["NICENESS", "main"]
@@ -145,6 +148,10 @@ class MonitoringProcess:
         )
         # A shadow experiment's comparison: control's serving signals come through the mirror, as a split's do.
         comparison = build_shadow_runner(s, parts, mirror)
+        # ...and its mirrors, which the serving process hands over to be sent from here (sidecar.plane.shadow).
+        # Each answer goes to the worker, and so to the comparison, at once: there is no hand-off to cross.
+        built = build_shadow(s, parts, lambda exchange: _deliver(parts, exchange))
+        shadow = None if built is None else built[0]
         alerting = build_alerting(s, parts, mirror, flags, primary_variant(parts.experiment), experiments)
         # The process_* and python_* families describe the serving process, whose registry has them.
         registry = create_registry(s.model_name, max_series=s.metrics_max_series, process=False)
@@ -165,7 +172,7 @@ class MonitoringProcess:
             routes=experiment_routes_of(s, parts, experiments or comparison),
             experiment=parts.experiment,
             experiments=experiments or comparison,
-            shadow_outcomes=lambda: mirror.shadow,
+            shadow_outcomes=None if shadow is None else lambda: _outcomes(mirror.shadow, shadow),
         )
         outgoing = [*alerting.clients, *(c for c in (parts.webhook,) if c is not None)]
         loop = asyncio.get_running_loop()
@@ -175,10 +182,12 @@ class MonitoringProcess:
             await parts.store.start()
             for client in outgoing:
                 await client.open()
+            if shadow is not None:
+                await shadow.start()
         except Exception as exc:
             self._send((frames.FAILED, str(exc)))
             await self._control.drain()
-            await self._close(parts, alerting, outgoing, [], loop.time())
+            await self._close(parts, alerting, outgoing, [], loop.time(), shadow)
             return
         # What was built at start-up lives as long as the process: the cyclic collector need not
         # walk it again. Without this, a full collection of the monitors' heap took 44 ms.
@@ -216,7 +225,7 @@ class MonitoringProcess:
                 else [loop.create_task(comparison.run(s.experiment_interval_seconds), name="shadow-comparison")]
             ),
             loop.create_task(self._read_control(control_reader, on_control), name="control"),
-            loop.create_task(self._report(parts), name="progress"),
+            loop.create_task(self._report(parts, shadow), name="progress"),
         ]
         self._send((frames.READY,))
         _idle()
@@ -226,6 +235,11 @@ class MonitoringProcess:
             message = await frames.read_frame(data)
             if message is None or message[0] == frames.END:
                 break
+            if message[0] == frames.MIRRORS:
+                if shadow is not None:
+                    for request in message[1]:
+                        shadow.put(request)
+                continue
             batch = message[1]
             try:
                 worker.process(batch)
@@ -237,7 +251,7 @@ class MonitoringProcess:
             await asyncio.sleep(0)
         deadline = loop.time() + s.flush_timeout_seconds
         self._send((frames.PROGRESS, self.processed, self._status(parts)))
-        await self._close(parts, alerting, outgoing, [*background, *tasks], deadline)
+        await self._close(parts, alerting, outgoing, [*background, *tasks], deadline, shadow)
 
     async def _close(
         self,
@@ -246,10 +260,16 @@ class MonitoringProcess:
         outgoing: list[UpstreamClient],
         tasks: list[asyncio.Task[None]],
         deadline: float,
+        shadow: Shadow | None = None,
     ) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if shadow is not None:
+            # The mirrors handed over before END, within the flush budget, while the worker and the store still
+            # take their answers; then the final count, which the serving process keeps (RemoteShadow.fold).
+            await shadow.close(deadline)
+            self._send((frames.SHADOW, dict(shadow.outcomes)))
         await parts.monitors.close()
         await asyncio.gather(*(sink.close(deadline) for sink in parts.sinks))
         await parts.store.close(deadline)
@@ -280,9 +300,23 @@ class MonitoringProcess:
     def _status(self, parts: Components) -> dict[str, Any]:
         return {"reference": status_json(parts.monitors.snapshot.reference), "store": parts.store.status()}
 
-    async def _report(self, parts: Components) -> None:
+    async def _report(self, parts: Components, shadow: Shadow | None) -> None:
         # How far processing got (what a crash would lose is what was sent after this), and the
-        # reference status /readyz shows.
+        # reference status /readyz shows; in shadow mode, what became of the mirrors handed over.
         while True:
             self._send((frames.PROGRESS, self.processed, self._status(parts)))
+            if shadow is not None:
+                self._send((frames.SHADOW, dict(shadow.outcomes)))
             await asyncio.sleep(_PROGRESS_SECONDS)
+
+
+def _deliver(parts: Components, exchange: Exchange) -> bool:
+    """A challenger's answer to the capture worker, which gives it to the comparison; never refused."""
+    parts.worker.process([exchange])
+    return True
+
+
+def _outcomes(serving: dict[Outcome, int] | None, shadow: Shadow) -> dict[Outcome, int]:
+    """Every mirror's outcome for the status page: the serving process's counts (as last mirrored) and this
+    process's Shadow's."""
+    return {outcome: n + (0 if serving is None else serving.get(outcome, 0)) for outcome, n in shadow.outcomes.items()}

@@ -34,9 +34,9 @@ from sidecar.capture.handoff import Capture
 from sidecar.config import Settings
 from sidecar.exceptions import SidecarError
 from sidecar.experiments.routing import Router
-from sidecar.experiments.shadow import Shadow
 from sidecar.plane import frames
 from sidecar.plane.mirror import serving_state
+from sidecar.plane.shadow import RemoteShadow
 from sidecar.prometheus import counter, gauge
 from sidecar.serving.flags import Flags
 from sidecar.serving.metrics import ServingCounts
@@ -97,7 +97,7 @@ class MonitorLink:
         variants: tuple[str, ...],
         *,
         router: Router | None = None,
-        shadow: Shadow | None = None,
+        shadow: RemoteShadow | None = None,
     ) -> None:
         self.settings = settings
         self.capture = capture
@@ -106,7 +106,8 @@ class MonitorLink:
         self.variants = variants
         # A split experiment's router, whose counts the monitoring side's analysis reads through the mirror.
         self.router = router
-        # A shadow experiment's mirror, whose counts the status page shows through the mirror.
+        # A shadow experiment's queue: its mirrors go to the monitoring process to be sent, their outcomes come
+        # back (sidecar.plane.shadow).
         self.shadow = shadow
         model = settings.model_name
         self.restarts: Counter = counter(
@@ -159,6 +160,8 @@ class MonitorLink:
             loop.create_task(self._send_exchanges(), name="monitor-link-send"),
             loop.create_task(self._send_state(), name="monitor-link-state"),
         ]
+        if self.shadow is not None:
+            self._tasks.append(loop.create_task(self._send_mirrors(self.shadow), name="monitor-link-mirrors"))
 
     async def _spawn(self) -> None:
         loop = asyncio.get_running_loop()
@@ -231,6 +234,9 @@ class MonitorLink:
                 logger.warning("monitor link: flag %s not set: %s", name, exc)
         elif kind == frames.TRIGGER:
             self.capture.sampler.activate(message[1], message[2])
+        elif kind == frames.SHADOW:
+            if self.shadow is not None:
+                self.shadow.report(message[1])
 
     def _on_exit(self) -> None:
         """The control channel ended: the process exited, or is about to."""
@@ -248,6 +254,9 @@ class MonitorLink:
             if writer is not None:
                 writer.close()
         self._data = self._control = None
+        if self.shadow is not None:
+            # Its last report stands; the mirrors it never reported on are lost with it.
+            self.shadow.fold("dropped_shutdown" if self._stopping else "dropped_restart")
         if self._stopping or not was_ready:
             return
         if time.monotonic() - self._spawned_at >= _STABLE_SECONDS:
@@ -310,6 +319,20 @@ class MonitorLink:
             if len(batch) < _BATCH and queue.empty():
                 await asyncio.sleep(_GATHER_SECONDS)
 
+    async def _send_mirrors(self, shadow: RemoteShadow) -> None:
+        # As _send_exchanges, on the same data channel: frames are written whole, so the two never interleave.
+        while True:
+            await self._ready.wait()
+            batch = await shadow.get(_BATCH, _BATCH_BYTES)
+            writer = self._data
+            if writer is None or writer.is_closing():
+                shadow.drop(batch, "dropped_restart")
+                continue
+            writer.write(frames.encode((frames.MIRRORS, batch)))
+            shadow.handed(len(batch))
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+
     async def _send_state(self) -> None:
         while True:
             await asyncio.sleep(_STATE_SECONDS)
@@ -348,7 +371,15 @@ class MonitorLink:
         self._stopping = True
         loop = asyncio.get_running_loop()
         queue = self.capture.queue
-        while not queue.empty() and self._ready.is_set() and loop.time() < deadline:
+        shadow = self.shadow
+        if shadow is not None:
+            # The proxy has drained: no request will be mirrored any more.
+            shadow.close()
+        while (
+            not (queue.empty() and (shadow is None or shadow.empty()))
+            and self._ready.is_set()
+            and loop.time() < deadline
+        ):
             await asyncio.sleep(0.01)
         for task in self._tasks:
             task.cancel()
@@ -357,6 +388,8 @@ class MonitorLink:
         # answers are none).
         left = queue.get_nowait(queue.qsize())
         self.capture.metrics.dropped["queue_full"] += sum(not exchange.shadow for exchange in left)
+        if shadow is not None:
+            shadow.drop(shadow.get_nowait(shadow.queued), "dropped_shutdown")
         writer = self._data
         if writer is not None and not writer.is_closing():
             writer.write(frames.encode((frames.END,)))

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     # Types only: the proxy's imports stay what they were (no payload adapters, no experiment code) until the
     # assembly builds an experiment's parts and hands them over.
     from sidecar.experiments.routing import Route, Router
-    from sidecar.experiments.shadow import Shadow
+    from sidecar.experiments.shadow import MirrorQueue
     from sidecar.experiments.units import FeatureUnit
 
 __all__ = ["Arm", "Mirror", "MirrorBody", "Split"]
@@ -106,7 +106,12 @@ class Split:
 
 
 class Mirror:
-    """A shadow-mode experiment on the proxy: the :class:`Shadow`, and the bound on streamed bodies kept for it.
+    """A shadow-mode experiment on the proxy: where its mirrors go, and the bound on streamed bodies kept for them.
+
+    ``shadow`` is the :class:`~sidecar.experiments.shadow.Shadow` that sends
+    them (inline mode), or the :class:`~sidecar.plane.shadow.RemoteShadow`
+    that hands them to the monitoring process to send (process mode); the
+    proxy calls its ``submit`` either way.
 
     ``max_body_bytes`` bounds one streamed request body kept for a mirror,
     and the bodies kept by all the running requests together; pass the
@@ -120,7 +125,7 @@ class Mirror:
 
     __slots__ = ("shadow", "max_body_bytes", "held")
 
-    def __init__(self, shadow: Shadow, *, max_body_bytes: int) -> None:
+    def __init__(self, shadow: MirrorQueue, *, max_body_bytes: int) -> None:
         if max_body_bytes < 1:
             raise ValueError(f"max_body_bytes must be at least 1, not {max_body_bytes}")
         self.shadow = shadow

@@ -177,7 +177,7 @@ def test_the_serving_side_counts_the_answers_the_comparison_never_got() -> None:
         }
     )
     handoff = Handoff(maxsize=2, max_bytes=1 << 20)
-    tap = ShadowTap(handoff, variant="challenger")
+    tap = ShadowTap(handoff.put_spare, variant="challenger")
     for i in range(4):
         tap(ShadowResponse(f"req-{i}", "sent", 200, [], b"{}", 0.01))  # one fits in the spare half; three do not
     shadow = Shadow(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -106,8 +107,9 @@ class Parts:
 @asynccontextmanager
 async def wired(tmp_path: Path, experiment: Experiment) -> AsyncIterator[Parts]:
     async with run_server(Challenger()) as port, opened(tmp_path, buffer_rows=5_000) as store:
-        # Half the requests captured: a coin per request, as SIDECAR_SAMPLE_RATE=0.5 decides.
-        capture = Capture(RandomSampler(0.5), model=MODEL, max_bytes=1 << 20, queue_size=10_000)
+        # Half the requests captured: a coin per request, as SIDECAR_SAMPLE_RATE=0.5 decides. Seeded: which half
+        # is kept decides how many discordant pairs McNemar sees, and so its verdict.
+        capture = Capture(RandomSampler(0.5, rng=random.Random(17)), model=MODEL, max_bytes=1 << 20, queue_size=10_000)
         options = AdapterOptions(protocol="kserve-v1", feature_names=("x",))
         worker = CaptureWorker(
             capture, options, Anonymizer((), "hash"), [], model_name=MODEL, model_version=None,
@@ -116,7 +118,7 @@ async def wired(tmp_path: Path, experiment: Experiment) -> AsyncIterator[Parts]:
         pairing = ShadowPairing(experiment, options, store.add_shadow, model_name=MODEL)
         worker.subscribe(store.add)
         worker.subscribe_shadow(pairing.observe)
-        tap = ShadowTap(capture.queue, variant="challenger")
+        tap = ShadowTap(capture.queue.put_spare, variant="challenger")
         shadow = Shadow(
             f"http://127.0.0.1:{port}",
             experiment=experiment.name,

@@ -56,7 +56,7 @@ def shadow_for(url: str, capture: Capture, tap: ShadowTap, **options: Any) -> Sh
 
 async def test_an_answer_to_a_captured_request_carries_controls_request_and_the_whole_response() -> None:
     capture = capture_of()
-    tap = ShadowTap(capture.queue, variant="challenger")
+    tap = ShadowTap(capture.queue.put_spare, variant="challenger")
     async with run_challenger() as challenger:
         shadow = shadow_for(challenger.url, capture, tap)
         await shadow.start()
@@ -95,7 +95,7 @@ async def test_an_answer_to_a_captured_request_carries_controls_request_and_the_
 
 async def test_answers_without_a_complete_response_get_the_status_the_proxy_would_have_given() -> None:
     capture = capture_of()
-    tap = ShadowTap(capture.queue, variant="challenger")
+    tap = ShadowTap(capture.queue.put_spare, variant="challenger")
     async with run_challenger() as challenger:
         shadow = shadow_for(challenger.url, capture, tap, timeout=0.3)
         await shadow.start()
@@ -131,7 +131,7 @@ def test_the_status_rule() -> None:
 
 def test_answers_take_only_the_hand_offs_spare_half() -> None:
     handoff = Handoff(maxsize=4, max_bytes=1 << 20)
-    tap = ShadowTap(handoff, variant="challenger")
+    tap = ShadowTap(handoff.put_spare, variant="challenger")
     answer = ShadowResponse("r", "sent", 200, [], b"{}", 0.01)
     tap(answer)
     assert (handoff.qsize(), tap.dropped) == (1, 0)
@@ -143,7 +143,7 @@ def test_answers_take_only_the_hand_offs_spare_half() -> None:
     assert handoff.put_nowait(control) and handoff.put_nowait(control) and not handoff.put_nowait(control)
     # In bytes too: an answer may not take the queue past half its bytes.
     small = Handoff(maxsize=100, max_bytes=2_000)
-    tapped = ShadowTap(small, variant="challenger")
+    tapped = ShadowTap(small.put_spare, variant="challenger")
     tapped(ShadowResponse("r", "sent", 200, [], b"{}", 0.01))
     tapped(ShadowResponse("r", "sent", 200, [], b"{}", 0.01))
     assert (small.qsize(), tapped.dropped) == (1, 1) and small.nbytes <= 1_000

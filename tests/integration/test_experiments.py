@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import random
+import signal
 import statistics
 import time
 from collections import Counter
@@ -416,12 +418,15 @@ async def test_shadow_mode_leaves_every_answer_and_its_latency_as_control_alone_
             assert Counter(control.seen) == {body: 2 for body in mirrored.seen}
 
 
-async def test_a_full_shadow_queue_drops_the_mirror_and_counts_it(tmp_path: Path) -> None:
+# Process mode sends the mirrors from the monitoring process, inline mode from the proxy's loop: both the same.
+@pytest.mark.parametrize("plane", ["process", "inline"])
+async def test_a_full_shadow_queue_drops_the_mirror_and_counts_it(tmp_path: Path, plane: str) -> None:
     control = Model("control")
     # Holds every mirror until the test lets it answer: one in flight, one queued, the rest dropped.
     challenger = Model("challenger", behaviour="hold")
     async with run_server(control) as control_port, run_server(challenger) as challenger_port:
         env = {
+            "SIDECAR_MONITORING_PLANE": plane,
             "SIDECAR_EXPERIMENT_PATH": str(write_definition(tmp_path, shadow(challenger_port))),
             "SIDECAR_SHADOW_QUEUE_SIZE": "1",
             "SIDECAR_SHADOW_CONCURRENCY": "1",
@@ -447,6 +452,48 @@ async def test_a_full_shadow_queue_drops_the_mirror_and_counts_it(tmp_path: Path
                 await asyncio.sleep(0.05)
             assert counts == outcomes(dropped_queue_full=18, sent=2)
             assert len(challenger.seen) == 2
+
+
+async def test_mirrors_lost_with_a_killed_monitoring_process_are_counted_and_mirroring_resumes(
+    tmp_path: Path,
+) -> None:
+    """In process mode the monitoring process sends the mirrors: killing it loses those it held, counted
+    ``dropped_restart``; serving never notices, and its successor sends the next ones."""
+    control = Model("control")
+    challenger = Model("challenger", behaviour="hold")
+    async with run_server(control) as control_port, run_server(challenger) as challenger_port:
+        env = {
+            "SIDECAR_EXPERIMENT_PATH": str(write_definition(tmp_path, shadow(challenger_port))),
+            "SIDECAR_SHADOW_CONCURRENCY": "4",
+            "SIDECAR_SHADOW_TIMEOUT_SECONDS": "30",
+        }
+        async with sidecar_process(f"http://127.0.0.1:{control_port}", env) as sidecar:
+            for i in range(10):
+                assert served_by(await predict(sidecar, i / 10)) == "control"
+            # Four mirrors wait at the challenger, sent by the monitoring process; the rest wait behind them.
+            await wait_until(lambda: len(challenger.seen) == 4)
+            _, ready = await sidecar.readyz()
+            pid = ready["monitoring"]["pid"]
+            os.kill(pid, signal.SIGKILL)
+            up = f'mlsidecar_monitor_up{{model="{MODEL}"}}'
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while (counts := outcomes_of(await sidecar.metrics()))["dropped_restart"] < 4:
+                assert loop.time() < deadline, counts
+                await asyncio.sleep(0.05)
+            # Serving goes on meanwhile, and so do its mirrors once the successor is up.
+            challenger.release.set()
+            for i in range(5):
+                assert served_by(await predict(sidecar, i / 10)) == "control"
+            deadline = loop.time() + 20
+            while (samples := await sidecar.metrics()).get(up) != 1 or sum(outcomes_of(samples).values()) < 15:
+                assert loop.time() < deadline, outcomes_of(samples)
+                await asyncio.sleep(0.05)
+            counts = outcomes_of(samples)
+            # Those handed to the killed process are lost; any it had not been handed yet went to its successor.
+            assert counts["dropped_restart"] >= 4
+            assert counts == outcomes(dropped_restart=counts["dropped_restart"], sent=15 - counts["dropped_restart"])
+            assert samples[f'mlsidecar_monitor_restarts_total{{model="{MODEL}"}}'] == 1
 
 
 # -- 4. The fallback -----------------------------------------------------------------------------------------------
