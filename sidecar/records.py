@@ -11,19 +11,23 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["Exchange", "Row", "Parsed", "PredictionRecord", "parse_rfc3339", "rfc3339"]
 
 Headers = list[tuple[bytes, bytes]]
 
 
-@dataclass(slots=True)
-class Exchange:
+class Exchange(NamedTuple):
     """One proxied request/response pair, as captured on the request path.
 
     Header names are lower-case bytes. Bodies are as they crossed the wire
     (possibly gzip-encoded); decoding happens in the background.
+
+    A named tuple, not a dataclass: in process mode every captured exchange is
+    pickled on the proxy's loop to cross to the monitoring process, and a tuple
+    pickles in about half the time (0.9 against 1.7 us an exchange, batches
+    of 64) and unpickles in half the time again; it is built as fast.
     """
 
     request_id: str

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import pickle
 from collections.abc import Sequence
 
@@ -156,9 +155,7 @@ def routed(
     request_id: str, instances: object, unit: str | None, headers: Sequence[tuple[bytes, bytes]] = ()
 ) -> Exchange:
     """An exchange the proxy routed by ``unit`` (None: by a coin), with extra request ``headers``."""
-    return dataclasses.replace(
-        exchange(request_id, instances), request_headers=[*JSON, *headers], variant="treatment", unit=unit
-    )
+    return exchange(request_id, instances)._replace(request_headers=[*JSON, *headers], variant="treatment", unit=unit)
 
 
 async def test_records_carry_the_unit_and_a_header_segment() -> None:
@@ -203,7 +200,7 @@ async def test_records_outside_an_experiment_have_no_unit_or_segment() -> None:
     worker = make_worker(ListSink())
     seen: list[PredictionRecord] = []
     worker.subscribe(seen.extend)
-    worker.process([dataclasses.replace(exchange("a", [[1.0]]), request_headers=[*JSON, (b"x-country", b"fr")])])
+    worker.process([exchange("a", [[1.0]])._replace(request_headers=[*JSON, (b"x-country", b"fr")])])
     assert [(r.unit, r.segment) for r in seen] == [(None, None)]
 
 
@@ -218,7 +215,7 @@ def test_an_exchanges_unit_crosses_the_monitor_link() -> None:
 
 def shadow_answer(request_id: str) -> Exchange:
     """A shadow challenger's answer as the tap hands it over (sidecar.experiments.tap): not served traffic."""
-    return dataclasses.replace(exchange(request_id, [[1.0]], ["b"]), variant="challenger", shadow=True)
+    return exchange(request_id, [[1.0]], ["b"])._replace(variant="challenger", shadow=True)
 
 
 async def test_a_shadow_answer_reaches_only_the_shadow_subscribers() -> None:

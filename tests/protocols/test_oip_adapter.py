@@ -61,8 +61,7 @@ def test_binary_extension_captures_json_described_inputs_only() -> None:
 
 def test_binary_extension_is_detected_by_auto_on_any_path() -> None:
     request, headers = _binary({"inputs": [_tensor("x", [1, 2], [1.0, 2.0])]}, b"\x00" * 8)
-    exchange = _exchange(request, request_headers=headers)
-    exchange.path = "/predict"
+    exchange = _exchange(request, request_headers=headers)._replace(path="/predict")
     assert parse_exchange(exchange, AdapterOptions()).rows[0].features == {"f0": 1.0, "f1": 2.0}
 
 

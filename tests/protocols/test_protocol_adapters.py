@@ -19,9 +19,7 @@ def _exchange(request: Any, response: Any = None, *, status: int = 200, path: st
 
 
 def _csv(text: str, response: Any = None) -> Exchange:
-    exchange = _exchange(text.encode(), response)
-    exchange.request_headers = [(b"content-type", b"text/csv")]
-    return exchange
+    return _exchange(text.encode(), response)._replace(request_headers=[(b"content-type", b"text/csv")])
 
 
 KSERVE = AdapterOptions(protocol="kserve-v1")
