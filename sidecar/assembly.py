@@ -66,7 +66,7 @@ from sidecar.plane.supervisor import MonitorLink
 from sidecar.prometheus import create_registry
 from sidecar.protocols import AdapterOptions
 from sidecar.quality import QualityMonitor, QualityRulesError, load_rules
-from sidecar.records import Exchange
+from sidecar.records import ExchangeFields
 from sidecar.reference import ProfileError, ReferenceProfile, load_profile
 from sidecar.sampling import build_sampler
 from sidecar.serving.arms import Mirror, Split
@@ -738,7 +738,7 @@ def _outcomes(shadow: MirrorQueue) -> Callable[[], Mapping[Outcome, int]]:
 
 
 def build_shadow(
-    settings: Settings, parts: Components, put: Callable[[Exchange], bool]
+    settings: Settings, parts: Components, put: Callable[[ExchangeFields], bool]
 ) -> tuple[Shadow, ShadowTap] | None:
     """A shadow experiment's sender of mirrors to the challenger, and its tap, which turns each answer into an
     exchange for the comparison and gives it to ``put`` (:mod:`sidecar.experiments.tap`); else None.

@@ -29,7 +29,15 @@ from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from sidecar.prometheus import PREFIX, counter_by
-from sidecar.records import Exchange, Headers
+from sidecar.records import (
+    REQUEST_BODY,
+    REQUEST_HEADERS,
+    RESPONSE_BODY,
+    RESPONSE_HEADERS,
+    Exchange,
+    ExchangeFields,
+    Headers,
+)
 from sidecar.sampling import Sampler
 
 __all__ = ["Capture", "CaptureMetrics", "DEFAULT_QUEUE_MAX_BYTES", "DROP_REASONS", "Handoff", "exchange_bytes"]
@@ -55,18 +63,19 @@ _EXCHANGE_OVERHEAD = 512
 _HEADER_OVERHEAD = 128
 
 
-def exchange_bytes(exchange: Exchange) -> int:
+def exchange_bytes(exchange: ExchangeFields) -> int:
     """The memory an exchange holds while queued, estimated: bodies, header bytes, object overhead.
 
-    O(headers), which the proxy bounds; it never depends on the queue's length.
+    O(headers), which the proxy bounds; it never depends on the queue's length. Takes the plain tuple
+    the hand-off queues, or an :class:`Exchange`.
 
     >>> exchange_bytes(Exchange("id", 0.0, "POST", "/", [(b"a", b"bc")], b"{}", 200, [], b"{}", 0.0, "v", "s", 1.0))
     647
     """
     # An experiment's unit is left out: a copy of a request header's value or of a feature in a first body
     # message of at most 16 KiB, it is never larger than bytes counted here already.
-    size = _EXCHANGE_OVERHEAD + len(exchange.request_body) + len(exchange.response_body)
-    for headers in (exchange.request_headers, exchange.response_headers):
+    size = _EXCHANGE_OVERHEAD + len(exchange[REQUEST_BODY]) + len(exchange[RESPONSE_BODY])
+    for headers in (exchange[REQUEST_HEADERS], exchange[RESPONSE_HEADERS]):
         size += _HEADER_OVERHEAD * len(headers)
         for name, value in headers:
             size += len(name) + len(value)
@@ -108,6 +117,10 @@ class CaptureMetrics(Collector):
 class Handoff:
     """A FIFO of exchanges bounded in count and in bytes, with a single consumer, the capture worker.
 
+    It holds them in their plain form (:data:`~sidecar.records.ExchangeFields`),
+    which the consumer rebuilds with ``Exchange._make`` (the worker) or
+    pickles as is (the monitor link); see :class:`~sidecar.records.Exchange` for why.
+
     It does what the worker needs of ``asyncio.Queue`` at a quarter of the cost
     per item: a put is a size estimate, two comparisons and a deque append, and
     a future is made only when the worker waits on an empty queue.
@@ -137,10 +150,10 @@ class Handoff:
         self.max_bytes = max_bytes
         self.nbytes = 0
         # Each exchange with its size, so that taking it out costs no second estimate.
-        self._items: deque[tuple[Exchange, int]] = deque()
+        self._items: deque[tuple[ExchangeFields, int]] = deque()
         self._waiter: asyncio.Future[None] | None = None
 
-    def put_nowait(self, exchange: Exchange) -> bool:
+    def put_nowait(self, exchange: ExchangeFields) -> bool:
         """Append an exchange; False, and nothing appended, when the queue is full in count or in bytes."""
         items = self._items
         if len(items) >= self.maxsize:
@@ -155,7 +168,7 @@ class Handoff:
             waiter.set_result(None)
         return True
 
-    def put_spare(self, exchange: Exchange) -> bool:
+    def put_spare(self, exchange: ExchangeFields) -> bool:
         """Append an exchange only while the queue is under half full in count and in bytes; False otherwise.
 
         For what is not served traffic (a shadow challenger's answers, :mod:`sidecar.experiments.tap`): it
@@ -174,7 +187,7 @@ class Handoff:
             waiter.set_result(None)
         return True
 
-    async def get(self, limit: int, max_bytes: int | None = None) -> list[Exchange]:
+    async def get(self, limit: int, max_bytes: int | None = None) -> list[ExchangeFields]:
         """Wait until something is queued, then take what :meth:`get_nowait` takes."""
         while not self._items:
             waiter = self._waiter = asyncio.get_running_loop().create_future()
@@ -184,7 +197,7 @@ class Handoff:
                 self._waiter = None
         return self.get_nowait(limit, max_bytes)
 
-    def get_nowait(self, limit: int, max_bytes: int | None = None) -> list[Exchange]:
+    def get_nowait(self, limit: int, max_bytes: int | None = None) -> list[ExchangeFields]:
         """Take up to ``limit`` exchanges, oldest first; an empty list when there are none.
 
         With ``max_bytes``, stop before the exchange that would take the batch
@@ -192,7 +205,7 @@ class Handoff:
         bounded amount of payload at a time, whatever sizes are queued.
         """
         items = self._items
-        taken: list[Exchange] = []
+        taken: list[ExchangeFields] = []
         total = 0
         budget = self.nbytes if max_bytes is None else max_bytes
         while items and len(taken) < limit:
@@ -252,7 +265,7 @@ class Capture:
         self.deferred = sampler.needs_features or sampler.needs_response
         # The exchange submit() queued last: the proxy mirrors a request to a shadow challenger right after
         # capturing it, with no await between, so this tells the mirror whether its request was captured.
-        self._last: Exchange | None = None
+        self._last: ExchangeFields | None = None
 
     def hold(self, size: int) -> bool:
         """Take ``size`` bytes of the in-flight budget for a body kept for capture; False when it is spent.
@@ -299,16 +312,17 @@ class Capture:
         if request_body is None or response_body is None:
             self.metrics.dropped["too_large"] += 1
             return
-        # Positional, in Exchange's field order: on the request path, keywords cost twice as much.
-        exchange = Exchange(
+        # The plain form, in Exchange's field order, the headers as tuples: nothing in it is mutable, so the cyclic
+        # collector untracks it the first time it sees it, however long it stays queued (see Exchange).
+        exchange: ExchangeFields = (
             request_id,
             timestamp,
             method,
             path,
-            request_headers,
+            tuple(request_headers),
             request_body,
             status_code,
-            response_headers,
+            tuple(response_headers),
             response_body,
             latency_seconds,
             variant,
@@ -316,6 +330,7 @@ class Capture:
             probability,
             request_id_generated,
             unit,
+            False,
         )
         if self.queue.put_nowait(exchange):
             self._last = exchange
@@ -330,7 +345,7 @@ class Capture:
         answer is worth reading only when control's answer to the same request is in the store to pair with.
         """
         last = self._last
-        return last if last is not None and last.request_id == request_id else None
+        return Exchange._make(last) if last is not None and last[0] == request_id else None
 
     def admit(self, request_headers: Headers) -> tuple[bool, float | None]:
         """Whether to capture a request, decided as it arrives: ``(keep, probability)``.

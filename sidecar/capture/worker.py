@@ -48,7 +48,7 @@ from sidecar.capture.privacy import Anonymizer
 from sidecar.experiments.units import unit_text
 from sidecar.prometheus import counter
 from sidecar.protocols import AdapterOptions, PayloadError, PayloadTooLarge, parse_exchange
-from sidecar.records import Exchange, PredictionRecord
+from sidecar.records import SHADOW, Exchange, ExchangeFields, PredictionRecord
 from sidecar.sinks import LogBatch, Sink
 from sidecar.syntax.sampling import SourceKind
 
@@ -182,22 +182,22 @@ class CaptureWorker:
         # What could not be processed in time is lost to monitoring: count it (the challenger's answers are
         # not captures, and the comparison they would have gone to stops too).
         left = queue.get_nowait(queue.qsize())
-        self.capture.metrics.dropped["queue_full"] += sum(not exchange.shadow for exchange in left)
+        self.capture.metrics.dropped["queue_full"] += sum(not exchange[SHADOW] for exchange in left)
         await asyncio.gather(*(sink.close(deadline) for sink in self.sinks))
 
-    def process(self, exchanges: Sequence[Exchange]) -> None:
+    def process(self, exchanges: Sequence[ExchangeFields]) -> None:
         """Log each exchange's records to the sinks, then hand the 2xx ones to each subscriber in one call.
 
         Subscribers get the records of every 2xx exchange the worker took from
         the queue at once (up to 64, and up to 1 MiB of payload), in queue
         order, rather than one call per exchange: each call's fixed cost, and
         each columnar update's, is then paid per batch. The sinks still get one :class:`LogBatch` per exchange,
-        whatever its status.
+        whatever its status. Each exchange comes in its plain form (or as an :class:`Exchange`).
         """
         records: list[PredictionRecord] = []
         answers: list[Exchange] = []
         sinks = self.sinks
-        for exchange in exchanges:
+        for exchange in map(Exchange._make, exchanges):
             if exchange.shadow:
                 answers.append(exchange)
                 continue

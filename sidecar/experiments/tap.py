@@ -2,7 +2,7 @@
 
 A :class:`ShadowTap` is the :class:`~sidecar.experiments.shadow.Shadow`'s
 ``on_response``: once per mirror sent, it turns the answer into an
-:class:`~sidecar.records.Exchange` flagged ``shadow`` and hands it to
+exchange flagged ``shadow`` (in its plain form, :data:`~sidecar.records.ExchangeFields`) and hands it to
 ``put``. Inline, that is the capture hand-off's
 :meth:`~sidecar.capture.handoff.Handoff.put_spare`, on the proxy's loop,
 and the answer travels as control's captures do. In process mode the Shadow
@@ -45,7 +45,7 @@ from collections.abc import Callable
 from time import time
 
 from sidecar.experiments.shadow import ShadowResponse
-from sidecar.records import Exchange
+from sidecar.records import ExchangeFields
 
 __all__ = ["ShadowTap", "answer_status"]
 
@@ -75,7 +75,7 @@ class ShadowTap:
 
     __slots__ = ("put", "variant", "dropped")
 
-    def __init__(self, put: Callable[[Exchange], bool], *, variant: str) -> None:
+    def __init__(self, put: Callable[[ExchangeFields], bool], *, variant: str) -> None:
         self.put = put
         self.variant = variant
         self.dropped = 0
@@ -84,17 +84,18 @@ class ShadowTap:
         status = answer_status(response)
         latency = response.latency_seconds
         captured = response.captured
-        # Positional, in Exchange's field order, as the capture hand-off builds its own.
+        # The plain form, in Exchange's field order, as the capture hand-off builds its own.
+        exchange: ExchangeFields
         if captured is None:
-            exchange = Exchange(
+            exchange = (
                 response.request_id,
                 time() - latency,
                 "",
                 "",
-                [],
+                (),
                 b"",
                 status,
-                [],
+                (),
                 b"",
                 latency,
                 self.variant,
@@ -105,15 +106,15 @@ class ShadowTap:
                 True,
             )
         else:
-            exchange = Exchange(
+            exchange = (
                 response.request_id,
                 captured.timestamp,
                 captured.method,
                 captured.path,
-                captured.headers,
+                tuple(captured.headers),
                 captured.body,
                 status,
-                response.headers,
+                tuple(response.headers),
                 # A body past the Shadow's bound was not kept: an answer that cannot be read.
                 b"" if response.body is None or response.outcome != "sent" else response.body,
                 latency,

@@ -52,7 +52,7 @@ from sidecar.plane import frames
 from sidecar.plane.asgi import call_app
 from sidecar.plane.mirror import MirrorFlags, RemoteSampler, ServingMirror
 from sidecar.prometheus import create_registry
-from sidecar.records import Exchange
+from sidecar.records import SHADOW, ExchangeFields
 from sidecar.upstream.client import UpstreamClient
 
 __all__ = ["NICENESS", "main"]
@@ -246,7 +246,7 @@ class MonitoringProcess:
             except Exception:  # process() already fails open per exchange; this is a bug
                 logger.exception("monitoring: a batch failed; continuing")
             # The challenger's answers are not captures: the serving side counts captures sent, and so does this.
-            self.processed += sum(not exchange.shadow for exchange in batch)
+            self.processed += sum(not exchange[SHADOW] for exchange in batch)
             # Let scrapes, admin calls and the evaluator in between batches.
             await asyncio.sleep(0)
         deadline = loop.time() + s.flush_timeout_seconds
@@ -310,7 +310,7 @@ class MonitoringProcess:
             await asyncio.sleep(_PROGRESS_SECONDS)
 
 
-def _deliver(parts: Components, exchange: Exchange) -> bool:
+def _deliver(parts: Components, exchange: ExchangeFields) -> bool:
     """A challenger's answer to the capture worker, which gives it to the comparison; never refused."""
     parts.worker.process([exchange])
     return True

@@ -38,6 +38,7 @@ from sidecar.plane import frames
 from sidecar.plane.mirror import serving_state
 from sidecar.plane.shadow import RemoteShadow
 from sidecar.prometheus import counter, gauge
+from sidecar.records import SHADOW
 from sidecar.serving.flags import Flags
 from sidecar.serving.metrics import ServingCounts
 
@@ -307,7 +308,7 @@ class MonitorLink:
             batch = await queue.get(_BATCH, _BATCH_BYTES)
             writer = self._data
             # The challenger's answers (sidecar.experiments.tap) travel with the captures but are none.
-            captures = sum(not exchange.shadow for exchange in batch)
+            captures = sum(not exchange[SHADOW] for exchange in batch)
             if writer is None or writer.is_closing():
                 dropped["monitor_restart"] += captures
                 continue
@@ -387,7 +388,7 @@ class MonitorLink:
         # What could not be handed over in time is lost to monitoring: count it (the captures; the challenger's
         # answers are none).
         left = queue.get_nowait(queue.qsize())
-        self.capture.metrics.dropped["queue_full"] += sum(not exchange.shadow for exchange in left)
+        self.capture.metrics.dropped["queue_full"] += sum(not exchange[SHADOW] for exchange in left)
         if shadow is not None:
             shadow.drop(shadow.get_nowait(shadow.queued), "dropped_shutdown")
         writer = self._data

@@ -283,9 +283,10 @@ async def test_the_handoff_is_a_bounded_fifo_that_wakes_its_consumer() -> None:
     assert not waiting.done()
     assert all(handoff.put_nowait(_exchange(name)) for name in "abc")
     assert not handoff.put_nowait(_exchange("d"))  # full: refused, never blocks
-    assert [e.request_id for e in await waiting] == ["a", "b"]
+    # The hand-off holds exchanges in their plain form: e[0] is the request id.
+    assert [e[0] for e in await waiting] == ["a", "b"]
     assert handoff.qsize() == 1
-    assert [e.request_id for e in handoff.get_nowait(64)] == ["c"]
+    assert [e[0] for e in handoff.get_nowait(64)] == ["c"]
     assert handoff.empty() and handoff.get_nowait(64) == []
     with pytest.raises(ValueError):
         Handoff(maxsize=0)
@@ -309,7 +310,7 @@ async def test_a_full_queue_drops_the_capture_and_counts_it() -> None:
             variant="primary",
             probability=1.0,
         )
-    assert [e.request_id for e in capture.queue.get_nowait(64)] == ["kept"]
+    assert [e[0] for e in capture.queue.get_nowait(64)] == ["kept"]
     assert capture.metrics.dropped["queue_full"] == 1
 
 

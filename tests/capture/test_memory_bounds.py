@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from sidecar.capture.handoff import Capture, Handoff, exchange_bytes
-from sidecar.records import Exchange, PredictionRecord
+from sidecar.records import Exchange, ExchangeFields, PredictionRecord
 from sidecar.sampling import RandomSampler
 from sidecar.server import Sidecar
 from tests.capture.workers import kserve_worker
@@ -105,7 +105,8 @@ async def test_one_exchange_larger_than_the_bound_still_passes_an_empty_queue() 
     handoff = Handoff(maxsize=100, max_bytes=64 * KIB)
     assert handoff.put_nowait(large("big", 100 * KIB))
     assert not handoff.put_nowait(large("second", 10))  # the queue is over its bound: nothing joins
-    assert [e.request_id for e in handoff.get_nowait(64)] == ["big"]
+    # The hand-off holds exchanges in their plain form: e[0] is the request id.
+    assert [e[0] for e in handoff.get_nowait(64)] == ["big"]
     assert handoff.nbytes == 0 and handoff.put_nowait(large("next", 10))
     with pytest.raises(ValueError, match="max_bytes"):
         Handoff(maxsize=1, max_bytes=0)
@@ -116,9 +117,9 @@ async def test_the_worker_takes_a_bounded_amount_of_payload_at_a_time() -> None:
     for i in range(6):
         assert handoff.put_nowait(large(f"r{i}", 400 * KIB))
     # 1 MiB a batch: two of 400 KiB, never the whole queue at once.
-    assert [e.request_id for e in handoff.get_nowait(64, MIB)] == ["r0", "r1"]
-    assert [e.request_id for e in await handoff.get(64, 100 * KIB)] == ["r2"]  # at least one, whatever its size
-    assert [e.request_id for e in handoff.get_nowait(64)] == ["r3", "r4", "r5"]
+    assert [e[0] for e in handoff.get_nowait(64, MIB)] == ["r0", "r1"]
+    assert [e[0] for e in await handoff.get(64, 100 * KIB)] == ["r2"]  # at least one, whatever its size
+    assert [e[0] for e in handoff.get_nowait(64)] == ["r3", "r4", "r5"]
     assert handoff.empty() and handoff.nbytes == 0
 
     capture = Capture(RandomSampler(1.0), model="iris", max_bytes=MIB, queue_size=100)
@@ -170,7 +171,7 @@ class Held:
         self._get = sidecar.capture.queue.get
         monkeypatch.setattr(sidecar.capture.queue, "get", self._held)
 
-    async def _held(self, limit: int, max_bytes: int | None = None) -> list[Exchange]:
+    async def _held(self, limit: int, max_bytes: int | None = None) -> list[ExchangeFields]:
         self.waiting.set()
         await self.released.wait()
         return await self._get(limit, max_bytes)

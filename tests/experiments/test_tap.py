@@ -71,7 +71,7 @@ async def test_an_answer_to_a_captured_request_carries_controls_request_and_the_
             await wait_until(lambda: capture.queue.qsize() == 5)
         finally:
             await shadow.close(asyncio.get_running_loop().time() + 5)
-    queued = capture.queue.get_nowait(10)
+    queued = [Exchange._make(e) for e in capture.queue.get_nowait(10)]
     assert [e.request_id for e in queued if not e.shadow] == ["r-1", "r-3"]
     by_id = {answer.request_id: answer for answer in queued if answer.shadow}
     captured, uncaptured = by_id["r-1"], by_id["r-2"]
@@ -79,7 +79,7 @@ async def test_an_answer_to_a_captured_request_carries_controls_request_and_the_
     assert (captured.method, captured.path, captured.request_headers, captured.request_body) == (
         "POST",
         "/v1/models/m:predict",
-        JSON,
+        tuple(JSON),  # queued as a tuple, as the hand-off queues every exchange
         b"7",
     )
     assert (captured.timestamp, captured.request_id_generated, captured.probability) == (1_764_144_638.0, True, 1.0)
@@ -115,7 +115,7 @@ async def test_answers_without_a_complete_response_get_the_status_the_proxy_woul
         await wait_until(lambda: capture.queue.qsize() == 3)
     finally:
         await down.close(asyncio.get_running_loop().time() + 5)
-    statuses = {answer.request_id: answer.status_code for answer in capture.queue.get_nowait(10)}
+    statuses = {answer.request_id: answer.status_code for answer in map(Exchange._make, capture.queue.get_nowait(10))}
     assert statuses == {"failed": 500, "slow": 504, "refused": 502}
 
 

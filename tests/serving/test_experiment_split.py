@@ -28,7 +28,7 @@ from sidecar.experiments.definition import experiment_from_mapping
 from sidecar.experiments.routing import Router
 from sidecar.experiments.units import FeatureUnit
 from sidecar.protocols import AdapterOptions
-from sidecar.records import PredictionRecord
+from sidecar.records import Exchange, PredictionRecord
 from sidecar.sampling import RandomSampler
 from sidecar.serving.arms import Split
 from sidecar.serving.flags import Flags
@@ -191,7 +191,7 @@ async def test_the_fallback_flag_wins_and_the_router_is_not_called() -> None:
         assert running.requests("fallback") == 11
         assert len(running.models["control"].bodies) + len(running.models["treatment"].bodies) == 1
         # Captured in no arm: no unit.
-        exchanges = running.capture.queue.get_nowait(100)
+        exchanges = [Exchange._make(e) for e in running.capture.queue.get_nowait(100)]
         assert [(e.variant, e.unit) for e in exchanges[1:]] == [("fallback", None)] * 11
         # Cleared, the experiment routes again.
         running.flags.set("use_fallback_model", False, source="api")
@@ -294,7 +294,7 @@ async def test_a_proxy_without_an_experiment_captures_no_unit_or_segment() -> No
                 await predict(port, [("x-user-id", "u-1"), ("x-country", "fr")])
         finally:
             await client.close()
-    [exchange] = capture.queue.get_nowait(10)
+    [exchange] = map(Exchange._make, capture.queue.get_nowait(10))
     assert exchange.unit is None
     worker = CaptureWorker(
         capture, OPTIONS, Anonymizer((), "hash"), [], model_name="m", model_version=None, version_header=b"x"
