@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import statistics
 import tempfile
@@ -178,7 +179,9 @@ class Run:
         return [r for r in self.results[mode] if r.connections == connections]
 
 
-def run(duration: float, warmup: float, rounds: int, settings: Mapping[str, str]) -> Run:
+def run(
+    duration: float, warmup: float, rounds: int, settings: Mapping[str, str], *, challenger_idle: bool = False
+) -> Run:
     """Start the upstream and the challenger, then a fresh sidecar per mode and round, measured one at a time."""
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
@@ -207,6 +210,11 @@ def run(duration: float, warmup: float, rounds: int, settings: Mapping[str, str]
                     env["SIDECAR_EXPERIMENT_PATH"] = str(paths[mode])
                 # A fresh sidecar each time: no idle sidecar competes for the cores, and
                 # the shadow's backlog from one round is drained before the next target runs.
+                # A stand-in for a challenger on cores of its own, in shadow mode only (in split mode it serves
+                # clients): its work runs only when nothing else wants a core.
+                idle = challenger_idle and mode == "shadow"
+                policy = os.SCHED_IDLE if idle else os.SCHED_OTHER
+                os.sched_setscheduler(upstreams[-1], policy, os.sched_param(0))
                 with _sidecar(tmp, upstream_port, port, env) as pid:
                     out.results[mode] += _measure(mode, port, pid, (*upstreams, pid), script, duration, warmup)
                     requests, mirrors = _settled(admin_port)
@@ -343,6 +351,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of none, split and shadow (default 3)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON to PATH")
     parser.add_argument(
+        "--challenger-idle",
+        action="store_true",
+        help="run the challenger's nginx at SCHED_IDLE, as a stand-in for a challenger on cores of its own (by"
+        " default it competes with the proxy, wrk and control for the machine's cores, and its CPU counts against"
+        " shadow mode's latency)",
+    )
+    parser.add_argument(
         "--sidecar-env",
         action="append",
         default=[],
@@ -360,13 +375,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = sidecar_settings(parser, args.sidecar_env, PROXY_ONLY)
     if "SIDECAR_EXPERIMENT_PATH" in settings:
         parser.error("--sidecar-env SIDECAR_EXPERIMENT_PATH: the benchmark writes the experiment files itself")
-    result = run(args.duration, args.warmup, args.rounds, settings)
+    result = run(args.duration, args.warmup, args.rounds, settings, challenger_idle=args.challenger_idle)
+    if args.challenger_idle:
+        print("the challenger's nginx ran at SCHED_IDLE (--challenger-idle)")
     print(report(result, settings))
     if args.json is not None:
         payload = {
             "duration_seconds": args.duration,
             "rounds": args.rounds,
             "sidecar_settings": settings,
+            "challenger_idle": args.challenger_idle,
             "max_ratio": MAX_RATIO,
             "runs": {mode: [asdict(r) for r in runs] for mode, runs in result.results.items()},
             "targets": [{"what": what, "ratio": ratio, "met": met} for what, ratio, met in targets(result)],
