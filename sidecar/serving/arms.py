@@ -33,7 +33,7 @@ from sidecar.upstream.client import UpstreamClient
 if TYPE_CHECKING:
     # Types only: the proxy's imports stay what they were (no payload adapters, no experiment code) until the
     # assembly builds an experiment's parts and hands them over.
-    from sidecar.experiments.routing import Route, Router
+    from sidecar.experiments.routing import Pick, Router
     from sidecar.experiments.shadow import MirrorQueue
     from sidecar.experiments.units import FeatureUnit
 
@@ -59,8 +59,8 @@ class Split:
 
         split = Split(Router(experiment), (primary, challenger), metrics)  # a header: key, or none
         split = Split(router, clients, metrics, units=FeatureUnit("user_id", worker.options))  # feature:user_id
-        routed = split.route(scope["headers"], scope["path"], body)  # body: None when it is streamed
-        client, route_metrics, variant = split.arms[routed.variant_index]
+        index, unit = split.route(scope["headers"], scope["path"], body)  # body: None when it is streamed
+        client, route_metrics, variant = split.arms[index]
     """
 
     __slots__ = ("router", "arms", "control", "_units")
@@ -93,16 +93,18 @@ class Split:
             raise ValueError(f"units read a feature from the body, but the assignment has {shown}")
         self._units = units
 
-    def route(self, headers: Headers, path: str, body: bytes | None) -> Route:
+    def route(self, headers: Headers, path: str, body: bytes | None) -> Pick:
         """The arm of one request, counted by the router; ``body`` is the whole body, or None when it is streamed.
 
-        Only a ``feature:`` key reads ``path`` and ``body``; a streamed body has no unit then, and a coin
-        chooses its arm (counted in ``router.randomised``), as for any request without one.
+        The arm's index in :attr:`arms`, and the request's unit (None: a coin chose), as
+        :meth:`Router.pick` gives them. Only a ``feature:`` key reads ``path`` and ``body``; a streamed
+        body has no unit then, and a coin chooses its arm (counted in ``router.randomised``), as for any
+        request without one.
         """
         units = self._units
         if units is None:
-            return self.router.route(headers)
-        return self.router.route(headers, None if body is None else units.find(path, headers, body))
+            return self.router.pick(headers)
+        return self.router.pick(headers, None if body is None else units.find(path, headers, body))
 
 
 class Mirror:

@@ -147,14 +147,31 @@ def test_a_shadow_experiment_does_not_route() -> None:
         Router(shadow)
 
 
+def test_a_pick_is_the_route_as_a_pair_counted_alike() -> None:
+    # Two routers with the same coins: one asked for routes, the other for picks, as the proxy asks.
+    by_route, by_pick = Router(_experiment(), rng=random.Random(4)), Router(_experiment(), rng=random.Random(4))
+    for i in range(2_000):
+        headers = [*HEADERS, (b"x-user-id", f"u-{i}".encode())] if i % 7 else HEADERS
+        route = by_route.route(headers)
+        assert by_pick.pick(headers) == (route.variant_index, route.unit)
+    assert by_pick.keyed == by_route.keyed and by_pick.randomised == by_route.randomised
+    assert sum(by_pick.randomised) == 286
+    feature = Router(_experiment(key="feature:user_id"))
+    assert feature.pick([], feature=4021.0) == (feature.route([], feature="4021").variant_index, b"4021")
+    # A coin's pick is made once per arm, as its route is: nothing is allocated for it.
+    assert len({id(by_pick.pick(HEADERS)) for _ in range(200)}) == 2
+
+
 def test_the_cost_per_request_is_about_a_microsecond() -> None:
-    # On the proxy's request path. About 1.0 µs with a header key, 0.25 µs for a coin here (see the report);
-    # the bounds leave room for a busy machine.
+    # On the proxy's request path. About 0.5 µs a pick with a header key (0.7 µs a route), 0.2 µs for a
+    # coin here (see the report); the bounds leave room for a busy machine.
     router = Router(_experiment(), rng=random.Random(1))
     keyed = [*HEADERS, (b"x-user-id", b"user-1234567890")]
     calls = 20_000
     per_call = min(timeit.repeat(lambda: router.route(keyed), number=calls, repeat=5)) / calls
     assert per_call < 10e-6
+    per_pick = min(timeit.repeat(lambda: router.pick(keyed), number=calls, repeat=5)) / calls
+    assert per_pick < 10e-6
     per_coin = min(timeit.repeat(lambda: router.route(HEADERS), number=calls, repeat=5)) / calls
     assert per_coin < 5e-6
 
