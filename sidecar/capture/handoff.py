@@ -313,7 +313,7 @@ class Capture:
             self.metrics.dropped["too_large"] += 1
             return
         # The plain form, in Exchange's field order, the headers as tuples: nothing in it is mutable, so the cyclic
-        # collector untracks it the first time it sees it, however long it stays queued (see Exchange).
+        # collector soon untracks it, and no full collection walks it however long it stays queued (see Exchange).
         exchange: ExchangeFields = (
             request_id,
             timestamp,

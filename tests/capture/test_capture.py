@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import socket
 from pathlib import Path
@@ -343,3 +344,33 @@ def test_captured_names_the_exchange_queued_last_for_the_mirror_that_follows_it(
     submit("c", body=None)  # too large: not captured either
     assert capture.captured("b") is None and capture.captured("c") is None
     assert (capture.metrics.dropped["queue_full"], capture.metrics.dropped["too_large"]) == (1, 1)
+
+
+def test_a_queued_exchange_is_untracked_by_the_cyclic_collector() -> None:
+    # Under a backlog the queue holds thousands of exchanges: tracked, each collection of the proxy's
+    # heap would walk them all (see sidecar.records.Exchange). Headers as the proxy passes them, lists
+    # of tuples, as uvicorn and the upstream client give them.
+    capture = Capture(RandomSampler(1.0), model="m", max_bytes=100, queue_size=10)
+    capture.submit(
+        request_id="r-1",
+        request_id_generated=False,
+        timestamp=0.0,
+        method="POST",
+        path="/predict",
+        request_headers=[(b"content-type", b"application/json"), (b"x-user-id", b"u-1")],
+        request_body=b"{}",
+        status_code=200,
+        response_headers=[(b"content-type", b"application/json")],
+        response_body=b"{}",
+        latency_seconds=0.001,
+        variant="primary",
+        probability=0.5,
+        unit="u-1",
+    )
+    # A tuple is untracked once what it holds is: the first collection untracks the header pairs and the
+    # headers, the second the exchange that holds them. After that no collection walks it.
+    gc.collect()
+    gc.collect()
+    [queued] = capture.queue.get_nowait(10)
+    assert not gc.is_tracked(queued)
+    assert Exchange._make(queued).request_headers == ((b"content-type", b"application/json"), (b"x-user-id", b"u-1"))
