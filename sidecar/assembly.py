@@ -73,6 +73,7 @@ from sidecar.serving.arms import Mirror, Split
 from sidecar.serving.flags import Flags, fallback_gauge
 from sidecar.serving.metrics import ProxyMetrics, ServingCounts
 from sidecar.serving.proxy import ProxyApp
+from sidecar.serving.saturation import Saturation
 from sidecar.sinks import LogMetrics, Sink, build_sinks
 from sidecar.store import PredictionStore
 from sidecar.upstream.client import UpstreamClient
@@ -162,6 +163,8 @@ class Assembly:
     # Inline, a shadow experiment's mirror to the challenger: the server starts it, and closes it after the
     # drain. In process mode the monitoring process sends the mirrors, which the link hands over.
     shadow: Shadow | None
+    # Shadow mode: the proxy's load, sampled by the server while it runs (sidecar.serving.saturation).
+    saturation: Saturation | None
     outgoing: tuple[UpstreamClient, ...]
     proxy_app: ProxyApp
     admin_app: Starlette
@@ -244,6 +247,7 @@ def assemble(settings: Settings) -> Assembly:
         experiments,
         comparison,
         None if trial.mirror is None else _local(trial.mirror.shadow),
+        trial.saturation,
         outgoing,
         proxy_app,
         admin_app,
@@ -298,6 +302,7 @@ def _assemble_serving(
         None,
         None,
         None,
+        trial.saturation,
         outgoing,
         proxy_app,
         admin_app,
@@ -717,6 +722,8 @@ class ServingExperiment:
     # The treatments' upstreams (split mode): opened and closed with the other outgoing clients.
     clients: tuple[UpstreamClient, ...] = ()
     metrics: TrafficMetrics | None = None
+    # Shadow mode: the proxy's load, which the server samples, and while it is high no request is mirrored.
+    saturation: Saturation | None = None
 
     @property
     def router(self) -> Router | None:
@@ -738,7 +745,10 @@ def _outcomes(shadow: MirrorQueue) -> Callable[[], Mapping[Outcome, int]]:
 
 
 def build_shadow(
-    settings: Settings, parts: Components, put: Callable[[ExchangeFields], bool]
+    settings: Settings,
+    parts: Components,
+    put: Callable[[ExchangeFields], bool],
+    saturation: Saturation | None = None,
 ) -> tuple[Shadow, ShadowTap] | None:
     """A shadow experiment's sender of mirrors to the challenger, and its tap, which turns each answer into an
     exchange for the comparison and gives it to ``put`` (:mod:`sidecar.experiments.tap`); else None.
@@ -762,6 +772,7 @@ def build_shadow(
         timeout=settings.shadow_timeout_seconds,
         queue_size=settings.shadow_queue_size,
         queue_max_bytes=settings.shadow_queue_max_bytes,
+        saturation=saturation,
     )
     return shadow, tap
 
@@ -776,6 +787,8 @@ def _serving_experiment(
     model = settings.model_name
     if experiment.mode == "shadow":
         mirror: MirrorQueue
+        # Mirrors are best-effort: while the proxy has no time to spare, they are dropped and counted.
+        saturation = None if settings.shadow_max_cpu == 0 else Saturation(settings.shadow_max_cpu)
         if settings.monitoring_plane == "process":
             # The proxy only queues the mirrors; the monitoring process sends them (sidecar.plane.shadow).
             mirror = RemoteShadow(
@@ -783,15 +796,20 @@ def _serving_experiment(
                 queue_size=settings.shadow_queue_size,
                 queue_max_bytes=settings.shadow_queue_max_bytes,
                 captured=parts.capture.captured,
+                saturation=saturation,
             )
             traffic = TrafficMetrics(model, experiment, shadow=mirror)
         else:
             # Each answer goes onto the capture hand-off's spare half, for the comparison on the worker.
-            built = build_shadow(settings, parts, parts.capture.queue.put_spare)
+            built = build_shadow(settings, parts, parts.capture.queue.put_spare, saturation)
             assert built is not None  # shadow mode
             mirror, tap = built
             traffic = TrafficMetrics(model, experiment, shadow=mirror, tap=tap)
-        return ServingExperiment(mirror=Mirror(mirror, max_body_bytes=settings.shadow_queue_max_bytes), metrics=traffic)
+        return ServingExperiment(
+            mirror=Mirror(mirror, max_body_bytes=settings.shadow_queue_max_bytes),
+            metrics=traffic,
+            saturation=saturation,
+        )
     clients = tuple(
         client if v.upstream is None else _upstream_client(settings, v.upstream) for v in experiment.variants
     )

@@ -409,6 +409,9 @@ class Settings:
     shadow_timeout_seconds: float = _env(_parse_float(0.0, 3600.0, low_open=True), 10.0)
     shadow_queue_size: int = _env(_parse_int(1, 10_000_000), 1000)
     shadow_queue_max_bytes: int = _env(_parse_int(1024, 1 << 40), 16 << 20)
+    # The serving process's CPU, as a share of one core, above which mirrors are dropped (serving comes
+    # first; sidecar.serving.saturation); 0: never.
+    shadow_max_cpu: float = _env(_parse_float(0.0), 0.8)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -134,6 +134,8 @@ class Sidecar:
         self._experiments = built.experiments
         self._comparison = built.comparison
         self._shadow = built.shadow
+        self._saturation = built.saturation
+        self._sampling: asyncio.Task[None] | None = None
         self._background: list[asyncio.Task[None]] = []
         proxy_guard = ConnectionGuard("proxy", _limits(settings, settings.max_connections))
         admin_guard = ConnectionGuard("admin", _limits(settings, settings.admin_max_connections))
@@ -273,6 +275,8 @@ class Sidecar:
         # walk it on every full collection (measured: a full collection of the monitoring heap
         # stalled the loop for 44 ms). Objects made later are collected as before.
         gc.freeze()
+        if self._saturation is not None:
+            self._sampling = asyncio.create_task(self._saturation.run(), name="saturation")
         self._tasks = [
             asyncio.create_task(self._proxy.serve(sockets=[proxy_sock]), name="proxy-server"),
             asyncio.create_task(self._admin.serve(sockets=[admin_sock]), name="admin-server"),
@@ -304,6 +308,7 @@ class Sidecar:
         # "shutting down") stay answerable until the proxy is done.
         self._proxy.should_exit = True
         await proxy_task
+        await self._stop_sampling()
         if self._shadow is not None:
             # The drained requests' mirrors, within the flush budget; what misses it is counted dropped_shutdown.
             await self._shadow.close(deadline=asyncio.get_running_loop().time() + self.settings.flush_timeout_seconds)
@@ -333,9 +338,16 @@ class Sidecar:
         for client in self._outgoing:
             await client.close()
 
+    async def _stop_sampling(self) -> None:
+        if self._sampling is not None:
+            self._sampling.cancel()
+            await asyncio.gather(self._sampling, return_exceptions=True)
+            self._sampling = None
+
     async def _abort(self) -> None:
         self._proxy.should_exit = self._admin.should_exit = True
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._stop_sampling()
         if self._shadow is not None:
             await self._shadow.close(deadline=asyncio.get_running_loop().time())
         await self._close_monitoring(asyncio.get_running_loop().time())

@@ -313,6 +313,7 @@ RICH = {
     "SIDECAR_SHADOW_TIMEOUT_SECONDS": "2.5",
     "SIDECAR_SHADOW_QUEUE_SIZE": "200",
     "SIDECAR_SHADOW_QUEUE_MAX_BYTES": "4194304",
+    "SIDECAR_SHADOW_MAX_CPU": "0.9",
 }
 SECRETS = {"SIDECAR_ADMIN_TOKEN": "hunter2", "SIDECAR_PII_SALT": "a-long-random-secret-value"}
 # Shown with only its password masked.

@@ -520,8 +520,8 @@ def experiments() -> list[PanelBuilder]:
         graph(
             "Shadow mirrors by outcome",
             "Copies of requests sent to the challenger per second, by outcome (shadow mode): sent, error, timeout, "
-            "dropped_queue_full, dropped_too_large, dropped_shutdown, dropped_restart. Client responses are never "
-            "affected.",
+            "dropped_queue_full, dropped_too_large, dropped_shutdown, dropped_restart, dropped_busy (the proxy had "
+            "no time to spare). Client responses are never affected.",
             [
                 (
                     f"sum by (experiment, outcome) ({rate('mlsidecar_shadow_requests_total')})",

@@ -24,6 +24,8 @@ Each mirror ends in exactly one outcome, counted in :attr:`Shadow.outcomes`
                          its deadline passed
 ``dropped_restart``      process mode: handed to a monitoring process that ended before it
                          reported the mirror's outcome (:mod:`sidecar.plane.shadow`)
+``dropped_busy``         not queued: the serving process was saturated (with ``saturation``,
+                         :mod:`sidecar.serving.saturation`): serving comes first
 =======================  ======================================================================
 
 Every mirror that was sent (``sent``, ``error``, ``timeout``) reaches the
@@ -68,18 +70,28 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Final, Literal, NamedTuple, get_args
+from typing import TYPE_CHECKING, Final, Literal, NamedTuple, get_args
 
 from sidecar.exceptions import UpstreamError, UpstreamTimeout
 from sidecar.records import Exchange, Headers
 from sidecar.upstream.client import UpstreamClient, UpstreamResponse
+
+if TYPE_CHECKING:
+    from sidecar.serving.saturation import Saturation
 
 __all__ = ["OUTCOMES", "Captured", "MirrorQueue", "MirrorRequest", "Outcome", "Sent", "Shadow", "ShadowResponse"]
 
 logger = logging.getLogger("sidecar.experiments.shadow")
 
 Outcome = Literal[
-    "sent", "error", "timeout", "dropped_queue_full", "dropped_too_large", "dropped_shutdown", "dropped_restart"
+    "sent",
+    "error",
+    "timeout",
+    "dropped_queue_full",
+    "dropped_too_large",
+    "dropped_shutdown",
+    "dropped_restart",
+    "dropped_busy",
 ]
 OUTCOMES: Final[tuple[Outcome, ...]] = get_args(Outcome)
 Sent = Literal["sent", "error", "timeout"]
@@ -157,6 +169,7 @@ class MirrorQueue:
     ``queued_bytes``) when it leaves their queue.
 
     ``outcomes`` counts the mirrors that ended here, by outcome, every outcome from 0.
+    With ``saturation``, :meth:`submit` drops every mirror while it is busy (``dropped_busy``).
     """
 
     def __init__(
@@ -166,6 +179,7 @@ class MirrorQueue:
         queue_size: int,
         queue_max_bytes: int,
         captured: Callable[[str], Exchange | None] | None = None,
+        saturation: Saturation | None = None,
     ) -> None:
         for name, value in (("queue_size", queue_size), ("queue_max_bytes", queue_max_bytes)):
             if value < 1:
@@ -173,6 +187,7 @@ class MirrorQueue:
         self.experiment = experiment
         self.outcomes: dict[Outcome, int] = dict.fromkeys(OUTCOMES, 0)
         self._captured = captured
+        self._saturation = saturation
         self._queue_size = queue_size
         self._queue_max_bytes = queue_max_bytes
         # Mirrors queued here and not yet taken off, and their bodies' bytes.
@@ -189,6 +204,10 @@ class MirrorQueue:
         """
         if self._closing:
             self.outcomes["dropped_shutdown"] += 1
+            return
+        saturation = self._saturation
+        if saturation is not None and saturation.busy:
+            self.outcomes["dropped_busy"] += 1
             return
         if body is None or len(body) > self._queue_max_bytes:
             self.outcomes["dropped_too_large"] += 1
@@ -273,9 +292,14 @@ class Shadow(MirrorQueue):
         queue_max_bytes: int,
         max_body_bytes: int = 1 << 20,
         captured: Callable[[str], Exchange | None] | None = None,
+        saturation: Saturation | None = None,
     ) -> None:
         super().__init__(
-            experiment=experiment, queue_size=queue_size, queue_max_bytes=queue_max_bytes, captured=captured
+            experiment=experiment,
+            queue_size=queue_size,
+            queue_max_bytes=queue_max_bytes,
+            captured=captured,
+            saturation=saturation,
         )
         for name, value in (("concurrency", concurrency), ("max_body_bytes", max_body_bytes)):
             if value < 1:

@@ -92,7 +92,8 @@ class TrafficMetrics(Collector):
             mirrors = CounterMetricFamily(
                 PREFIX + "shadow_requests_total",
                 "Requests mirrored to the shadow experiment's challenger, by outcome: sent, error (5xx or a failed "
-                "exchange), timeout, dropped_queue_full, dropped_too_large, dropped_shutdown, dropped_restart.",
+                "exchange), timeout, dropped_queue_full, dropped_too_large, dropped_shutdown, dropped_restart, "
+                "dropped_busy.",
                 labels=("model", "experiment", "outcome"),
             )
             for outcome, n in shadow.totals().items():

@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping
 
 from sidecar.experiments.shadow import OUTCOMES, MirrorQueue, MirrorRequest, Outcome
 from sidecar.records import Exchange
+from sidecar.serving.saturation import Saturation
 
 __all__ = ["RemoteShadow"]
 
@@ -65,9 +66,14 @@ class RemoteShadow(MirrorQueue):
         queue_size: int,
         queue_max_bytes: int,
         captured: Callable[[str], Exchange | None] | None = None,
+        saturation: Saturation | None = None,
     ) -> None:
         super().__init__(
-            experiment=experiment, queue_size=queue_size, queue_max_bytes=queue_max_bytes, captured=captured
+            experiment=experiment,
+            queue_size=queue_size,
+            queue_max_bytes=queue_max_bytes,
+            captured=captured,
+            saturation=saturation,
         )
         self._pending: deque[MirrorRequest] = deque()
         self._waiter: asyncio.Future[None] | None = None

@@ -14,6 +14,7 @@ import pytest
 from sidecar.experiments.shadow import OUTCOMES, MirrorRequest, Outcome
 from sidecar.plane.shadow import RemoteShadow
 from sidecar.records import Exchange
+from sidecar.serving.saturation import Saturation
 
 pytestmark = pytest.mark.anyio
 
@@ -118,3 +119,16 @@ async def test_mirrors_never_handed_over_are_counted_as_given() -> None:
     shadow.drop(shadow.get_nowait(2), "dropped_restart")
     shadow.drop(shadow.get_nowait(shadow.queued), "dropped_shutdown")
     assert shadow.totals() == counts(dropped_restart=2, dropped_shutdown=1)
+
+
+async def test_a_busy_proxy_queues_no_mirror_and_counts_each() -> None:
+    saturation = Saturation(limit=0.8)
+    shadow = RemoteShadow(experiment="shadow-v2", queue_size=10, queue_max_bytes=1 << 20, saturation=saturation)
+    submit(shadow, "r-1")
+    saturation.busy = True  # as a sample of a saturated window sets it
+    submit(shadow, "r-2")
+    submit(shadow, "r-3")
+    saturation.busy = False
+    submit(shadow, "r-4")
+    assert [m.request_id for m in shadow.get_nowait(10)] == ["r-1", "r-4"]
+    assert shadow.totals() == counts(dropped_busy=2)
