@@ -63,6 +63,7 @@ from benchmarks.proxy_overhead import (
     _nginx,
     _stop,
     _tail,
+    sidecar_environment,
     sidecar_settings,
 )
 
@@ -170,23 +171,6 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def _environment(tmp: Path, settings: Mapping[str, str], upstream_port: int, port: int, mode: str) -> dict[str, str]:
-    # As proxy_overhead's sidecar: only the benchmark's own SIDECAR_* settings apply.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIDECAR_")}
-    env.update(settings)
-    env.update(
-        SIDECAR_UPSTREAM_URL=f"http://{HOST}:{upstream_port}",
-        SIDECAR_LISTEN_HOST=HOST,
-        SIDECAR_LISTEN_PORT=str(port),
-        SIDECAR_ADMIN_HOST=HOST,
-        SIDECAR_ADMIN_PORT=str(_free_port()),
-        SIDECAR_LOG_LEVEL="warning",
-        SIDECAR_SHUTDOWN_TIMEOUT_SECONDS="2",
-        SIDECAR_STATE_DIR=str(tmp / f"state-{mode}"),
-    )
-    return env
-
-
 @contextlib.contextmanager
 def _running(cmd: Sequence[str], env: Mapping[str, str], port: int, log: Path, startup: float) -> Iterator[int]:
     """Start the sidecar; yield its pid once it listens on ``port``; stop it after."""
@@ -288,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stack.enter_context(_nginx(tmp, which, block, port))
         for mode in modes:
             port = _free_port()
-            env = _environment(tmp, settings, upstream, port, mode)
+            env = sidecar_environment(settings, upstream_port=upstream, port=port, state_dir=tmp / f"state-{mode}")
             if mode == "split":
                 path = tmp / "experiment-split.yaml"
                 path.write_text(definition("split", f"http://{HOST}:{challenger}"))

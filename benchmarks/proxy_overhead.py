@@ -50,7 +50,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["RunResult", "Summary", "main", "parse_wrk", "sidecar_settings", "summarize"]
+__all__ = ["RunResult", "Summary", "main", "parse_wrk", "sidecar_environment", "sidecar_settings", "summarize"]
 
 HOST = "127.0.0.1"
 # (threads, connections): one connection shows the latency a request pays;
@@ -323,11 +323,14 @@ def _nginx(tmp: Path, name: str, server_block: str, port: int) -> Iterator[int]:
         _stop(process, workers)
 
 
-@contextlib.contextmanager
-def _sidecar(tmp: Path, upstream_port: int, port: int, settings: Mapping[str, str]) -> Iterator[int]:
-    """Run ``python -m sidecar serve`` in front of the upstream; yield its pid."""
-    # Only the benchmark's own SIDECAR_* settings apply, whatever the caller's
-    # shell has, so two runs of the same command measure the same thing.
+def sidecar_environment(
+    settings: Mapping[str, str], *, upstream_port: int, port: int, state_dir: Path, shutdown_seconds: float = 2.0
+) -> dict[str, str]:
+    """The environment of a benchmark's ``python -m sidecar serve``: ``settings`` on 127.0.0.1, nothing else.
+
+    Only the benchmark's own ``SIDECAR_*`` settings apply, whatever the caller's shell has, so two runs
+    of the same command measure the same thing. The admin port is ``settings``' or a free one.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIDECAR_")}
     env.update(settings)
     env.update(
@@ -337,9 +340,16 @@ def _sidecar(tmp: Path, upstream_port: int, port: int, settings: Mapping[str, st
         SIDECAR_ADMIN_HOST=HOST,
         SIDECAR_ADMIN_PORT=settings.get("SIDECAR_ADMIN_PORT", str(_free_port())),
         SIDECAR_LOG_LEVEL="warning",
-        SIDECAR_SHUTDOWN_TIMEOUT_SECONDS="2",
-        SIDECAR_STATE_DIR=str(tmp / f"state-{port}"),  # the prediction store, thrown away with the run
+        SIDECAR_SHUTDOWN_TIMEOUT_SECONDS=f"{shutdown_seconds:g}",
+        SIDECAR_STATE_DIR=str(state_dir),  # the prediction store, thrown away with the run
     )
+    return env
+
+
+@contextlib.contextmanager
+def _sidecar(tmp: Path, upstream_port: int, port: int, settings: Mapping[str, str]) -> Iterator[int]:
+    """Run ``python -m sidecar serve`` in front of the upstream; yield its pid."""
+    env = sidecar_environment(settings, upstream_port=upstream_port, port=port, state_dir=tmp / f"state-{port}")
     with _serve_process([sys.executable, "-m", "sidecar", "serve"], port, tmp / "sidecar.log", env) as pid:
         yield pid
 

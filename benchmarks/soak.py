@@ -38,7 +38,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -61,6 +60,7 @@ from benchmarks.proxy_overhead import (
     _free_port,
     _nginx,
     _serve_process,
+    sidecar_environment,
     sidecar_settings,
 )
 
@@ -276,24 +276,19 @@ def _upstream(tmp: Path, port: int) -> Iterator[str]:
 @contextlib.contextmanager
 def _sidecar(tmp: Path, upstream_port: int, port: int, admin_port: int, settings: Mapping[str, str]) -> Iterator[int]:
     """``python -m sidecar serve`` with only this run's ``SIDECAR_*`` settings; yield its pid."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIDECAR_")}
-    env.update(
-        SIDECAR_SAMPLE_RATE="1",
-        SIDECAR_LOG_SINK=f"file:{tmp / 'predictions.jsonl'}",
+    defaults = {
+        "SIDECAR_SAMPLE_RATE": "1",
+        "SIDECAR_LOG_SINK": f"file:{tmp / 'predictions.jsonl'}",
         # Rotated, so no file grows without bound, and kept, so every line can be counted.
-        SIDECAR_LOG_FILE_MAX_BYTES=str(256 << 20),
-        SIDECAR_LOG_FILE_BACKUPS="100",
-    )
-    env.update(settings)
-    env.update(
-        SIDECAR_UPSTREAM_URL=f"http://{HOST}:{upstream_port}",
-        SIDECAR_LISTEN_HOST=HOST,
-        SIDECAR_LISTEN_PORT=str(port),
-        SIDECAR_ADMIN_HOST=HOST,
-        SIDECAR_ADMIN_PORT=str(admin_port),
-        SIDECAR_LOG_LEVEL="warning",
-        SIDECAR_SHUTDOWN_TIMEOUT_SECONDS="10",
-        SIDECAR_STATE_DIR=str(tmp / "state"),
+        "SIDECAR_LOG_FILE_MAX_BYTES": str(256 << 20),
+        "SIDECAR_LOG_FILE_BACKUPS": "100",
+    }
+    env = sidecar_environment(
+        {**defaults, **settings, "SIDECAR_ADMIN_PORT": str(admin_port)},
+        upstream_port=upstream_port,
+        port=port,
+        state_dir=tmp / "state",
+        shutdown_seconds=10,
     )
     with _serve_process([sys.executable, "-m", "sidecar", "serve"], port, tmp / "sidecar.log", env) as pid:
         yield pid
