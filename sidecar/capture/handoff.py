@@ -24,6 +24,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Iterable
+from itertools import chain
 
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -74,12 +75,16 @@ def exchange_bytes(exchange: ExchangeFields) -> int:
     """
     # An experiment's unit is left out: a copy of a request header's value or of a feature in a first body
     # message of at most 16 KiB, it is never larger than bytes counted here already.
-    size = _EXCHANGE_OVERHEAD + len(exchange[REQUEST_BODY]) + len(exchange[RESPONSE_BODY])
-    for headers in (exchange[REQUEST_HEADERS], exchange[RESPONSE_HEADERS]):
-        size += _HEADER_OVERHEAD * len(headers)
-        for name, value in headers:
-            size += len(name) + len(value)
-    return size
+    request, response = exchange[REQUEST_HEADERS], exchange[RESPONSE_HEADERS]
+    # The header bytes summed in C: a Python loop over the pairs was two len() calls a header, on every capture.
+    return (
+        _EXCHANGE_OVERHEAD
+        + len(exchange[REQUEST_BODY])
+        + len(exchange[RESPONSE_BODY])
+        + _HEADER_OVERHEAD * (len(request) + len(response))
+        + sum(map(len, chain.from_iterable(request)))
+        + sum(map(len, chain.from_iterable(response)))
+    )
 
 
 class CaptureMetrics(Collector):

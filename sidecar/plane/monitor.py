@@ -52,7 +52,7 @@ from sidecar.plane import frames
 from sidecar.plane.asgi import call_app
 from sidecar.plane.mirror import MirrorFlags, RemoteSampler, ServingMirror
 from sidecar.prometheus import create_registry
-from sidecar.records import SHADOW, ExchangeFields
+from sidecar.records import ExchangeFields
 from sidecar.upstream.client import UpstreamClient
 
 __all__ = ["NICENESS", "main"]
@@ -245,8 +245,8 @@ class MonitoringProcess:
                 worker.process(batch)
             except Exception:  # process() already fails open per exchange; this is a bug
                 logger.exception("monitoring: a batch failed; continuing")
-            # The challenger's answers are not captures: the serving side counts captures sent, and so does this.
-            self.processed += sum(not exchange[SHADOW] for exchange in batch)
+            # Captures only: the challenger's answers come to the worker here, from this process's Shadow.
+            self.processed += len(batch)
             # Let scrapes, admin calls and the evaluator in between batches.
             await asyncio.sleep(0)
         deadline = loop.time() + s.flush_timeout_seconds

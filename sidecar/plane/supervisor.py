@@ -38,7 +38,6 @@ from sidecar.plane import frames
 from sidecar.plane.mirror import serving_state
 from sidecar.plane.shadow import RemoteShadow
 from sidecar.prometheus import counter, gauge
-from sidecar.records import SHADOW
 from sidecar.serving.flags import Flags
 from sidecar.serving.metrics import ServingCounts
 
@@ -307,8 +306,9 @@ class MonitorLink:
             await self._ready.wait()
             batch = await queue.get(_BATCH, _BATCH_BYTES)
             writer = self._data
-            # The challenger's answers (sidecar.experiments.tap) travel with the captures but are none.
-            captures = sum(not exchange[SHADOW] for exchange in batch)
+            # Only captures: in this mode the challenger's answers (sidecar.experiments.tap) arrive in the
+            # monitoring process, which sends the mirrors, and never cross the hand-off.
+            captures = len(batch)
             if writer is None or writer.is_closing():
                 dropped["monitor_restart"] += captures
                 continue
@@ -385,10 +385,9 @@ class MonitorLink:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        # What could not be handed over in time is lost to monitoring: count it (the captures; the challenger's
-        # answers are none).
+        # What could not be handed over in time is lost to monitoring: count it.
         left = queue.get_nowait(queue.qsize())
-        self.capture.metrics.dropped["queue_full"] += sum(not exchange[SHADOW] for exchange in left)
+        self.capture.metrics.dropped["queue_full"] += len(left)
         if shadow is not None:
             shadow.drop(shadow.get_nowait(shadow.queued), "dropped_shutdown")
         writer = self._data
