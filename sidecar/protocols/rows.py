@@ -34,14 +34,15 @@ def unwrap_b64(value: Any) -> Any:
 
 def features_of(instance: Any, options: AdapterOptions) -> dict[str, Any]:
     """One row's features: an object by name, a list by position, a scalar as the first position."""
-    instance = unwrap_b64(instance)
-    if isinstance(instance, dict):
-        return {key: unwrap_b64(value) for key, value in instance.items()}
+    # A list first: it is the common row, and unwrap_b64 leaves a list as it is.
     if isinstance(instance, list):
         # Only a dict can be a {"b64": ...} value: most rows are plain numbers and need no unwrapping.
         if dict not in map(type, instance):
             return dict(zip(options.positional_names(len(instance)), instance, strict=True))
         return {options.feature_name(i): unwrap_b64(value) for i, value in enumerate(instance)}
+    instance = unwrap_b64(instance)
+    if isinstance(instance, dict):
+        return {key: unwrap_b64(value) for key, value in instance.items()}
     return {options.feature_name(0): instance}
 
 

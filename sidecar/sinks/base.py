@@ -61,6 +61,9 @@ class LogBatch:
         if not records:
             raise ValueError("a LogBatch needs at least one record")
         first = records[0]
+        if len(records) == 1:
+            # Most exchanges are one row: no list to build and copy into the tuple.
+            return cls(first.request_id, first.timestamp, (orjson.dumps(first.to_log()),))
         dumps = orjson.dumps
         return cls(first.request_id, first.timestamp, tuple([dumps(r.to_log()) for r in records]))
 
