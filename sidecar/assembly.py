@@ -753,9 +753,8 @@ def build_shadow(
     """A shadow experiment's sender of mirrors to the challenger, and its tap, which turns each answer into an
     exchange for the comparison and gives it to ``put`` (:mod:`sidecar.experiments.tap`); else None.
 
-    The
-    requests it is given carry what control's capture kept of them (:meth:`MirrorQueue.put`), or it finds
-    that itself when the proxy submits to it (inline, :func:`_serving_experiment`).
+    The requests it is given carry what control's capture kept of them (:meth:`MirrorQueue.put`, in the
+    monitoring process), or it finds that itself when the proxy submits to it (inline, :func:`_serving_experiment`).
     """
     experiment = parts.experiment
     if experiment is None or experiment.mode != "shadow":
