@@ -277,6 +277,35 @@ def _exchange(request_id: str) -> Exchange:
     return Exchange(request_id, 0.0, "POST", "/", [], b"{}", 200, [], b"{}", 0.001, "primary", "random", 1.0)
 
 
+def _submit(
+    capture: Capture,
+    request_id: str,
+    *,
+    body: bytes | None = b"{}",
+    request_headers: list[tuple[bytes, bytes]] | None = None,
+    response_headers: list[tuple[bytes, bytes]] | None = None,
+    probability: float = 1.0,
+    unit: str | None = None,
+) -> None:
+    """One finished exchange onto ``capture``, as the proxy submits it."""
+    capture.submit(
+        request_id=request_id,
+        request_id_generated=False,
+        timestamp=0.0,
+        method="POST",
+        path="/",
+        request_headers=request_headers or [],
+        request_body=body,
+        status_code=200,
+        response_headers=response_headers or [],
+        response_body=b"{}",
+        latency_seconds=0.001,
+        variant="primary",
+        probability=probability,
+        unit=unit,
+    )
+
+
 async def test_the_handoff_is_a_bounded_fifo_that_wakes_its_consumer() -> None:
     handoff = Handoff(maxsize=3)
     waiting = asyncio.create_task(handoff.get(limit=2))
@@ -296,52 +325,20 @@ async def test_the_handoff_is_a_bounded_fifo_that_wakes_its_consumer() -> None:
 async def test_a_full_queue_drops_the_capture_and_counts_it() -> None:
     capture = Capture(RandomSampler(1.0), model="m", max_bytes=100, queue_size=1)
     for request_id in ("kept", "dropped"):
-        capture.submit(
-            request_id=request_id,
-            request_id_generated=False,
-            timestamp=0.0,
-            method="POST",
-            path="/",
-            request_headers=[],
-            request_body=b"{}",
-            status_code=200,
-            response_headers=[],
-            response_body=b"{}",
-            latency_seconds=0.001,
-            variant="primary",
-            probability=1.0,
-        )
+        _submit(capture, request_id)
     assert [e[0] for e in capture.queue.get_nowait(64)] == ["kept"]
     assert capture.metrics.dropped["queue_full"] == 1
 
 
 def test_captured_names_the_exchange_queued_last_for_the_mirror_that_follows_it() -> None:
     capture = Capture(RandomSampler(1.0), model="m", max_bytes=100, queue_size=1)
-
-    def submit(request_id: str, body: bytes | None = b"{}") -> None:
-        capture.submit(
-            request_id=request_id,
-            request_id_generated=False,
-            timestamp=0.0,
-            method="POST",
-            path="/",
-            request_headers=[],
-            request_body=body,
-            status_code=200,
-            response_headers=[],
-            response_body=b"{}",
-            latency_seconds=0.001,
-            variant="primary",
-            probability=1.0,
-        )
-
     assert capture.captured("a") is None  # nothing captured yet
-    submit("a")
+    _submit(capture, "a")
     kept = capture.captured("a")
     assert kept is not None and kept.request_id == "a"
     assert capture.captured("b") is None  # "b" was sampled out: the last capture is another request's
-    submit("b")  # the queue is full: dropped, so not captured
-    submit("c", body=None)  # too large: not captured either
+    _submit(capture, "b")  # the queue is full: dropped, so not captured
+    _submit(capture, "c", body=None)  # too large: not captured either
     assert capture.captured("b") is None and capture.captured("c") is None
     assert (capture.metrics.dropped["queue_full"], capture.metrics.dropped["too_large"]) == (1, 1)
 
@@ -351,19 +348,11 @@ def test_a_queued_exchange_is_untracked_by_the_cyclic_collector() -> None:
     # heap would walk them all (see sidecar.records.Exchange). Headers as the proxy passes them, lists
     # of tuples, as uvicorn and the upstream client give them.
     capture = Capture(RandomSampler(1.0), model="m", max_bytes=100, queue_size=10)
-    capture.submit(
-        request_id="r-1",
-        request_id_generated=False,
-        timestamp=0.0,
-        method="POST",
-        path="/predict",
+    _submit(
+        capture,
+        "r-1",
         request_headers=[(b"content-type", b"application/json"), (b"x-user-id", b"u-1")],
-        request_body=b"{}",
-        status_code=200,
         response_headers=[(b"content-type", b"application/json")],
-        response_body=b"{}",
-        latency_seconds=0.001,
-        variant="primary",
         probability=0.5,
         unit="u-1",
     )

@@ -2,40 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).parents[2]
+from tests.test_layering import _loaded
 
 
 def test_the_assignment_loads_no_statistics() -> None:
-    code = (
-        "import sys\n"
-        "before = set(sys.modules)\n"
-        "import sidecar.experiments.assignment\n"
-        "print('\\n'.join(sorted(set(sys.modules) - before)))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    loaded = set(result.stdout.split())
+    loaded = _loaded("sidecar.experiments.assignment")
     assert "sidecar.experiments.assignment" in loaded
     heavy = {"numpy", "scipy", "sidecar.experiments.moments", "sidecar.experiments.compare"}
     assert not {name for name in loaded if name.partition(".")[0] in heavy or name in heavy}
     # The web stays out too: the definition is a file format, not a server part.
     assert not {name for name in loaded if name.split(".")[0] in ("uvicorn", "starlette", "httptools")}
-
-
-def _loaded(*modules: str) -> set[str]:
-    code = (
-        "import sys\n"
-        "before = set(sys.modules)\n"
-        f"import {', '.join(modules)}\n"
-        "print('\\n'.join(sorted(set(sys.modules) - before)))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return set(result.stdout.split())
 
 
 def test_the_wiring_modules_load_no_scipy() -> None:
