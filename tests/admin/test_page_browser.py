@@ -21,6 +21,7 @@ from sidecar.admin.markup import number, percent
 from sidecar.records import parse_rfc3339
 from tests.admin.browser import chromium, require_browser
 from tests.admin.scenario import drift_after, eventually, get_json, model, rows, send, write_reference
+from tests.experiments.scenario import SPLIT_BY_USER
 from tests.http import raw_request
 from tests.servers import run_server, run_sidecar
 
@@ -117,17 +118,6 @@ async def test_status_page_in_chromium(tmp_path: Path) -> None:
         assert problems == []
 
 
-EXPERIMENT = """\
-name: credit-v2
-variants:
-  control:   {weight: 0.5}
-  treatment: {weight: 0.5, upstream: "http://127.0.0.1:%d"}
-assignment: {key: "header:x-user-id"}
-metrics:
-  primary: [{name: conversion, source: outcome, kind: proportion}]
-  guardrails: [{name: error_rate, max_increase: 0.01}]
-mde: 0.05
-"""
 USERS = 160
 TOKEN = "browser-token"
 # The experiment section's tables as the page shows them: each body row's cells, as text.
@@ -151,7 +141,7 @@ async def test_experiment_section_in_chromium(tmp_path: Path) -> None:
     require_browser()
     async with run_server(model) as control, run_server(model) as treatment:
         definition = tmp_path / "experiment.yml"
-        definition.write_text(EXPERIMENT % treatment)
+        definition.write_text(SPLIT_BY_USER % treatment)
         env = {
             "SIDECAR_REFERENCE_PATH": str(write_reference(tmp_path / "reference.json")),
             "SIDECAR_LOG_SINK": "none",

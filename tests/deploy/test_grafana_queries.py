@@ -54,6 +54,7 @@ import orjson
 import pytest
 
 from tests.deploy.grafana import BUILTINS, load, queries, substitute, variables
+from tests.experiments.scenario import SPLIT_BY_USER
 from tests.http import raw_request
 from tests.integration.stack import (
     ALERTING_RULES,
@@ -72,17 +73,6 @@ Row = dict[str, Any]
 
 MODEL = "credit"
 EXPERIMENT_USERS = 40  # per replica
-SPLIT = """\
-name: credit-v2
-variants:
-  control:   {weight: 0.5}
-  treatment: {weight: 0.5, upstream: "http://127.0.0.1:%d"}
-assignment: {key: "header:x-user-id"}
-metrics:
-  primary: [{name: conversion, source: outcome, kind: proportion}]
-  guardrails: [{name: error_rate, max_increase: 0.01}]
-mde: 0.05
-"""
 SHADOW = """\
 name: credit-shadow
 mode: shadow
@@ -154,7 +144,8 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def sidecar_env(reference: Path, directory: Path, model_port: int, name: str, experiment: str) -> dict[str, str]:
-    """One sidecar's settings; ``experiment`` the definition it runs (SPLIT or SHADOW), the model server in it."""
+    """One sidecar's settings; ``experiment`` the definition it runs (SPLIT_BY_USER or SHADOW), ``%`` the model
+    server in it."""
     definition = directory / f"experiment-{name}.yml"
     definition.write_text(experiment % model_port)
     return {
@@ -265,10 +256,10 @@ async def test_every_panel_query_returns_data(tmp_path: Path, reference: Path) -
     ]
     async with run_server(model_server) as model_port:
         env = {"SIDECAR_ADMIN_TOKEN": "test-token"}
-        first = {**env, **sidecar_env(reference, tmp_path, model_port, "a", SPLIT)}
+        first = {**env, **sidecar_env(reference, tmp_path, model_port, "a", SPLIT_BY_USER)}
         second = {
             **env,
-            **sidecar_env(reference, tmp_path, model_port, "b", SPLIT),
+            **sidecar_env(reference, tmp_path, model_port, "b", SPLIT_BY_USER),
             "SIDECAR_METRICS_MAX_SERIES": "100",
         }
         shadowing = {**env, **sidecar_env(reference, tmp_path, model_port, "c", SHADOW)}

@@ -21,10 +21,33 @@ from sidecar.store import PredictionStore
 from tests.records import make_record
 from tests.store.support import T0
 
-__all__ = ["ARMS", "MODEL", "conversions", "definition", "exposures", "routing", "serving", "served"]
+__all__ = [
+    "ARMS",
+    "MODEL",
+    "SPLIT_BY_USER",
+    "conversions",
+    "definition",
+    "exposures",
+    "routing",
+    "serving",
+    "served",
+]
 
 ARMS = ("control", "treatment")
 MODEL = "ranker"
+# A split experiment's definition file, 50/50 by user, for the tests that run real sidecars (the status page
+# in Chromium, the Grafana queries in Prometheus); ``%`` the treatment's port.
+SPLIT_BY_USER = """\
+name: credit-v2
+variants:
+  control:   {weight: 0.5}
+  treatment: {weight: 0.5, upstream: "http://127.0.0.1:%d"}
+assignment: {key: "header:x-user-id"}
+metrics:
+  primary: [{name: conversion, source: outcome, kind: proportion}]
+  guardrails: [{name: error_rate, max_increase: 0.01}]
+mde: 0.05
+"""
 
 
 def definition(**overrides: Any) -> Experiment:
