@@ -457,6 +457,26 @@ async def test_file_sink_appends_valid_json_lines(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("earlier", "kept"),
+    [
+        (b'{"earlier":1}\n{"torn', [{"earlier": 1}]),  # a writer killed mid-line
+        (b'{"torn":', []),
+        (b'{"earlier":1}\n{"whole":2}', [{"earlier": 1}, {"whole": 2}]),  # only the newline missing
+        (b'{"long":"' + b"x" * 200_000, []),  # a torn line longer than one block read
+    ],
+)
+async def test_file_sink_starts_on_a_line_of_its_own(tmp_path: Path, earlier: bytes, kept: list[object]) -> None:
+    path = tmp_path / "predictions.jsonl"
+    path.write_bytes(earlier)
+    sink = FileSink(str(path), queue_size=100, max_bytes=0, backups=0)
+    await sink.start()
+    sink.offer(make_batch("new"))
+    await close_within(sink, 2)
+    *logged, last = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    assert (logged, last["request_id"]) == (kept, "new")
+
+
+@pytest.mark.parametrize(
     ("max_bytes", "sizes", "kept"),
     [
         (303, [303, 303, 202], range(12, 20)),  # three 101-byte lines fill a file exactly

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sys
 from abc import abstractmethod
@@ -21,11 +22,15 @@ from concurrent.futures import ThreadPoolExecutor
 from io import BufferedWriter
 from typing import BinaryIO, Literal
 
+import orjson
+
 from sidecar.exceptions import SidecarError
 from sidecar.sinks.base import DEFAULT_QUEUE_MAX_BYTES, Sink
 from sidecar.threads import lower_priority
 
 __all__ = ["StdoutSink", "FileSink"]
+
+logger = logging.getLogger("sidecar.sinks")
 
 # How long the first batch of a write waits for others. Each write costs a hop to the
 # sink's thread and back, and the thread's GIL hand-offs slow the event loop.
@@ -118,7 +123,10 @@ class FileSink(_ThreadedSink):
     unless one line alone is longer, which then has a file to itself.
     ``max_bytes=0`` never rotates; ``backups=0`` empties the file instead.
     Lines are whole: after a failed write the file is cut back to its last
-    complete line, and the next write reopens it.
+    complete line, and the next write reopens it. At start, half a line left
+    by a writer that was killed mid-write (a monitoring process restarted
+    after SIGKILL, say) is cut off too, so that the first new line does not
+    end up glued to it, both unreadable.
 
     Usage::
 
@@ -146,10 +154,26 @@ class FileSink(_ThreadedSink):
     async def start(self) -> None:
         """Open the file first, so that a wrong path stops start-up instead of failing every record."""
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._open, "ab")
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._open_whole)
         except OSError as exc:
             raise SidecarError(f"SIDECAR_LOG_SINK: cannot open log file {self.path}: {exc.strerror}") from exc
         await super().start()
+
+    def _open_whole(self) -> None:
+        file = self._open("ab")
+        tail = _last_line(self.path, self._size)
+        if not tail:
+            return
+        try:
+            orjson.loads(tail)
+        except orjson.JSONDecodeError:
+            os.truncate(self.path, self._size - len(tail))
+            self._size -= len(tail)
+            logger.warning("cut %d bytes of a half-written last line off %s", len(tail), self.path)
+        else:  # a whole line that only lacks its newline, perhaps from another tool: keep it
+            file.write(b"\n")
+            file.flush()
+            self._size += 1
 
     def _open(self, mode: Literal["ab", "wb"]) -> BufferedWriter:
         file = open(self.path, mode)  # closed in _rotate, _discard or _close_blocking
@@ -213,3 +237,22 @@ class FileSink(_ThreadedSink):
         if file is not None:
             with contextlib.suppress(OSError):
                 file.close()
+
+
+def _last_line(path: str, size: int) -> bytes:
+    """What follows the last newline in the first ``size`` bytes of ``path``."""
+    with open(path, "rb") as file:
+        # Read backwards in blocks: the line may be longer than one block, the file much longer still.
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            file.seek(start)
+            newline = file.read(end - start).rfind(b"\n")
+            if newline >= 0:
+                start += newline + 1
+                break
+            end = start
+        else:
+            start = 0
+        file.seek(start)
+        return file.read(size - start)

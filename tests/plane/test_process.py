@@ -68,7 +68,9 @@ async def _monitor_pid(admin_port: int) -> int | None:
 
 
 def _lines(log: Path) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in log.read_bytes().splitlines()] if log.exists() else []
+    # Read while the monitoring process writes: the last line may be half-written yet.
+    written = log.read_bytes() if log.exists() else b""
+    return [orjson.loads(line) for line in written[: written.rfind(b"\n") + 1].splitlines()]
 
 
 async def test_records_reach_the_sink_the_store_drift_and_quality_with_their_weights(
