@@ -19,6 +19,11 @@ Also printed, without a target: CPU per captured record, and the share of
 the exchanges each sidecar kept that reached the monitors (the rest were
 dropped and counted, as a busy monitoring side must).
 
+The machine's load drifts, so the run is in ``--rounds`` rounds (default 3),
+in the order nginx, naive, rates 0, 0.1, 1, then reversed, and so on; each
+figure is the median over the rounds, which one disturbed round does not move,
+and each round's own target values are printed too.
+
 Usage::
 
     python -m benchmarks.capture_overhead --duration 10
@@ -29,12 +34,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import statistics
 import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.proxy_overhead import (
@@ -42,6 +49,7 @@ from benchmarks.proxy_overhead import (
     _UPSTREAM_SERVER,
     HOST,
     LATENCY_CONNECTIONS,
+    LOADS,
     NAIVE,
     RESPONSE_BODY,
     THROUGHPUT_CONNECTIONS,
@@ -63,13 +71,18 @@ RATES = (0.0, 0.1, 1.0)
 
 @dataclass(frozen=True)
 class Run:
-    """One run: each rate's results, the baselines', and what each sidecar's capture did."""
+    """One run: each rate's figures, the baselines', and what each sidecar's capture did.
+
+    ``rates`` and ``baselines`` hold each target's median over the rounds at each load; ``every``
+    holds each round's own results, in the order measured.
+    """
 
     rates: dict[float, list[RunResult]]
     baselines: list[RunResult]  # nginx, and naive when aiohttp is installed
-    lines: dict[float, int]  # log lines written, after the sidecar stopped and flushed
+    lines: dict[float, int]  # log lines written, after the sidecar stopped and flushed (summed over the rounds)
     kept: dict[float, float]  # exchanges the sampler kept, and of them...
     dropped: dict[float, float]  # ...those dropped (counted) rather than monitored
+    every: list[list[RunResult]] = field(default_factory=list)  # each round's results
 
 
 def _capture_counts(admin_port: int) -> tuple[float, float]:
@@ -85,13 +98,16 @@ def _capture_counts(admin_port: int) -> tuple[float, float]:
     return captured + dropped, dropped
 
 
-def run(duration: float, warmup: float) -> Run:
-    """Measure the baselines, then each rate."""
-    rates: dict[float, list[RunResult]] = {}
-    lines: dict[float, int] = {}
-    kept: dict[float, float] = {}
-    dropped: dict[float, float] = {}
-    baselines: list[RunResult] = []
+def _rate_name(rate: float) -> str:
+    return f"rate {rate:g}"
+
+
+def run(duration: float, warmup: float, rounds: int = 1) -> Run:
+    """Measure the baselines and each rate, ``rounds`` times; each figure is the median over the rounds."""
+    lines: Counter[float] = Counter()
+    kept: dict[float, float] = dict.fromkeys(RATES, 0.0)
+    dropped: dict[float, float] = dict.fromkeys(RATES, 0.0)
+    every: list[list[RunResult]] = []
     upstream_port, nginx_port, naive_port = _free_port(), _free_port(), _free_port()
     with tempfile.TemporaryDirectory(prefix="sidecar-capture-bench-") as name, contextlib.ExitStack() as stack:
         tmp = Path(name)
@@ -103,23 +119,54 @@ def run(duration: float, warmup: float) -> Run:
         if importlib.util.find_spec("aiohttp") is not None:
             targets.append((NAIVE, naive_port, stack.enter_context(_naive(tmp, upstream_port, naive_port))))
         ours = (upstream_pid, *(pid for _, _, pid in targets))
-        for target, port, pid in targets:
-            baselines += _measure(target, port, pid, ours, script, duration, warmup)
-        for rate in RATES:
-            log = tmp / f"predictions-{rate}.jsonl"
-            admin_port = _free_port()
-            settings = {
-                "SIDECAR_SAMPLE_RATE": str(rate),
-                "SIDECAR_LOG_SINK": f"file:{log}",
-                "SIDECAR_ADMIN_PORT": str(admin_port),
-            }
-            port = _free_port()
-            with _sidecar(tmp, upstream_port, port, settings) as pid:
-                rates[rate] = _measure(f"rate {rate:g}", port, pid, (*ours, pid), script, duration, warmup)
-                time.sleep(1.0)  # the monitoring side's last batches, and its counters' next mirror
-                kept[rate], dropped[rate] = _capture_counts(admin_port)
-            lines[rate] = sum(1 for _ in log.open("rb")) if log.exists() else 0
-    return Run(rates, baselines, lines, kept, dropped)
+        for index in range(rounds):
+            results: list[RunResult] = []
+            # Baselines and rates, then the other way round: a load that drifts through the run
+            # weighs on every target alike.
+            order: list[str | float] = [*(target for target, _, _ in targets), *RATES]
+            for which in order if index % 2 == 0 else order[::-1]:
+                if isinstance(which, str):
+                    target, port, pid = next(t for t in targets if t[0] == which)
+                    results += _measure(target, port, pid, ours, script, duration, warmup)
+                    continue
+                rate = which
+                log = tmp / f"predictions-{rate}-{index}.jsonl"
+                admin_port = _free_port()
+                settings = {
+                    "SIDECAR_SAMPLE_RATE": str(rate),
+                    "SIDECAR_LOG_SINK": f"file:{log}",
+                    "SIDECAR_ADMIN_PORT": str(admin_port),
+                }
+                port = _free_port()
+                with _sidecar(tmp, upstream_port, port, settings) as pid:
+                    results += _measure(_rate_name(rate), port, pid, (*ours, pid), script, duration, warmup)
+                    time.sleep(1.0)  # the monitoring side's last batches, and its counters' next mirror
+                    counted = _capture_counts(admin_port)
+                kept[rate] += counted[0]
+                dropped[rate] += counted[1]
+                lines[rate] += sum(1 for _ in log.open("rb")) if log.exists() else 0
+                log.unlink(missing_ok=True)
+            every.append(results)
+    measured = [r for results in every for r in results]
+    baselines = [_median(measured, target, c) for target, _, _ in targets for _, c in LOADS]
+    rates = {rate: [_median(measured, _rate_name(rate), c) for _, c in LOADS] for rate in RATES}
+    return Run(rates, baselines, dict(lines), kept, dropped, every)
+
+
+def _median(results: Sequence[RunResult], target: str, connections: int) -> RunResult:
+    """``target``'s figures at ``connections``, each the median over the rounds (errors summed, other CPU the most)."""
+    runs = [r for r in results if r.target == target and r.connections == connections]
+    return RunResult(
+        target,
+        connections,
+        sum(r.requests for r in runs),
+        statistics.median(r.requests_per_second for r in runs),
+        statistics.median(r.p50_ms for r in runs),
+        statistics.median(r.p99_ms for r in runs),
+        statistics.median(r.cpu_us_per_request for r in runs),
+        sum(r.errors for r in runs),
+        max(r.other_cpu_cores for r in runs),
+    )
 
 
 @dataclass(frozen=True)
@@ -141,8 +188,8 @@ def ratios(results: Mapping[float, Sequence[RunResult]]) -> dict[float, RateRati
     for rate, runs in results.items():
         if rate == 0.0:
             continue
-        hi = _find(runs, f"rate {rate:g}", THROUGHPUT_CONNECTIONS)
-        lo = _find(runs, f"rate {rate:g}", LATENCY_CONNECTIONS)
+        hi = _find(runs, _rate_name(rate), THROUGHPUT_CONNECTIONS)
+        lo = _find(runs, _rate_name(rate), LATENCY_CONNECTIONS)
         per_record = (hi.cpu_us_per_request - base_hi.cpu_us_per_request) / rate
         out[rate] = RateRatios(
             throughput=hi.requests_per_second / base_hi.requests_per_second,
@@ -163,11 +210,17 @@ MAX_PROXY_CPU_TO_NAIVE = 0.5
 
 
 def targets(run: Run) -> list[tuple[str, float, str, bool]]:
-    """Each target: what, the measured value, the bound as text, whether it is met."""
-    base_lo = _find(run.rates[0.0], "rate 0", LATENCY_CONNECTIONS)
-    base_hi = _find(run.rates[0.0], "rate 0", THROUGHPUT_CONNECTIONS)
-    full_lo = _find(run.rates[1.0], "rate 1", LATENCY_CONNECTIONS)
-    full_hi = _find(run.rates[1.0], "rate 1", THROUGHPUT_CONNECTIONS)
+    """Each target: what, the value (of the medians over the rounds), the bound as text, whether it is met."""
+    return _targets(run.rates, run.baselines)
+
+
+def _targets(
+    rates: Mapping[float, Sequence[RunResult]], baselines: Sequence[RunResult]
+) -> list[tuple[str, float, str, bool]]:
+    base_lo = _find(rates[0.0], "rate 0", LATENCY_CONNECTIONS)
+    base_hi = _find(rates[0.0], "rate 0", THROUGHPUT_CONNECTIONS)
+    full_lo = _find(rates[1.0], "rate 1", LATENCY_CONNECTIONS)
+    full_hi = _find(rates[1.0], "rate 1", THROUGHPUT_CONNECTIONS)
     added = full_lo.p99_ms - base_lo.p99_ms
     out = [
         (f"rate 1 p99 at {LATENCY_CONNECTIONS} connection, ms above rate 0", added,
@@ -176,15 +229,15 @@ def targets(run: Run) -> list[tuple[str, float, str, bool]]:
          f"<= {MAX_P99_RATIO_AT_32:g}", full_hi.p99_ms / base_hi.p99_ms <= MAX_P99_RATIO_AT_32),
     ]  # fmt: skip
     for rate, bound in MIN_THROUGHPUT.items():
-        ratio = _find(run.rates[rate], f"rate {rate:g}", THROUGHPUT_CONNECTIONS).requests_per_second
+        ratio = _find(rates[rate], _rate_name(rate), THROUGHPUT_CONNECTIONS).requests_per_second
         ratio /= base_hi.requests_per_second
         out.append((f"rate {rate:g} throughput at {THROUGHPUT_CONNECTIONS} connections / rate 0's", ratio,
                     f">= {bound:g}", ratio >= bound))  # fmt: skip
-    nginx = _find(run.baselines, "nginx", THROUGHPUT_CONNECTIONS)
+    nginx = _find(baselines, "nginx", THROUGHPUT_CONNECTIONS)
     ratio = base_hi.requests_per_second / nginx.requests_per_second
     out.append(("proxy alone (rate 0) throughput / nginx's", ratio, f">= {MIN_PROXY_TO_NGINX:g}",
                 ratio >= MIN_PROXY_TO_NGINX))  # fmt: skip
-    naive = next((r for r in run.baselines if r.target == NAIVE and r.connections == THROUGHPUT_CONNECTIONS), None)
+    naive = next((r for r in baselines if r.target == NAIVE and r.connections == THROUGHPUT_CONNECTIONS), None)
     if naive is not None:
         ratio = base_hi.cpu_us_per_request / naive.cpu_us_per_request
         out.append(("proxy alone (rate 0) CPU per request / the naive proxy's", ratio,
@@ -193,7 +246,8 @@ def targets(run: Run) -> list[tuple[str, float, str, bool]]:
 
 
 def report(run: Run) -> str:
-    out = [f"{'target':>8} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>10} {'other CPU':>9}"]
+    out = [f"{'target':>8} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>10} {'other CPU':>9}"
+           f"   (medians over {len(run.every)} round(s); other CPU: the highest round)"]  # fmt: skip
     every = [*run.baselines, *(r for runs in run.rates.values() for r in runs)]
     for r in every:
         out.append(
@@ -204,6 +258,15 @@ def report(run: Run) -> str:
     out += ["", "targets, each against the same run:"]
     for what, value, bound, met in targets(run):
         out.append(f"  {what}: {value:.3f}  (target {bound}: {'met' if met else 'MISSED'})")
+    if len(run.every) > 1:
+        out += ["each round's own:"]
+        for index, results in enumerate(run.every, 1):
+            rates = {rate: [_find(results, _rate_name(rate), c) for _, c in LOADS] for rate in RATES}
+            baselines = [r for r in results if not r.target.startswith("rate ")]
+            values = "; ".join(
+                f"{value:.3f}{'' if met else ' MISSED'}" for _, value, _, met in _targets(rates, baselines)
+            )
+            out.append(f"  round {index}: {values}")
     out += ["", "capture, per rate (no target):"]
     for rate, measured in ratios(run.rates).items():
         monitored = 1 - run.dropped[rate] / run.kept[rate] if run.kept[rate] else float("nan")
@@ -220,8 +283,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.capture_overhead", description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured wrk run (default 10)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per target (default 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every target (default 3)")
     args = parser.parse_args(argv)
-    print(report(run(args.duration, args.warmup)))
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    print(report(run(args.duration, args.warmup, args.rounds)))
     return 0
 
 

@@ -6,7 +6,8 @@ connections:
 
 - ``none``: no experiment (``SIDECAR_EXPERIMENT_PATH`` unset), the baseline;
 - ``split``: a split experiment, 50/50 by ``header:x-user-id``; control is the
-  upstream, treatment a second nginx (the challenger) with the same answer;
+  upstream, treatment a second server with the same answer, in the upstream's
+  nginx worker (``--split-own-nginx``: a second nginx);
 - ``shadow``: a shadow experiment; every client gets the upstream's answer and
   a copy of each request goes to the challenger.
 
@@ -180,7 +181,13 @@ class Run:
 
 
 def run(
-    duration: float, warmup: float, rounds: int, settings: Mapping[str, str], *, challenger_idle: bool = False
+    duration: float,
+    warmup: float,
+    rounds: int,
+    settings: Mapping[str, str],
+    *,
+    challenger_idle: bool = False,
+    split_shared: bool = True,
 ) -> Run:
     """Start the upstream and the challenger, then a fresh sidecar per mode and round, measured one at a time."""
     for tool in ("wrk", "nginx"):
@@ -192,14 +199,26 @@ def run(
         tmp = Path(name)
         script = _write_wrk_script(tmp)
         upstreams = []
-        # The challenger is an nginx of its own, so the mirrors never queue behind control's requests.
-        for which, port in (("upstream", upstream_port), ("challenger", challenger_port)):
-            block = _UPSTREAM_SERVER.format(host=HOST, port=port, response=RESPONSE_BODY)
-            upstreams.append(stack.enter_context(_nginx(tmp, which, block, port)))
+        # The split's treatment is a second server of the upstream's nginx, on a port of its own: one
+        # worker serves both arms, as it serves all the traffic without an experiment, so the split's
+        # figure is the proxy's cost of splitting (a second pool, the arm's hash). A second nginx worker
+        # would compete for the same two cores as the proxy and wrk, which a treatment on cores of its
+        # own does not: the serving process then woke 1.2-1.4 times a request instead of 0.65-0.7, and
+        # --split-own-nginx measures that.
+        # The shadow's challenger is an nginx of its own, so the mirrors never queue behind control's requests.
+        treatment_port = _free_port()
+        servers = {
+            "upstream": (upstream_port, treatment_port) if split_shared else (upstream_port,),
+            "challenger": (challenger_port,),
+        }
+        for which, ports in servers.items():
+            block = "\n".join(_UPSTREAM_SERVER.format(host=HOST, port=port, response=RESPONSE_BODY) for port in ports)
+            upstreams.append(stack.enter_context(_nginx(tmp, which, block, ports[0])))
+        challengers = {"split": treatment_port if split_shared else challenger_port, "shadow": challenger_port}
         paths: dict[str, Path] = {}
         for mode in MODES[1:]:
             paths[mode] = tmp / f"experiment-{mode}.yaml"
-            paths[mode].write_text(definition(mode, f"http://{HOST}:{challenger_port}"))
+            paths[mode].write_text(definition(mode, f"http://{HOST}:{challengers[mode]}"))
         for index in range(rounds):
             # none, split, shadow, then the other way round: a load that drifts through
             # the run weighs on every mode alike.
@@ -358,6 +377,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         " shadow mode's latency)",
     )
     parser.add_argument(
+        "--split-own-nginx",
+        action="store_true",
+        help="serve the split's treatment from a second nginx (by default a second server of the upstream's nginx,"
+        " in the same worker), which then competes with the proxy, wrk and control for the machine's cores",
+    )
+    parser.add_argument(
         "--sidecar-env",
         action="append",
         default=[],
@@ -375,9 +400,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = sidecar_settings(parser, args.sidecar_env, PROXY_ONLY)
     if "SIDECAR_EXPERIMENT_PATH" in settings:
         parser.error("--sidecar-env SIDECAR_EXPERIMENT_PATH: the benchmark writes the experiment files itself")
-    result = run(args.duration, args.warmup, args.rounds, settings, challenger_idle=args.challenger_idle)
+    result = run(
+        args.duration,
+        args.warmup,
+        args.rounds,
+        settings,
+        challenger_idle=args.challenger_idle,
+        split_shared=not args.split_own_nginx,
+    )
     if args.challenger_idle:
         print("the challenger's nginx ran at SCHED_IDLE (--challenger-idle)")
+    if args.split_own_nginx:
+        print("the split's treatment had an nginx of its own (--split-own-nginx)")
     print(report(result, settings))
     if args.json is not None:
         payload = {
@@ -385,6 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rounds": args.rounds,
             "sidecar_settings": settings,
             "challenger_idle": args.challenger_idle,
+            "split_own_nginx": args.split_own_nginx,
             "max_ratio": MAX_RATIO,
             "runs": {mode: [asdict(r) for r in runs] for mode, runs in result.results.items()},
             "targets": [{"what": what, "ratio": ratio, "met": met} for what, ratio, met in targets(result)],
