@@ -261,7 +261,11 @@ class CaptureWorker:
         if exchange.request_id_generated and parsed.request_id:
             # The payload's own id (OIP "id") is the one the caller knows, and labels will quote it.
             request_id = parsed.request_id
-        version = parsed.model_version or self._header_version(exchange) or self.model_version
+        version = parsed.model_version
+        if not version:
+            # The version header (e.g. x-model-version) of the response, else the configured version.
+            value = exchange.header(self.version_header, response=True)
+            version = value.decode("latin-1") if value else self.model_version
         latency_ms = exchange.latency_seconds * 1000.0
         # Positional, in the field order of PredictionRecord: keywords cost twice as much, once per row.
         timestamp, model, variant, status, strategy, unit = (
@@ -275,33 +279,32 @@ class CaptureWorker:
         # A header's segment is the exchange's; a feature's is each row's, set below.
         header = self._segment_header
         segment = unit_text(exchange.header(header)) if header else None
-        records = [
-            PredictionRecord(
-                timestamp,
-                request_id,
-                i,
-                model,
-                version,
-                variant,
-                row.features,
-                row.prediction,
-                row.confidence,
-                row.scores,
-                latency_ms,
-                status,
-                strategy,
-                probability,
-                unit,
-                segment,
+        # A loop, not a comprehension: most exchanges are one row, and a comprehension is a function of its own
+        # (its setup cost a record's worth) that also turns these locals into slower closure cells.
+        records: list[PredictionRecord] = []
+        for i, row in enumerate(rows):
+            records.append(
+                PredictionRecord(
+                    timestamp,
+                    request_id,
+                    i,
+                    model,
+                    version,
+                    variant,
+                    row.features,
+                    row.prediction,
+                    row.confidence,
+                    row.scores,
+                    latency_ms,
+                    status,
+                    strategy,
+                    probability,
+                    unit,
+                    segment,
+                )
             )
-            for i, row in enumerate(rows)
-        ]
         feature = self._segment_feature
         if feature:
             for record in records:
                 record.segment = unit_text(record.features.get(feature))
         return records
-
-    def _header_version(self, exchange: Exchange) -> str | None:
-        value = exchange.header(self.version_header, response=True)
-        return value.decode("latin-1") if value else None

@@ -33,6 +33,7 @@ BINARY_HEADER = b"inference-header-content-length"
 _NON_JSON_TOKENS = (b"NaN", b"Infinity")
 _MAX_ENCODINGS = 4  # "gzip, gzip" is legal; a long chain is an attack
 _INT64_MIN, _UINT64_MAX = -(1 << 63), (1 << 64) - 1
+_UNPARSED: Any = object()  # Body.json() not called yet; JSON null parses to None
 
 
 def header(headers: HeaderList, name: bytes) -> bytes | None:
@@ -47,11 +48,12 @@ class Body:
     """One message body, content-decoded, with its JSON part parsed on first use.
 
     ``media_type`` is the lower-case ``Content-Type`` without parameters, e.g.
-    ``text/csv``; ``binary`` says the OIP binary-data extension split the body.
+    ``text/csv``; ``binary`` says the OIP binary-data extension split the body;
+    ``empty`` says there is nothing to read (whitespace only counts as nothing).
     ``json()`` parses once and caches, so detection and the adapter share one parse.
     """
 
-    __slots__ = ("data", "binary", "_content_type", "_json_part", "_parsed")
+    __slots__ = ("data", "binary", "empty", "_content_type", "_json_part", "_parsed")
 
     def __init__(self, headers: HeaderList, raw: bytes, max_bytes: int) -> None:
         # One pass over the headers for the three this needs: bodies are read twice per captured exchange.
@@ -70,8 +72,11 @@ class Body:
         self.data = raw if encoding is None else _decode(raw, encoding, max_bytes)
         self._content_type = content_type
         self.binary = length is not None  # the OIP binary-data extension is in use
-        self._json_part = self.data if length is None else _json_part(self.data, length)
-        self._parsed: tuple[Any] | None = None
+        self._json_part = data = self.data if length is None else _json_part(self.data, length)
+        # Set here rather than a property, since every reader asks. isspace() is False for b"" and
+        # checks the bytes strip() would remove, without copying.
+        self.empty = not data or data.isspace()
+        self._parsed: Any = _UNPARSED
 
     @property
     def media_type(self) -> str:
@@ -79,13 +84,6 @@ class Body:
         # Only CSV detection asks, so a JSON body never pays for it.
         content_type = self._content_type or b""
         return content_type.split(b";", 1)[0].strip().lower().decode("latin-1")
-
-    @property
-    def empty(self) -> bool:
-        """True when there is nothing to read (whitespace only counts as nothing)."""
-        data = self._json_part
-        # isspace() is False for b"" and checks the bytes strip() would remove, without copying.
-        return not data or data.isspace()
 
     @property
     def text(self) -> str:
@@ -97,9 +95,15 @@ class Body:
 
     def json(self) -> Any:
         """The JSON part, parsed. Raises ``PayloadError`` when it is not JSON."""
-        if self._parsed is None:
-            self._parsed = (loads(self._json_part),)
-        return self._parsed[0]
+        parsed = self._parsed
+        if parsed is _UNPARSED:
+            try:
+                parsed = orjson.loads(self._json_part)
+            except orjson.JSONDecodeError:
+                # A byte-order mark, TensorFlow Serving's tokens, or not JSON: loads() tells which.
+                parsed = loads(self._json_part)
+            self._parsed = parsed
+        return parsed
 
 
 def loads(data: bytes) -> Any:

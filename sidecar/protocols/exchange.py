@@ -22,7 +22,7 @@ from sidecar.protocols import generic, kserve, mlflow, oip, tfserving
 from sidecar.protocols.base import AdapterOptions, Inputs, Outputs, PayloadError
 from sidecar.protocols.bodies import Body
 from sidecar.protocols.predictions import interpret
-from sidecar.protocols.routes import detect_request, detect_response, path_version
+from sidecar.protocols.routes import detect_response, path_version, route_request
 from sidecar.protocols.rows import pair
 from sidecar.records import Exchange, Parsed
 
@@ -56,37 +56,36 @@ def parse_exchange(exchange: Exchange, options: AdapterOptions) -> Parsed:
         parsed = parse_exchange(exchange, AdapterOptions(protocol="open-inference-v2"))
         for i, row in enumerate(parsed.rows): ...
     """
+    # One function rather than a wrapper around a second: this runs once per captured exchange.
     try:
-        return _parse(exchange, options)
+        max_bytes = options.max_bytes
+        request = Body(exchange.request_headers, exchange.request_body, max_bytes)
+        if request.empty:
+            return Parsed([])
+        protocol = options.protocol
+        if protocol == "auto":
+            # Detection looks the path up anyway: take the path's version from the same look.
+            detected, version = route_request(exchange.path, request)
+            if detected is None:
+                return Parsed([])
+            protocol = detected
+        else:
+            version = path_version(exchange.path)
+        adapter = _ADAPTERS[protocol]
+        inputs = adapter.read_request(request, options)
+        if 200 <= exchange.status_code < 300:
+            response = Body(exchange.response_headers, exchange.response_body, max_bytes)
+            if not response.empty:
+                outputs = adapter.read_response(response, options, inputs.batched)
+                return Parsed(
+                    pair(inputs.rows, outputs.values, regression=options.regression),
+                    outputs.model_version or version,
+                    inputs.request_id or outputs.request_id,
+                )
+        return Parsed(pair(inputs.rows, None), version, inputs.request_id)
     except RecursionError:
         # Bodies are bounded in size, not in depth; a deep one is not worth reading.
         raise PayloadError("body is nested too deeply") from None
-
-
-def _parse(exchange: Exchange, options: AdapterOptions) -> Parsed:
-    request = Body(exchange.request_headers, exchange.request_body, options.max_bytes)
-    if request.empty:
-        return Parsed([])
-    protocol = options.protocol
-    if protocol == "auto":
-        detected = detect_request(exchange.path, request)
-        if detected is None:
-            return Parsed([])
-        protocol = detected
-    adapter = _ADAPTERS[protocol]
-    inputs = adapter.read_request(request, options)
-    outputs: Outputs | None = None
-    if 200 <= exchange.status_code < 300:
-        response = Body(exchange.response_headers, exchange.response_body, options.max_bytes)
-        if not response.empty:
-            outputs = adapter.read_response(response, options, inputs.batched)
-    if outputs is None:
-        return Parsed(pair(inputs.rows, None), path_version(exchange.path), inputs.request_id)
-    return Parsed(
-        rows=pair(inputs.rows, outputs.values, regression=options.regression),
-        model_version=outputs.model_version or path_version(exchange.path),
-        request_id=inputs.request_id or outputs.request_id,
-    )
 
 
 def response_confidence(

@@ -89,6 +89,9 @@ SCORE_KEYS = (
 )
 
 _ABSENT: Any = object()  # a missing member, distinct from a member that is null
+# Any value above this rules a vector out before its sum is taken (see _is_probability).
+_MAX_PROBABILITY = 2.0
+_EXACT_NUMBERS = frozenset((int, float))  # the number types of parsed JSON, without bool or subclasses
 
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__, and one or two
@@ -106,6 +109,14 @@ def interpret(value: Any, *, regression: bool = False) -> Outcome:
     """Read one row's output value by the rules in this module's docstring; ``regression`` as rule 3 says."""
     if regression and (number := _regression_value(value)) is not None:
         return Outcome(number)
+    # Parsed JSON holds exact types: dispatch on them first, with one test each; subclasses take the chain below.
+    kind = type(value)
+    if kind is dict:
+        return _object(value)
+    if kind is list:
+        return _list(value)
+    if kind is float:
+        return _number(value)
     if value is None or isinstance(value, bool | int | str):
         return Outcome(value)
     if isinstance(value, float):
@@ -158,19 +169,30 @@ def _number(p: float) -> Outcome:
 
 
 def _is_probability(vector: list[float]) -> bool:
-    if len(vector) < 2:
-        return False
-    for x in vector:
-        # Finite and non-negative; NaN fails the comparison.
-        if not 0.0 <= x < math.inf:
-            return False
-    return abs(math.fsum(vector) - 1.0) <= SUM_TOLERANCE
+    # Finite and non-negative, summing to about 1, with C-level passes. NaN: min and max skip a NaN
+    # anywhere but first (where it sticks and fails its comparison), and one the comparisons let
+    # through makes the sum NaN, which fails the last test; so any NaN still means False.
+    # Non-negative values of which one is above 2 cannot sum to about 1: saying so before the sum
+    # also keeps math.fsum from overflowing (it raises on [1e308, 1e308]).
+    return (
+        len(vector) >= 2
+        and min(vector) >= 0.0
+        and max(vector) <= _MAX_PROBABILITY
+        and abs(math.fsum(vector) - 1.0) <= SUM_TOLERANCE
+    )
 
 
 def _argmax(vector: list[float]) -> int | None:
+    """The index of the largest value: NaN never wins; the first of equal maxima does; None when all are NaN."""
+    if not vector:
+        return None
+    # max() keeps the first of equal values and, once past a non-NaN value, skips every NaN; so its
+    # answer is right unless the first value is NaN, the one case left to the loop below.
+    top = max(vector)
+    if top == top:
+        return vector.index(top)
     best: int | None = None
     for i, x in enumerate(vector):
-        # NaN never wins; the first of equal maxima does.
         if x == x and (best is None or x > vector[best]):
             best = i
     return best
@@ -181,12 +203,24 @@ def _list(values: list[Any]) -> Outcome:
         return Outcome()
     if len(values) == 1:
         return interpret(values[0])
+    kinds = set(map(type, values))
+    if kinds <= _EXACT_NUMBERS:
+        # Exact ints and floats, as parsed JSON holds them: _floats, _is_probability and _argmax
+        # below with C-level passes, one min and one max (see _is_probability for NaN).
+        numbers: list[float] = list(map(float, values)) if int in kinds else values[:]  # floats: just a copy
+        highest = max(numbers)
+        if min(numbers) >= 0.0 and highest <= _MAX_PROBABILITY and abs(math.fsum(numbers) - 1.0) <= SUM_TOLERANCE:
+            return Outcome(numbers.index(highest), highest, numbers)
+        if float in kinds:
+            return Outcome(_argmax(numbers), None, numbers)
+        return Outcome(values)
+    # Anything else (bool, a subclass, an object) takes the general path.
     vector = _floats(values)
     if vector is not None:
         if _is_probability(vector):
             top = _argmax(vector)
             return Outcome(top, None if top is None else vector[top], vector)
-        if any(isinstance(x, float) for x in values):
+        if any(issubclass(kind, float) for kind in kinds):
             return Outcome(_argmax(vector), None, vector)
         return Outcome(values)
     pairs = [_label_score(x) for x in values]
@@ -217,9 +251,9 @@ _KNOWN: dict[str, tuple[int, int]] = {
 }
 
 
-_PAST = max(map(len, (LABEL_KEYS, VOCAB_KEYS, SCORE_KEYS)))
+_PAST = max(map(len, (LABEL_KEYS, VOCAB_KEYS, SCORE_KEYS)))  # a rank after every known key's
 # How deep a regression value is looked for: [[{"prediction": [0.7]}]] and no deeper.
-_MAX_UNWRAP = 4  # a rank after every known key's
+_MAX_UNWRAP = 4
 
 
 def _known(obj: dict[str, Any]) -> tuple[Any, Any, Any]:
@@ -229,16 +263,22 @@ def _known(obj: dict[str, Any]) -> tuple[Any, Any, Any]:
     the list wins, and of keys equal but for case, the first in the object.
     One pass over the object's keys, which are few, rather than one lookup per known key.
     """
-    found: list[Any] = [_ABSENT, _ABSENT, _ABSENT]
-    ranks = [_PAST] * 3
+    # Three pairs of locals rather than two lists: this runs for every object output.
+    label = vocab = score = _ABSENT
+    label_rank = vocab_rank = score_rank = _PAST
     for key, value in obj.items():
         known = _KNOWN.get(key) if key.islower() else _KNOWN.get(key.lower())
         if known is not None:
             kind, rank = known
-            if rank < ranks[kind]:
-                ranks[kind] = rank
-                found[kind] = value
-    return found[0], found[1], found[2]
+            if kind == 0:
+                if rank < label_rank:
+                    label, label_rank = value, rank
+            elif kind == 1:
+                if rank < vocab_rank:
+                    vocab, vocab_rank = value, rank
+            elif rank < score_rank:
+                score, score_rank = value, rank
+    return label, vocab, score
 
 
 def _unwrap(value: Any) -> Any:
@@ -259,23 +299,28 @@ def _object(obj: dict[str, Any]) -> Outcome:
         # A vocabulary without scores says nothing about this row unless it is
         # one entry, as in TensorFlow estimators' "classes": ["1"].
         return Outcome(_unwrap(vocab) if isinstance(vocab, list) and len(vocab) == 1 else None)
-    single = _unwrap(score)
     if label is _ABSENT and isinstance(vocab, list) and len(vocab) == 1:
         label = vocab
-    if _is_number(single) and label is not _ABSENT:
-        # The score of the predicted label, not P(positive): it is the confidence as given.
-        p = float(single)
-        return Outcome(_unwrap(label), p if 0.0 <= p <= 1.0 else None, [p])
-    scored = interpret(score)
-    prediction = scored.prediction
     if label is not _ABSENT:
-        prediction = _unwrap(label)
-    elif isinstance(vocab, list) and scored.scores is not None and isinstance(prediction, int):
+        # _unwrap twice, written out: the common object (a label with its scores) comes this way.
+        if isinstance(label, list) and len(label) == 1:
+            label = label[0]
+        single = score[0] if isinstance(score, list) and len(score) == 1 else score
+        if _is_number(single):
+            # The score of the predicted label, not P(positive): it is the confidence as given.
+            p = float(single)
+            return Outcome(label, p if 0.0 <= p <= 1.0 else None, [p])
+    # interpret() builds a new Outcome on every path, so this one is free to take the prediction.
+    # Scores are most often a list, which goes straight to _list: interpret's answer for one.
+    scored = _list(score) if type(score) is list else interpret(score)
+    if label is not _ABSENT:
+        scored.prediction = label
+    elif isinstance(vocab, list) and scored.scores is not None and isinstance(scored.prediction, int):
         if len(vocab) == len(scored.scores):
-            prediction = vocab[prediction]
+            scored.prediction = vocab[scored.prediction]
         elif len(vocab) == 1:
-            prediction = vocab[0]
-    return Outcome(prediction, scored.confidence, scored.scores)
+            scored.prediction = vocab[0]
+    return scored
 
 
 def _unknown(obj: dict[str, Any]) -> Outcome:

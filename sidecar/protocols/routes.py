@@ -30,7 +30,7 @@ from sidecar.protocols.base import PayloadError
 from sidecar.protocols.bodies import Body
 from sidecar.protocols.mlflow import CSV_TYPES
 
-__all__ = ["detect_request", "detect_response", "path_version"]
+__all__ = ["detect_request", "detect_response", "path_version", "route_request"]
 
 _OIP = re.compile(r"/v2/models/[^/]+(?:/versions/(?P<version>[^/]+))?/infer")
 _TF = re.compile(r"/v1/models/[^/:]+(?:/versions/(?P<version>[0-9]+)|/labels/[^/:]+)?:predict")
@@ -72,11 +72,21 @@ def path_version(path: str) -> str | None:
 
 def detect_request(path: str, request: Body) -> str | None:
     """The protocol of a request by the rules above, or None."""
+    return route_request(path, request)[0]
+
+
+def route_request(path: str, request: Body) -> tuple[str | None, str | None]:
+    """:func:`detect_request`'s answer and :func:`path_version`'s, from one look at the path."""
+    name, version = _route(path)
     if request.binary:
-        return "open-inference-v2"
-    name, _ = _route(path)
+        return "open-inference-v2", version
     if name is not None:
-        return name
+        return name, version
+    return _request_shape(request), version
+
+
+def _request_shape(request: Body) -> str | None:
+    """Rules 5 to 7: the protocol a request's body says."""
     if request.media_type in CSV_TYPES:
         return "mlflow"
     try:

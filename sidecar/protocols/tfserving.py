@@ -46,7 +46,10 @@ def read_request(request: Body, options: AdapterOptions) -> Inputs:
 
 def read_response(response: Body, options: AdapterOptions, batched: bool) -> Outputs:
     document = response.json()
-    for key in ("predictions", "outputs"):
-        if isinstance(document, dict) and key in document:
-            return Outputs(batch_of(document[key]))
+    if isinstance(document, dict):
+        for key in ("predictions", "outputs"):
+            if key in document:
+                value = document[key]
+                # batch_of's answer for a list, the usual member, without the call.
+                return Outputs(value if type(value) is list else batch_of(value))
     raise PayloadError("expected a response object with 'predictions' or 'outputs'")
