@@ -127,16 +127,7 @@ class UpstreamResponse:
 
         A small response usually arrives with its headers, in one packet.
         """
-        if not self._complete:
-            return None
-        # _take() written out: this is the proxy's read of nearly every answer, and a call fewer per request.
-        if self._error is not None:
-            raise self._error
-        chunks = self._chunks
-        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
-        self._buffered = 0
-        return data
+        return self._take() if self._complete else None
 
     def _take(self) -> bytes:
         if self._error is not None:
@@ -204,13 +195,8 @@ class UpstreamResponse:
             # A HEAD response has no body whatever its Content-Length says;
             # the parser cannot be told, so the connection is not reused.
             self._finish(False)
-        else:
-            # _wake() written out: the caller waits for these headers on nearly every request.
-            waiter = self._waiter
-            if waiter is not None:
-                self._waiter = None
-                if not waiter.done():
-                    waiter.set_result(None)
+        elif self._waiter is not None:
+            self._wake()
 
     def on_body(self, body: bytes) -> None:
         if self._complete:
