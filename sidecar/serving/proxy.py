@@ -255,11 +255,7 @@ class ProxyApp:
                         exchange.held = size
                     else:
                         self._give_up_capture(exchange)
-                # _watch_later() written out, as the first receive() above: a call fewer per request.
-                exchange.receive = receive
-                self._young.add(exchange)
-                if self._sweep is None:
-                    self._sweep = loop.call_later(WATCH_AFTER_SECONDS, self._on_sweep)
+                self._watch_later(exchange, receive, loop)
             if split is not None:
                 # Decided here, before forwarding: a feature key's unit is in a whole first message; a
                 # streamed body has none, and a coin decides its arm.
